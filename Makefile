@@ -1,0 +1,49 @@
+# Mailkeep. `make run` serves the dashboard; `make test` runs every test. Both set up what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+HOST ?= 127.0.0.1
+PORT ?= 5000
+WORKERS ?= 2
+THREADS ?= 8
+# Debian packages the tests run against for real (make test installs them when root).
+TEST_PACKAGES := dovecot-imapd dovecot-pop3d chromium
+
+.PHONY: run test system-packages
+
+run: $(VENV)/.installed
+	@echo "Mailkeep: http://$(HOST):$(PORT)/  (Ctrl-C stops it)"
+	$(VENV)/bin/gunicorn --preload --workers $(WORKERS) --threads $(THREADS) --bind $(HOST):$(PORT) \
+		--no-control-socket --access-logfile - 'app:create_app()'
+
+test: $(VENV)/.installed-test system-packages
+	$(VENV)/bin/python -m pytest
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(call apt_install,python3-venv)
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(VENV)/bin/python
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+# Dovecot and Chromium come from Debian; without them the tests skip (or fail under CI=true).
+system-packages:
+	@missing=""; \
+	[ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || missing="$$missing dovecot-imapd"; \
+	[ -x /usr/lib/dovecot/pop3 ] || missing="$$missing dovecot-pop3d"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then $(call apt_install,$$missing); fi
+
+# apt-get install the given packages as root; otherwise say what to install and go on.
+define apt_install
+if [ "$$(id -u)" = 0 ]; then \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); \
+else \
+	echo "Not root, so not installing:$(1). Run: sudo apt-get install$(1)"; \
+fi
+endef

@@ -1,0 +1,71 @@
+"""Mailkeep: a team's dashboard for the IMAP and POP3 credentials its tools use.
+
+``create_app`` is the application factory (Flask's tutorial pattern):
+configuration, the database, CSRF protection, the blueprints.
+"""
+
+import logging
+import os
+
+from flask import Flask, g, redirect, url_for
+from flask_wtf.csrf import CSRFProtect
+
+import config
+import models
+from views import aliases, credentials, groups
+
+
+def create_app(test_config=None):
+    """Build the WSGI application.
+
+    `test_config` is a mapping that overrides the defaults and ``MAILKEEP_*``
+    environment variables. The instance folder (database, generated keys) is
+    ``instance/`` beside this file unless ``INSTANCE_PATH`` in `test_config`
+    or ``MAILKEEP_INSTANCE_PATH`` names another. Raises
+    config.ConfigurationError when the configuration cannot be used (a
+    malformed key, a bad deadline).
+    """
+    instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("MAILKEEP_INSTANCE_PATH")
+    app = Flask(__name__, instance_path=os.path.abspath(instance_path) if instance_path else None)
+    app.extensions["mailkeep.keyring"] = config.load(app, test_config)
+    # A CSRF token lives as long as the session, so a form left open for hours still saves.
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    models.bind(app.config["DATABASE_URL"])
+
+    @app.before_request
+    def open_database():
+        g.opened_database = models.db.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def close_database(exc):
+        # Close only what this request opened; a caller's own connection (a CLI command, a test) stays.
+        if g.pop("opened_database", False):
+            models.db.close()
+
+    CSRFProtect(app)
+    for blueprint in (credentials.bp, aliases.bp, groups.bp):
+        app.register_blueprint(blueprint)
+    app.add_url_rule("/", "home", lambda: redirect(url_for("credentials.index")))
+    app.add_template_filter(ago)
+
+    @app.after_request
+    def vary_on_htmx(response):
+        # The same URL answers a fragment or a page depending on this header; caches must know.
+        response.vary.add("HX-Request")
+        return response
+
+    return app
+
+
+def ago(moment, now=None):
+    """How long ago a naive UTC datetime was, in words: "just now", "5 min ago", "3 h ago", "2 days ago"."""
+    seconds = ((now or models.utcnow()) - moment).total_seconds()
+    if seconds < 60:
+        return "just now"
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit[:-1] if unit == 'days' and count == 1 else unit} ago"
+    return "just now"

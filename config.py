@@ -1,0 +1,86 @@
+"""Configuration: defaults, ``MAILKEEP_*`` environment variables, and keys kept in the instance folder.
+
+Precedence, lowest first: the defaults below, ``MAILKEEP_<NAME>`` environment
+variables (read by Flask's ``Config.from_prefixed_env``), then the mapping a
+test passes to ``create_app``. The Flask secret key and the encryption keys,
+when not configured, are generated once into files in the instance folder
+(mode 0600) and reused on every start.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import encryption
+
+DEFAULTS = {
+    # Seconds a whole connection test may take, from dialling to LOGOUT.
+    "CONNECTION_TEST_DEADLINE": 15.0,
+    # Extra PEM file of CA certificates trusted besides the system store.
+    "CA_FILE": None,
+    "PAGE_SIZE": 20,
+}
+
+SECRET_KEY_FILE = "secret_key"
+ENCRYPTION_KEYS_FILE = "encryption_keys"
+
+
+class ConfigurationError(RuntimeError):
+    """The configuration cannot be used; the message says what to fix."""
+
+
+def load(app, test_config=None):
+    """Fill ``app.config`` and return the encryption key ring.
+
+    Raises ConfigurationError when an encryption key is malformed or the
+    deadline is not a positive number of seconds.
+    """
+    instance = Path(app.instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    app.config.from_mapping(DEFAULTS, DATABASE_URL=f"sqlite:///{instance / 'mailkeep.db'}")
+    app.config.from_prefixed_env("MAILKEEP")
+    if test_config:
+        app.config.from_mapping(test_config)
+
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _read_or_create(instance / SECRET_KEY_FILE, secrets.token_hex)
+    # from_prefixed_env parses values as JSON, so a numeric key would arrive as a number.
+    app.config["SECRET_KEY"] = str(app.config["SECRET_KEY"])
+    keys_text = app.config.get("ENCRYPTION_KEYS") or _read_or_create(
+        instance / ENCRYPTION_KEYS_FILE, encryption.generate_key
+    )
+    try:
+        deadline = float(app.config["CONNECTION_TEST_DEADLINE"])
+        if deadline <= 0:
+            raise ValueError
+        app.config["CONNECTION_TEST_DEADLINE"] = deadline
+    except (TypeError, ValueError):
+        raise ConfigurationError("MAILKEEP_CONNECTION_TEST_DEADLINE must be a positive number of seconds")
+    try:
+        return encryption.KeyRing(encryption.parse_keys(str(keys_text)))
+    except encryption.InvalidKeyError as error:
+        raise ConfigurationError(f"MAILKEEP_ENCRYPTION_KEYS: {error}") from None
+
+
+def _read_or_create(path, generate):
+    """Return the stripped text of `path`, first writing ``generate()`` to it (mode 0600) if absent.
+
+    The value is written to a private temporary file and hard-linked into place,
+    which fails if the file appeared meanwhile, so when several workers start at
+    once exactly one value is kept and none of them reads a half-written file.
+    """
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(generate() + "\n")
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    text = path.read_text().strip()
+    if not text:
+        raise ConfigurationError(f"{path} is empty; restore it from your backup")
+    return text

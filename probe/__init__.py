@@ -1,0 +1,180 @@
+"""The connection test: dial a mail server, negotiate TLS, log in, check the folder, and say what failed.
+
+No Flask here: ``run()`` takes ``Settings`` and returns a ``Result`` with the
+steps, their timings and, on failure, a ``Cause``. It never takes longer than
+its deadline plus ``GRACE_SECONDS``, whatever the server does: every socket
+operation is limited to the time left, and a watchdog cuts the connection when
+the deadline passes, so a server dripping one byte a second cannot hold it.
+"""
+
+import dataclasses
+import logging
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import protocols
+
+from . import imap, network
+from .causes import Failure, describe
+from .result import FAILED, OK, Cause, Result, Settings, Step
+
+__all__ = ["Cause", "Result", "Settings", "Step", "run"]
+
+log = logging.getLogger(__name__)
+
+# How long after the deadline the watchdog waits before cutting the connection,
+# so a step whose socket timed out right at the deadline can report its own cause.
+GRACE_SECONDS = 0.5
+
+
+def run(settings, deadline=15.0, ca_file=None):
+    """Test `settings` against the real server and return a Result.
+
+    `deadline` is the wall-clock budget in seconds for the whole test;
+    `ca_file` an optional PEM file of extra trusted CA certificates. Never
+    raises for anything the server or network does; that is in the Result.
+    """
+    attempt = _Attempt(settings, deadline, ca_file)
+    worker = threading.Thread(target=attempt.execute, name="connection-test", daemon=True)
+    worker.start()
+    if not attempt.finished.wait(deadline + GRACE_SECONDS):
+        attempt.abort()
+    result = attempt.result()
+    log.info(
+        "connection test %s:%s as %s: %s",
+        settings.host, settings.port, settings.username, result.cause.code if result.cause else "ok",
+    )
+    return result
+
+
+def _plan(settings):
+    steps = [("resolve", "Resolve host"), ("connect", "Connect")]
+    if settings.security == protocols.IMPLICIT_TLS:
+        steps.append(("tls", "TLS handshake"))
+    return steps + imap.plan(settings.security)
+
+
+def _milliseconds_since(moment):
+    return round((time.monotonic() - moment) * 1000)
+
+
+class _Attempt:
+    """One running test: its steps, the socket in use, and the watchdog's handle on it.
+
+    ``execute`` runs in a worker thread; ``abort`` and ``result`` in the caller's.
+    The lock keeps the watchdog's verdict from being overwritten by the worker.
+    """
+
+    def __init__(self, settings, deadline, ca_file):
+        self.settings = settings
+        self.deadline = deadline
+        self.ca_file = ca_file
+        self.steps = {name: Step(name, title) for name, title in _plan(settings)}
+        self.started = time.monotonic()
+        self.sock = None  # what the current step talks over; replaced when TLS starts
+        self.current = None
+        self.failure = None
+        self.message_count = None
+        self.finished = threading.Event()
+        self._lock = threading.Lock()
+        self._aborted = False
+        self._kill_switch = None  # a duplicate of the TCP socket, to shut it down from the watchdog
+
+    def seconds_left(self):
+        return max(self.started + self.deadline - time.monotonic(), 0.01)
+
+    @contextmanager
+    def step(self, name):
+        """Run one step: limit the socket to the time left, time it, and turn errors into a Failure."""
+        if self._aborted:  # the watchdog has answered already; stop instead of dialling on
+            raise Failure("deadline_exceeded")
+        step = self.current = self.steps[name]
+        if self.sock is not None:
+            self.sock.settimeout(self.seconds_left())
+        began = time.monotonic()
+        try:
+            yield step
+        except Exception as error:
+            self._finish(step, FAILED, began)
+            if isinstance(error, Failure):
+                raise
+            raise network.classify(error, name, self.settings) from error
+        self._finish(step, OK, began)
+
+    def _finish(self, step, outcome, began):
+        with self._lock:
+            if not self._aborted:
+                step.outcome = outcome
+                step.duration_ms = _milliseconds_since(began)
+
+    def execute(self):
+        try:
+            self.message_count = self._converse()
+        except Failure as failure:
+            with self._lock:
+                if not self._aborted:
+                    self.failure = failure
+        except Exception:  # a bug of ours, not the server's: keep the worker's promise to finish
+            log.exception("connection test stopped unexpectedly")
+            with self._lock:
+                if not self._aborted:
+                    self.failure = Failure("protocol_error", reason="unexpected error in Mailkeep")
+        finally:
+            with self._lock:
+                for sock in (self.sock, self._kill_switch):
+                    if sock is not None:
+                        sock.close()
+            self.finished.set()
+
+    def _converse(self):
+        settings = self.settings
+        with self.step("resolve") as step:
+            addresses = network.resolve(settings.host, settings.port)
+            step.details = ", ".join(sockaddr[0] for _, sockaddr in addresses)
+        with self.step("connect") as step:
+            sock, sockaddr = network.connect(addresses, self.seconds_left)
+            with self._lock:
+                self.sock, self._kill_switch = sock, sock.dup()
+            step.details = network.format_address(sockaddr)
+        context = network.tls_context(self.ca_file)
+        if settings.security == protocols.IMPLICIT_TLS:
+            with self.step("tls") as step:
+                self.sock = context.wrap_socket(self.sock, server_hostname=settings.host)
+                step.details = network.describe_tls(self.sock)
+        return imap.converse(self, context)
+
+    def abort(self):
+        """The deadline passed: record it against the current step and cut the connection."""
+        with self._lock:
+            if self.finished.is_set():
+                return
+            self._aborted = True
+            self.failure = Failure("deadline_exceeded")
+            if self.current is not None:
+                self.current.outcome = FAILED
+                self.current.duration_ms = _milliseconds_since(self.started) - sum(
+                    step.duration_ms for step in self.steps.values() if step is not self.current
+                )
+            if self._kill_switch is not None:
+                try:
+                    self._kill_switch.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed by the peer
+
+    def result(self):
+        """A snapshot of the test so far, safe to use while the worker winds down."""
+        with self._lock:
+            steps = [dataclasses.replace(step) for step in self.steps.values()]
+            cause = None
+            if self.failure is not None:
+                where = self.current.title if self.current else "start"
+                cause = describe(self.failure, self.settings, deadline=self.deadline, step=where)
+            return Result(
+                settings=self.settings,
+                steps=steps,
+                elapsed_ms=_milliseconds_since(self.started),
+                cause=cause,
+                message_count=None if cause else self.message_count,
+            )

@@ -1,0 +1,153 @@
+"""The causes a connection test can name: stable codes, the field to blame, and the words users read.
+
+Hints never suggest turning certificate verification off; they point at the
+CA file or the right host name instead.
+"""
+
+import protocols
+
+from .result import REPLY_LENGTH, Cause
+
+CA_FILE_HINT = (
+    "If the server uses a certificate from your organisation's own certificate authority, "
+    "give Mailkeep that authority's certificate with MAILKEEP_CA_FILE. Verification stays on."
+)
+
+# code: (field to blame, message, hint); {host}, {port}, {folder}, {reason} ... come from the failure.
+CATALOGUE = {
+    "dns_not_found": (
+        "host",
+        "The host name {host} was not found{reason}.",
+        "Check the Host for typos. Mail servers are often called imap.<your domain>.",
+    ),
+    "connect_refused": (
+        "port",
+        "{host} refused the connection on port {port}: nothing accepts connections there.",
+        "Check the Port. IMAP uses 993 with SSL/TLS and 143 with STARTTLS.",
+    ),
+    "connect_timeout": (
+        "host",
+        "{host} did not answer on port {port}{reason}.",
+        "Check the Host and the Port. A firewall may be dropping the connection.",
+    ),
+    "greeting_timeout": (
+        "port",
+        "{host}:{port} accepted the connection but never sent a greeting.",
+        "This port may belong to another service. Check the Port.",
+    ),
+    "tls_handshake_failed": (
+        "security",
+        "The TLS handshake with {host}:{port} failed{reason}.",
+        "Check that the server speaks TLS on this port and that Security matches it.",
+    ),
+    "tls_certificate_untrusted": (
+        "host",
+        "The server's certificate is not signed by an authority Mailkeep trusts{reason}.",
+        CA_FILE_HINT,
+    ),
+    "tls_certificate_expired": (
+        "host",
+        "The server's certificate has expired{reason}.",
+        "The server's administrator must renew the certificate; until then the connection is not safe.",
+    ),
+    "tls_hostname_mismatch": (
+        "host",
+        "The server's certificate is not valid for the name {host}{reason}.",
+        "Use the host name the certificate was issued for, as your provider documents it.",
+    ),
+    "starttls_unavailable": (
+        "security",
+        "{host}:{port} does not offer STARTTLS, so the password was not sent.",
+        "Choose SSL/TLS (usually port 993) if the server supports it, or ask its administrator to enable TLS.",
+    ),
+    "plaintext_refused": (
+        "security",
+        "The server refuses passwords on this unencrypted connection{reason}.",
+        "Choose SSL/TLS or STARTTLS so the password travels encrypted.",
+    ),
+    "auth_failed": (
+        "password",
+        "The server rejected the username or password.",
+        "Check the Username (often the full email address) and the Password.",
+    ),
+    "auth_mechanism_unavailable": (
+        "password",
+        "The server offers no login method Mailkeep can use{reason}.",
+        "Ask the server's administrator which login methods are enabled.",
+    ),
+    "folder_not_found": (
+        "folder",
+        "The folder '{folder}' does not exist on the server.",
+        "Folder names must match exactly; some servers are case-sensitive.",
+    ),
+    "protocol_error": (
+        "port",
+        "{host}:{port} did not answer like an IMAP server{reason}.",
+        "Check that the Port belongs to the mail service and the Protocol matches it.",
+    ),
+    "deadline_exceeded": (
+        "port",
+        "The test did not finish within {deadline:g} seconds; the server stalled at the step '{step}'.",
+        "The server is too slow or is not a mail server. Check the Host and Port, or try again later.",
+    ),
+}
+
+
+class Failure(Exception):
+    """Raised inside a step to end the test with the cause `code`.
+
+    `reply` is the server's own words, if any; `field` and `hint` replace the
+    catalogue's; `reason` (a short technical phrase) and other keyword arguments
+    fill the message.
+    """
+
+    def __init__(self, code, reply="", field=None, hint=None, reason="", **context):
+        super().__init__(code)
+        self.code = code
+        self.reply = reply
+        self.field = field
+        self.hint = hint
+        self.context = dict(context, reason=f" ({reason})" if reason else "")
+
+
+def describe(failure, settings, **context):
+    """Turn a Failure into the Cause users read, with the secrets in `settings` redacted from the reply.
+
+    `context` fills message fields the failure itself does not (``deadline``, ``step``).
+    """
+    field, message, hint = CATALOGUE[failure.code]
+    context = {"host": settings.host, "port": settings.port, "folder": settings.folder, **context, **failure.context}
+    return Cause(
+        code=failure.code,
+        field=failure.field or field,
+        message=message.format(**context),
+        hint=failure.hint or hint,
+        server_reply=redact(failure.reply, settings)[:REPLY_LENGTH],
+    )
+
+
+def redact(text, settings):
+    """`text` with every occurrence of the test's password replaced by dots.
+
+    Servers do not normally echo a password, but a hostile one could, and the
+    reply is shown to users.
+    """
+    if settings.password:
+        text = text.replace(settings.password, "••••••")
+    return text
+
+
+def security_mismatch_hint(settings):
+    """A hint when the port is the other security mode's standard port, else None.
+
+    E.g. SSL/TLS on 143: "Port 143 normally uses STARTTLS: choose STARTTLS, or use port 993 with SSL/TLS."
+    """
+    for security, label in protocols.SECURITY_LABELS.items():
+        if security != settings.security and protocols.DEFAULT_PORTS.get((settings.protocol, security)) == settings.port:
+            own_port = protocols.default_port(settings.protocol, settings.security)
+            own_label = protocols.SECURITY_LABELS[settings.security]
+            return (
+                f"Port {settings.port} normally uses {label}: choose {label}, "
+                f"or use port {own_port} with {own_label}."
+            )
+    return None

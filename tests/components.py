@@ -1,0 +1,21 @@
+"""The real components the tests run against, and what happens when one is missing."""
+
+import os
+
+import pytest
+
+DOVECOT = "/usr/sbin/dovecot"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def require_executable(path, package):
+    """Fail under CI=true, skip elsewhere, when a real component the tests need is missing.
+
+    Raises pytest's Failed or Skipped outcome; returns when `path` is executable.
+    """
+    if os.access(path, os.X_OK):
+        return
+    message = f"{path} is missing: install the Debian package {package} (make test does, as root)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)

@@ -1,0 +1,123 @@
+"""Fixtures: the application on a fresh database, real Dovecot servers, a live server for the browser,
+and the canary check that runs after every test."""
+
+import logging
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+import encryption
+import models
+from app import create_app
+from components import CHROMIUM, DOVECOT, require_executable
+from dovecot import Dovecot, MailUser
+from testdata import CANARY, MAILBOX_USER, canary_leaks
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+
+RESPONSE_BODIES = []
+
+
+def _record_response(response):
+    if not response.direct_passthrough:
+        RESPONSE_BODIES.append(response.get_data())
+    return response
+
+
+@pytest.fixture
+def app_config(tmp_path):
+    """The configuration of the application under test; a test may change it before ``app`` is built."""
+    return {
+        "TESTING": True,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'mailkeep.db'}",
+        "SECRET_KEY": "test-secret-key",
+        "ENCRYPTION_KEYS": encryption.generate_key(),
+        "CA_FILE": None,
+        "CONNECTION_TEST_DEADLINE": 5.0,
+        "WTF_CSRF_ENABLED": False,
+    }
+
+
+@pytest.fixture
+def app(request, app_config):
+    """The application on a fresh database; a test that uses ``dovecot`` gets one trusting its CA."""
+    if "dovecot" in request.fixturenames:
+        app_config["CA_FILE"] = str(request.getfixturevalue("dovecot").ca_file)
+    application = create_app(app_config)
+    application.after_request(_record_response)
+    yield application
+    models.db.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def db(app):
+    """An open database connection for tests that use the models directly."""
+    with models.db.connection_context():
+        yield models.db
+
+
+@pytest.fixture(autouse=True)
+def canary_never_leaks(tmp_path, caplog):
+    """After each test: the canary is in no response body, log record (DEBUG included), or database file."""
+    caplog.set_level(logging.DEBUG)
+    RESPONSE_BODIES.clear()
+    yield
+    leaks = canary_leaks(RESPONSE_BODIES, caplog.text, tmp_path)
+    assert not leaks, f"the canary secret leaked to: {leaks}"
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory):
+    """A real Dovecot on 127.0.0.1 with implicit-TLS and STARTTLS ports; the password is the canary."""
+    require_executable(DOVECOT, "dovecot-imapd")
+    with Dovecot(tmp_path_factory.mktemp("dovecot"), users=[MailUser(MAILBOX_USER, CANARY)], binary=DOVECOT) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def dovecot_without_tls(tmp_path_factory):
+    """A real Dovecot on 127.0.0.2 with TLS off, so it offers no STARTTLS (and is not "local" to itself)."""
+    require_executable(DOVECOT, "dovecot-imapd")
+    with Dovecot(
+        tmp_path_factory.mktemp("dovecot-plain"), listen="127.0.0.2", ssl=False,
+        users=[MailUser(MAILBOX_USER, CANARY)], binary=DOVECOT,
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def live_server(app):
+    """The application served over HTTP on loopback, in a thread, for the browser."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Debian's Chromium, never a downloaded browser (pytest-playwright's launch hook)."""
+    require_executable(CHROMIUM, "chromium")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_FLAGS}
+
+
+@pytest.fixture
+def console_errors(page):
+    """Console errors and uncaught exceptions of the page; a browser test asserts it stays empty."""
+    errors = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+

@@ -1,0 +1,18 @@
+"""Browser tests: Debian's Chromium driven by Playwright against the app served on loopback."""
+
+import pytest
+
+
+@pytest.fixture
+def app_config(app_config):
+    """The browser sends CSRF tokens like any user's browser, so the protection stays on."""
+    app_config["WTF_CSRF_ENABLED"] = True
+    return app_config
+
+
+@pytest.fixture
+def page(page):
+    """Every confirmation (hx-confirm) is accepted, as a user who means it would."""
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.set_default_timeout(10_000)
+    return page

@@ -1,0 +1,75 @@
+"""Configuration: environment variables, keys generated once into the instance folder, clear refusals."""
+
+import stat
+
+import pytest
+
+import encryption
+import models
+from app import create_app
+from components import require_executable
+from config import ENCRYPTION_KEYS_FILE, SECRET_KEY_FILE, ConfigurationError
+
+
+@pytest.fixture
+def bare_config(tmp_path):
+    """Only the instance folder: keys and database come from the defaults."""
+    return {"INSTANCE_PATH": str(tmp_path / "instance")}
+
+
+def test_keys_are_generated_once_with_mode_0600_and_reused(bare_config, tmp_path):
+    first = create_app(bare_config)
+    instance = tmp_path / "instance"
+    for name in (SECRET_KEY_FILE, ENCRYPTION_KEYS_FILE):
+        assert stat.S_IMODE((instance / name).stat().st_mode) == 0o600
+    token = first.extensions["mailkeep.keyring"].encrypt("s3cret", "x")
+    second = create_app(bare_config)
+    assert second.config["SECRET_KEY"] == first.config["SECRET_KEY"]
+    assert second.extensions["mailkeep.keyring"].decrypt(token, "x") == "s3cret"
+
+
+def test_the_default_database_is_sqlite_in_the_instance_folder_with_wal_and_foreign_keys(bare_config, tmp_path):
+    app = create_app(bare_config)
+    assert app.config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'instance' / 'mailkeep.db'}"
+    with models.db.connection_context():
+        pragmas = {name: models.db.execute_sql(f"PRAGMA {name}").fetchone()[0]
+                   for name in ("journal_mode", "foreign_keys", "secure_delete")}
+    assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "secure_delete": 1}
+
+
+def test_environment_variables_configure_the_app(bare_config, tmp_path, monkeypatch):
+    key = encryption.generate_key()
+    monkeypatch.setenv("MAILKEEP_DATABASE_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    monkeypatch.setenv("MAILKEEP_SECRET_KEY", "from-the-environment")
+    monkeypatch.setenv("MAILKEEP_ENCRYPTION_KEYS", f"{key}, {encryption.generate_key()}")
+    monkeypatch.setenv("MAILKEEP_CONNECTION_TEST_DEADLINE", "7.5")
+    app = create_app(bare_config)
+    assert (tmp_path / "elsewhere.db").exists()
+    assert app.config["SECRET_KEY"] == "from-the-environment"
+    assert app.config["CONNECTION_TEST_DEADLINE"] == 7.5
+    assert app.extensions["mailkeep.keyring"].active_fingerprint == encryption.fingerprint(
+        encryption.parse_keys(key)[0]
+    )
+    assert not (tmp_path / "instance" / ENCRYPTION_KEYS_FILE).exists()
+
+
+def test_a_malformed_key_stops_start_up_with_a_clear_message(bare_config, monkeypatch):
+    monkeypatch.setenv("MAILKEEP_ENCRYPTION_KEYS", "tooshort")
+    with pytest.raises(ConfigurationError, match="MAILKEEP_ENCRYPTION_KEYS: encryption key 1 is not a 32-byte") as raised:
+        create_app(bare_config)
+    assert "tooshort" not in str(raised.value)
+
+
+def test_a_bad_deadline_stops_start_up(bare_config, monkeypatch):
+    monkeypatch.setenv("MAILKEEP_CONNECTION_TEST_DEADLINE", "-1")
+    with pytest.raises(ConfigurationError, match="positive number of seconds"):
+        create_app(bare_config)
+
+
+def test_missing_components_fail_under_ci_and_skip_elsewhere(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="dovecot-imapd"):
+        require_executable("/nonexistent/dovecot", "dovecot-imapd")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        require_executable("/nonexistent/dovecot", "dovecot-imapd")

@@ -1,0 +1,298 @@
+"""The credentials pages: list and filters, add and edit with per-field errors, the password step,
+Test connection (against the real Dovecot), and deletion refused while aliases use a credential."""
+
+import re
+from html import unescape
+
+import pytest
+
+import models
+from models import Alias, Credential, Group
+from testdata import CANARY, MAILBOX_USER
+
+HTMX = {"HX-Request": "true"}
+
+
+def form_values(**overrides):
+    values = {
+        "name": "Support desk",
+        "description": "Tickets from the helpdesk",
+        "group": "1",
+        "protocol": "IMAP",
+        "host": "imap.example.com",
+        "port": "993",
+        "security": "ssl_tls",
+        "username": "help@example.com",
+        "password": CANARY,
+        "folder": "INBOX",
+    }
+    values.update(overrides)
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def add(client, **overrides):
+    return client.post("/credentials/new", data=form_values(**overrides))
+
+
+def stored(name="Support desk"):
+    with models.db.connection_context():
+        return Credential.get(Credential.name == name)
+
+
+def field_error(html, field):
+    match = re.search(rf'<small id="{field}-error">([^<]*)</small>', html)
+    return match and unescape(match.group(1))
+
+
+def test_adding_a_credential_stores_the_password_encrypted(app, client):
+    response = add(client, host="IMAP.Example.com")
+    assert response.status_code == 303
+    credential = stored()
+    assert credential.host == "imap.example.com"
+    assert CANARY not in credential.password_ciphertext
+    assert credential.password(app.extensions["mailkeep.keyring"]) == CANARY
+    page = client.get("/credentials/").get_data(as_text=True)
+    assert "Support desk" in page and "imap.example.com:993" in page and "Not tested" in page
+
+
+def test_the_form_has_the_promised_labels(client):
+    html = client.get("/credentials/new").get_data(as_text=True)
+    labels = re.findall(r"<label for=\"[^\"]+\">([^<]+)</label>", html)
+    assert labels == ["Name", "Group", "Description", "Protocol", "Host", "Port", "Security", "Username",
+                      "Password", "Folder"]
+    assert 'value="993"' in html and 'value="INBOX"' in html
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("name", "", "This field is required."),
+        ("description", "", "This field is required."),
+        ("host", "imap example.com", "Enter a host name"),
+        ("port", "70000", "Enter a port from 1 to 65535."),
+        ("port", "", "Enter a port number."),
+        ("username", "help@", "There must be something after the @-sign."),
+        ("username", "", "This field is required."),
+        ("password", "", "This field is required."),
+        ("folder", "INBOX\r\nA1 DELETE INBOX", "Line breaks"),
+    ],
+)
+def test_a_failed_save_keeps_what_was_typed_and_says_what_is_wrong(client, field, value, message):
+    response = add(client, **{field: value})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    error = field_error(html, field)
+    assert error and message in error, error
+    kept = {"name": 'value="Support desk"', "description": "Tickets from the helpdesk",
+            "host": 'value="imap.example.com"', "username": 'value="help@example.com"'}
+    for other, markup in kept.items():
+        if other != field:
+            assert markup in html, f"{other} was not kept"
+    assert CANARY not in html  # the password is never sent back, even to refill the form
+    with models.db.connection_context():
+        assert Credential.select().count() == 0
+
+
+def test_names_are_unique_ignoring_case(client):
+    add(client)
+    response = add(client, name="SUPPORT DESK", username="other@example.com")
+    assert response.status_code == 422
+    assert field_error(response.get_data(as_text=True), "name") == "Another credential is already called 'Support desk'."
+
+
+def test_the_same_mailbox_cannot_be_saved_twice_and_the_form_names_the_entry(client):
+    add(client)
+    response = add(client, name="Second", username="HELP@example.com")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "&#39;Support desk&#39; already uses this protocol, host, port, username and folder." in html
+    assert f'href="/credentials/{stored().id}/edit"' in html
+
+
+def test_editing_has_no_password_field_and_keeps_the_password(app, client):
+    add(client)
+    credential = stored()
+    html = client.get(f"/credentials/{credential.id}/edit").get_data(as_text=True)
+    assert 'name="password"' not in html and "Change password" in html
+    response = client.post(f"/credentials/{credential.id}/edit", data=form_values(name="Renamed", password=None))
+    assert response.status_code == 303
+    renamed = stored("Renamed")
+    assert renamed.password_ciphertext == credential.password_ciphertext
+
+
+def test_changing_the_password_rejects_a_mismatch_and_saves_only_the_secret(app, client):
+    add(client)
+    credential = stored()
+    url = f"/credentials/{credential.id}/password"
+    refused = client.post(url, data={"new_password": "new-one", "confirm_password": "other"}, headers=HTMX)
+    assert refused.status_code == 200  # htmx gets the error fragment with 200; see views/__init__.py
+    assert "The two passwords do not match." in refused.get_data(as_text=True)
+    assert "<html" not in refused.get_data(as_text=True)
+    assert stored().password(app.extensions["mailkeep.keyring"]) == CANARY
+    changed = client.post(url, data={"new_password": "new-one", "confirm_password": "new-one"}, headers=HTMX)
+    assert "The password was changed." in changed.get_data(as_text=True)
+    after = stored()
+    assert after.password(app.extensions["mailkeep.keyring"]) == "new-one"
+    assert (after.name, after.host, after.username) == (credential.name, credential.host, credential.username)
+
+
+def test_custom_data_rows_are_added_and_removed_without_javascript_and_saved_in_order(client):
+    values = form_values(**{"custom_data-0-key": "ticket_queue", "custom_data-0-value": "L2",
+                            "custom_data-1-key": "owner", "custom_data-1-value": "ops"})
+    added = client.post("/credentials/new", data={**values, "custom_data_action": "add"})
+    html = added.get_data(as_text=True)
+    assert added.status_code == 200 and 'name="custom_data-2-key"' in html
+    with models.db.connection_context():
+        assert Credential.select().count() == 0  # Add row does not save
+    removed = client.post("/credentials/new", data={**values, "custom_data_action": "remove-0"})
+    assert "ticket_queue" not in removed.get_data(as_text=True) and "owner" in removed.get_data(as_text=True)
+    assert client.post("/credentials/new", data=values).status_code == 303
+    assert stored().custom_data == [("ticket_queue", "L2"), ("owner", "ops")]
+
+
+def test_custom_data_editor_swaps_in_place_with_htmx(client):
+    response = client.post("/credentials/custom-data", headers=HTMX, data={
+        "custom_data-0-key": "a", "custom_data-0-value": "1", "custom_data_action": "add"})
+    html = response.get_data(as_text=True)
+    assert html.lstrip().startswith("<fieldset id=\"custom-data\"")
+    assert 'name="custom_data-0-key"' in html and 'name="custom_data-1-key"' in html
+
+
+def test_custom_data_keys_are_unique(client):
+    response = client.post("/credentials/new", data=form_values(**{
+        "custom_data-0-key": "queue", "custom_data-0-value": "1",
+        "custom_data-1-key": "Queue", "custom_data-1-value": "2"}))
+    assert response.status_code == 422
+    assert "The key &#39;Queue&#39; is used twice." in response.get_data(as_text=True)
+
+
+def test_the_list_filters_by_text_group_and_protocol_and_pages(app, client):
+    app.config["PAGE_SIZE"] = 2
+    with models.db.connection_context():
+        other = Group.create(name="Customers")
+    add(client, name="Alpha", username="a@example.com")
+    add(client, name="Beta", username="b@example.com", description="Billing inbox")
+    add(client, name="Gamma", username="g@example.com", group=str(other.id), host="mail.customer.test")
+
+    def names(query):
+        html = client.get(f"/credentials/?{query}", headers=HTMX).get_data(as_text=True)
+        assert "<html" not in html  # htmx gets the list alone
+        return re.findall(r"<strong>(Alpha|Beta|Gamma)</strong>", html)
+
+    assert names("q=billing") == ["Beta"]
+    assert names("q=customer.test") == ["Gamma"]
+    assert names("q=b%40example") == ["Beta"]
+    assert names(f"group={other.id}") == ["Gamma"]
+    assert names("protocol=IMAP") == ["Alpha", "Beta"]
+    assert names("page=2") == ["Gamma"]
+    assert names("q=nothing-like-this") == []
+    full = client.get("/credentials/?q=billing")
+    assert "<html" in full.get_data(as_text=True) and "HX-Request" in full.headers["Vary"]
+
+
+def test_deleting_a_credential_used_by_aliases_is_refused_and_names_every_alias(client, caplog):
+    add(client)
+    credential = stored()
+    with models.db.connection_context():
+        first = Alias.create(address="help@example.com", credential=credential)
+        second = Alias.create(address="support@example.com", credential=credential)
+    response = client.post(f"/credentials/{credential.id}/delete", headers=HTMX)
+    html = response.get_data(as_text=True)
+    assert response.headers["HX-Retarget"] == "#messages"
+    assert f'href="/aliases/{first.id}/edit">help@example.com' in html
+    assert f'href="/aliases/{second.id}/edit">support@example.com' in html
+    assert "refused to delete credential" in caplog.text and "support@example.com" in caplog.text
+    assert stored()
+    page = client.post(f"/credentials/{credential.id}/delete")
+    assert page.status_code == 409 and "support@example.com" in page.get_data(as_text=True)
+
+
+def test_deleting_an_unused_credential(client):
+    add(client)
+    add(client, name="Other", username="other@example.com")
+    assert client.get(f"/credentials/{stored().id}/delete").status_code == 200  # the page without JavaScript asks
+    htmx = client.post(f"/credentials/{stored().id}/delete", headers=HTMX)
+    assert (htmx.status_code, htmx.get_data()) == (200, b"")
+    plain = client.post(f"/credentials/{stored('Other').id}/delete")
+    assert plain.status_code == 303
+    with models.db.connection_context():
+        assert Credential.select().count() == 0
+
+
+def test_csrf_protects_every_form(app_config, app):
+    app.config["WTF_CSRF_ENABLED"] = True
+    client = app.test_client()
+    assert client.post("/credentials/new", data=form_values()).status_code == 400
+    assert client.post("/groups/", data={"name": "x"}).status_code == 400
+
+
+# Test connection, against the real Dovecot.
+
+def dovecot_values(dovecot, **overrides):
+    return form_values(**{"host": "localhost", "port": str(dovecot.imaps_port), "username": MAILBOX_USER, **overrides})
+
+
+def test_testing_the_values_on_screen_succeeds(dovecot, client):
+    response = client.post("/credentials/test", data=dovecot_values(dovecot), headers=HTMX)
+    html = response.get_data(as_text=True)
+    assert "We were able to connect to your mailbox." in html
+    assert "INBOX holds 3 messages" in html
+    assert re.search(r"the test took (\d+ ms|\d+\.\d s)\.", html)
+    with models.db.connection_context():
+        assert Credential.select().count() == 0  # testing saves nothing
+
+
+def test_a_wrong_password_is_blamed_on_the_password_field(dovecot, client):
+    response = client.post("/credentials/test", data=dovecot_values(dovecot, password="wrong"), headers=HTMX)
+    html = response.get_data(as_text=True)
+    assert "Log in failed." in html
+    assert "AUTHENTICATIONFAILED" in html
+    assert re.search(r'<small id="test-blame-password" class="test-blame" hx-swap-oob="true">The server rejected', html)
+    assert '<small id="test-blame-host" class="test-blame" hx-swap-oob="true"></small>' in html
+
+
+def test_the_stored_password_is_reused_only_for_the_same_server_and_login(dovecot, client):
+    assert client.post("/credentials/new", data=dovecot_values(dovecot)).status_code == 303
+    credential = stored()
+    url = f"/credentials/{credential.id}/test-form"
+    same = client.post(url, data=dovecot_values(dovecot, password=None), headers=HTMX)
+    assert "We were able to connect to your mailbox." in same.get_data(as_text=True)
+    elsewhere = client.post(url, data=dovecot_values(dovecot, password=None, host="127.0.0.1"), headers=HTMX)
+    html = elsewhere.get_data(as_text=True)
+    assert "will not send the saved password there" in html and 'name="password"' in html
+    retyped = client.post(url, data=dovecot_values(dovecot, host="127.0.0.1"), headers=HTMX)
+    assert "We were able to connect to your mailbox." in retyped.get_data(as_text=True)
+
+
+def test_incomplete_values_are_not_tested(client):
+    response = client.post("/credentials/test", data=form_values(host="", password=""), headers=HTMX)
+    html = response.get_data(as_text=True)
+    assert "Nothing was tested yet." in html
+    assert re.search(r'<small id="test-blame-host" class="test-blame" hx-swap-oob="true">This field is required', html)
+
+
+def test_testing_without_javascript_shows_the_result_in_the_page(dovecot, client):
+    response = client.post("/credentials/test", data=dovecot_values(dovecot, password="wrong"))
+    html = response.get_data(as_text=True)
+    assert "<html" in html and "Log in failed." in html
+    assert re.search(r'<small id="test-blame-password" class="test-blame">The server rejected', html)
+
+
+def test_testing_a_saved_credential_updates_its_health_badge(dovecot, client):
+    client.post("/credentials/new", data=dovecot_values(dovecot))
+    client.post("/credentials/new", data=dovecot_values(dovecot, name="Broken", folder="Nope"))
+    ok = client.post(f"/credentials/{stored().id}/test", headers=HTMX).get_data(as_text=True)
+    assert ok.lstrip().startswith("<tr") and "Working · " in ok and "just now" in ok
+    failed = client.post(f"/credentials/{stored('Broken').id}/test", headers=HTMX).get_data(as_text=True)
+    assert "Failing · " in failed and "The folder &#39;Nope&#39; does not exist on the server." in failed
+    assert stored().last_test_ok is True and stored("Broken").last_test_ok is False
+    plain = client.post(f"/credentials/{stored().id}/test")
+    assert plain.status_code == 303
+
+
+def test_an_unreadable_secret_is_reported_not_crashed_on(dovecot, client):
+    client.post("/credentials/new", data=dovecot_values(dovecot))
+    with models.db.connection_context():
+        Credential.update(password_ciphertext="mk1$0000$AAAA").execute()
+    row = client.post(f"/credentials/{stored().id}/test", headers=HTMX).get_data(as_text=True)
+    assert "This secret cannot be read with the current keys" in row

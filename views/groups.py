@@ -1,0 +1,81 @@
+"""Groups: named sets of credentials. A group that still holds credentials cannot be deleted."""
+
+from flask import Blueprint, redirect, render_template, request, url_for
+from peewee import IntegrityError
+from playhouse.flask_utils import get_object_or_404
+
+from forms import GroupForm, field_values
+from models import Group
+
+from . import UNPROCESSABLE, finish, is_htmx, refuse, respond
+
+bp = Blueprint("groups", __name__, url_prefix="/groups")
+
+FIELDS = ("name", "description")
+
+
+@bp.route("/", methods=["GET", "POST"])
+def index():
+    """The list, with the form that adds a group."""
+    new_form = GroupForm()
+    if new_form.validate_on_submit():
+        try:
+            group = Group.create(**field_values(new_form, FIELDS))
+        except IntegrityError:
+            new_form.name.errors.append("A group with this name was added meanwhile.")
+        else:
+            return finish(f"Added the group {group.name}.", ".index")
+    return _page(new_form)
+
+
+def _page(new_form, editing=None, form=None):
+    """The groups page; `editing` is the group whose row shows the rename `form`."""
+    status = UNPROCESSABLE if new_form.errors or (form and form.errors) else 200
+    return render_template("groups/index.html", groups=Group.ordered(), new_form=new_form, editing=editing, form=form), status
+
+
+@bp.route("/<int:group_id>/edit", methods=["GET", "POST"])
+def edit(group_id):
+    """Rename in place: htmx swaps the row for a form and back; without JavaScript the page shows that row as a form."""
+    group = _listed_or_404(group_id)
+    form = GroupForm(obj=group, group=group)
+    if form.validate_on_submit():
+        form.populate_obj(group)
+        try:
+            group.save()
+        except IntegrityError:
+            form.name.errors.append("A group with this name was added meanwhile.")
+        else:
+            if is_htmx():
+                return render_template("groups/_row.html", group=group)
+            return finish(f"Saved the group {group.name}.", ".index")
+    if is_htmx():
+        return render_template("groups/_edit_row.html", group=group, form=form)
+    return _page(GroupForm(formdata=None), editing=group.id, form=form)
+
+
+@bp.get("/<int:group_id>")
+def row(group_id):
+    """A group's row, to put back when a rename is cancelled; without htmx, the list."""
+    if not is_htmx():
+        return redirect(url_for(".index"), 303)
+    return render_template("groups/_row.html", group=_listed_or_404(group_id))
+
+
+def _listed_or_404(group_id):
+    """The group as the list shows it (with ``credential_count``), or 404."""
+    return get_object_or_404(Group.ordered(), Group.id == group_id)
+
+
+@bp.route("/<int:group_id>/delete", methods=["GET", "POST"])
+def delete(group_id):
+    group = _listed_or_404(group_id)
+    if request.method == "GET":
+        return respond("_delete_confirm.html", f"Delete {group.name}", thing=f"the group {group.name}")
+    if group.is_default:
+        return refuse("groups/_delete_blocked.html", f"{group.name} is still needed", group=group)
+    try:
+        group.delete_instance()
+    except IntegrityError:
+        return refuse("groups/_delete_blocked.html", f"{group.name} is still in use", group=group)
+    return finish(f"Deleted the group {group.name}.", ".index")
