@@ -6,13 +6,14 @@ configuration, the database, CSRF protection, the blueprints.
 
 import logging
 import os
+import threading
 
 from flask import Flask, g, redirect, url_for
 from flask_wtf.csrf import CSRFProtect
 
 import config
 import models
-from views import aliases, credentials, groups
+from views import aliases, api, credentials, groups
 
 
 def create_app(test_config=None):
@@ -27,12 +28,15 @@ def create_app(test_config=None):
     """
     instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("MAILKEEP_INSTANCE_PATH")
     app = Flask(__name__, instance_path=os.path.abspath(instance_path) if instance_path else None)
-    app.extensions["mailkeep.keyring"] = config.load(app, test_config)
+    keyring = config.load(app, test_config)
+    app.extensions["mailkeep.keyring"] = keyring
+    app.extensions["mailkeep.test_slots"] = threading.BoundedSemaphore(app.config["CONNECTION_TEST_LIMIT"])
     # A CSRF token lives as long as the session, so a form left open for hours still saves.
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     models.bind(app.config["DATABASE_URL"])
+    config.check_key(keyring)
 
     @app.before_request
     def open_database():
@@ -44,8 +48,10 @@ def create_app(test_config=None):
         if g.pop("opened_database", False):
             models.db.close()
 
-    CSRFProtect(app)
-    for blueprint in (credentials.bp, aliases.bp, groups.bp):
+    csrf = CSRFProtect(app)
+    # The JSON API accepts only application/json, which a cross-site form cannot send without CORS.
+    csrf.exempt(api.bp)
+    for blueprint in (credentials.bp, aliases.bp, groups.bp, api.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "home", lambda: redirect(url_for("credentials.index")))
     app.add_template_filter(ago)

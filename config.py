@@ -12,10 +12,13 @@ import secrets
 from pathlib import Path
 
 import encryption
+import models
 
 DEFAULTS = {
     # Seconds a whole connection test may take, from dialling to LOGOUT.
     "CONNECTION_TEST_DEADLINE": 15.0,
+    # Connection tests that may run at once in one process; more are told to try again (HTTP 429).
+    "CONNECTION_TEST_LIMIT": 8,
     # Extra PEM file of CA certificates trusted besides the system store.
     "CA_FILE": None,
     "PAGE_SIZE": 20,
@@ -23,6 +26,7 @@ DEFAULTS = {
 
 SECRET_KEY_FILE = "secret_key"
 ENCRYPTION_KEYS_FILE = "encryption_keys"
+KEY_FINGERPRINT_SETTING = "encryption_key_fingerprint"
 
 
 class ConfigurationError(RuntimeError):
@@ -49,17 +53,45 @@ def load(app, test_config=None):
     keys_text = app.config.get("ENCRYPTION_KEYS") or _read_or_create(
         instance / ENCRYPTION_KEYS_FILE, encryption.generate_key
     )
-    try:
-        deadline = float(app.config["CONNECTION_TEST_DEADLINE"])
-        if deadline <= 0:
-            raise ValueError
-        app.config["CONNECTION_TEST_DEADLINE"] = deadline
-    except (TypeError, ValueError):
-        raise ConfigurationError("MAILKEEP_CONNECTION_TEST_DEADLINE must be a positive number of seconds")
+    _positive(app, "CONNECTION_TEST_DEADLINE", float, "a positive number of seconds")
+    _positive(app, "CONNECTION_TEST_LIMIT", int, "a positive whole number")
+    _positive(app, "PAGE_SIZE", int, "a positive whole number")
+    if app.config["CA_FILE"] and not os.access(app.config["CA_FILE"], os.R_OK):
+        raise ConfigurationError(f"MAILKEEP_CA_FILE: cannot read {app.config['CA_FILE']}")
     try:
         return encryption.KeyRing(encryption.parse_keys(str(keys_text)))
     except encryption.InvalidKeyError as error:
         raise ConfigurationError(f"MAILKEEP_ENCRYPTION_KEYS: {error}") from None
+
+
+def check_key(keyring):
+    """Make sure `keyring` can read the bound database, which remembers its key's fingerprint.
+
+    The first start records the active key's fingerprint. Later starts refuse,
+    with ConfigurationError, a key ring that lacks that key: a lost key file
+    replaced by a new one, or instances configured with different keys.
+    """
+    with models.db.connection_context():
+        stored = models.Setting.get_or_none(models.Setting.name == KEY_FINGERPRINT_SETTING)
+        if stored is None:
+            models.Setting.create(name=KEY_FINGERPRINT_SETTING, value=keyring.active_fingerprint)
+        elif stored.value not in keyring.fingerprints:
+            raise ConfigurationError(
+                f"the database's secrets are encrypted with the key {stored.value}, which is not among the "
+                "configured encryption keys (MAILKEEP_ENCRYPTION_KEYS or instance/encryption_keys). Restore that "
+                "key from your backup; every instance sharing this database needs it."
+            )
+
+
+def _positive(app, name, kind, description):
+    """Coerce ``app.config[name]`` to `kind` and insist it is above zero."""
+    try:
+        value = kind(app.config[name])
+        if value <= 0:
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"MAILKEEP_{name} must be {description}") from None
+    app.config[name] = value
 
 
 def _read_or_create(path, generate):

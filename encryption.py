@@ -74,10 +74,12 @@ class KeyRing:
     """
 
     def __init__(self, keys):
+        """`keys` is a non-empty list of 32-byte keys, the encrypting one first; raises InvalidKeyError if empty."""
         if not keys:
             raise InvalidKeyError("at least one encryption key is needed")
         self._ciphers = {fingerprint(key): AESGCM(key) for key in keys}
         self.active_fingerprint = fingerprint(keys[0])
+        self.fingerprints = list(self._ciphers)
 
     def encrypt(self, plaintext, context):
         """Encrypt text, binding it to `context` (e.g. ``"credential:7:password"``)."""

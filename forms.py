@@ -1,5 +1,6 @@
 """The forms (Flask-WTF): what users may type, and the per-field messages when they may not."""
 
+import ipaddress
 import re
 
 from email_validator import EmailNotValidError, validate_email
@@ -17,17 +18,24 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Optional, ValidationError
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
 
 import protocols
 from models import Alias, Credential, Group
+from probe import oauth
 
-# CR, LF, NUL and other control characters would split an IMAP command line.
+# CR, LF, NUL and other control characters would split an IMAP or POP3 command line.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
-# A DNS name (RFC 1123 labels), an IPv4 address, or an IPv6 address.
-HOST_NAME = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.?$|^[0-9a-f:.]+$")
+# A DNS name: dot-separated RFC 1123 labels, optionally with the root's trailing dot.
+DNS_NAME = re.compile(r"^(?=.{1,253}\.?$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.?$")
 
 CUSTOM_DATA_ACTION = "custom_data_action"
+# A stored secret stays bound to where it was typed for: change any of these and it must be typed again,
+# so it is never sent to a server (or token endpoint) the person who typed it did not choose.
+SAME_LOGIN_FIELDS = {
+    "password": ("protocol", "host", "port", "security", "username"),
+    "client_secret": ("protocol", "host", "port", "security", "username", "client_id", "token_url"),
+}
 
 
 def field_values(source, names):
@@ -38,25 +46,34 @@ def field_values(source, names):
 
 
 def strip(value):
+    """Filter: surrounding whitespace off."""
     return value.strip() if isinstance(value, str) else value
 
 
 def lower(value):
+    """Filter: lowercase (host names are case-insensitive, RFC 4343)."""
     return value.lower() if isinstance(value, str) else value
 
 
 def no_control_characters(form, field):
+    """Validator: no CR, LF, NUL or other control characters."""
     if field.data and CONTROL_CHARACTERS.search(field.data):
         raise ValidationError("Line breaks and other control characters are not allowed here.")
 
 
 def host_name(form, field):
-    if field.data and not HOST_NAME.match(field.data):
-        raise ValidationError("Enter a host name such as imap.example.com, or an IP address.")
+    """Validator: a DNS name or an IPv4/IPv6 address."""
+    if not field.data:
+        return
+    try:
+        ipaddress.ip_address(field.data)
+    except ValueError:
+        if not DNS_NAME.match(field.data) or field.data.replace(".", "").isdigit():
+            raise ValidationError("Enter a host name such as imap.example.com, or an IP address.") from None
 
 
 def email_address(form, field):
-    """A syntactically valid address (no DNS lookup); reserved test domains such as .test are allowed."""
+    """Validator: a syntactically valid address (no DNS lookup); reserved test domains such as .test are allowed."""
     try:
         validate_email(field.data, check_deliverability=False, test_environment=True, globally_deliverable=False)
     except EmailNotValidError as error:
@@ -64,18 +81,41 @@ def email_address(form, field):
 
 
 def username_rule(form, field):
-    """Usernames are often addresses; one containing '@' must then be a valid address."""
+    """Validator: usernames are often addresses; one containing '@' must then be a valid address."""
     if field.data and "@" in field.data:
         email_address(form, field)
 
 
-class ConnectionForm(FlaskForm):
-    """The fields a connection test needs, shared by the credential form and the test endpoints."""
+def unique(key, message):
+    """Validator: refuse a value another row already has, ignoring case; the row being edited is exempt.
+
+    `key` is the model's ``*_key`` column; `message` may name the other row as ``{other}``.
+    """
+    def check(form, field):
+        other = key.model.matching(key, field.data, exclude_id=form.instance.id if form.instance else None)
+        if other:
+            raise ValidationError(message.format(other=other))
+    return check
+
+
+class ModelForm(FlaskForm):
+    """A form that adds or edits one row: `instance` is the row being edited, or None when adding."""
+
+    def __init__(self, *args, instance=None, **kwargs):
+        self.instance = instance
+        super().__init__(*args, **kwargs)
+
+
+class ConnectionForm(ModelForm):
+    """The fields a connection test needs, shared by the credential form and the test endpoints.
+
+    The secrets are optional here: a stored one may stand in for them (see
+    ``reusable_secrets`` and ``missing_secret``). OAuth2 needs a Client ID and
+    a Token endpoint.
+    """
 
     protocol = SelectField("Protocol", choices=[SelectChoice(name) for name in protocols.PROTOCOLS])
-    host = StringField(
-        "Host", [DataRequired(), Length(max=253), host_name], filters=[strip, lower]
-    )
+    host = StringField("Host", [DataRequired(), Length(max=253), host_name], filters=[strip, lower])
     port = IntegerField(
         "Port",
         [InputRequired("Enter a port number."), NumberRange(1, 65535, "Enter a port from 1 to 65535.")],
@@ -91,39 +131,106 @@ class ConnectionForm(FlaskForm):
     )
     # Matched exactly: folder names are case-sensitive on some servers, so nothing is stripped.
     folder = StringField("Folder", [DataRequired(), Length(max=255), no_control_characters], default="INBOX")
+    auth = SelectField(
+        "Authentication",
+        choices=[SelectChoice(value, label) for value, label in protocols.AUTHENTICATION_LABELS.items()],
+        default=protocols.PASSWORD,
+    )
+    password = PasswordField("Password", [no_control_characters])
+    # Defaults of "" because the columns are NOT NULL and a form without these fields must still save.
+    client_id = StringField("Client ID", [Length(max=255), no_control_characters], filters=[strip], default="")
+    client_secret = PasswordField("Client secret", [no_control_characters])
+    token_url = StringField("Token endpoint", [Length(max=2000)], filters=[strip], default="")
+    scope = StringField("Scope", [Length(max=1000), no_control_characters], filters=[strip], default="")
 
-    CONNECTION_FIELDS = ("protocol", "host", "port", "security", "username", "folder")
+    CONNECTION_FIELDS = (
+        "protocol", "host", "port", "security", "username", "folder", "auth", "client_id", "token_url", "scope",
+    )
+
+    @property
+    def oauth2(self):
+        return self.auth.data == protocols.OAUTH2
+
+    @property
+    def login_secret(self):
+        """The name of the secret the chosen authentication needs: "password" or "client_secret"."""
+        return "client_secret" if self.oauth2 else "password"
+
+    def validate_client_id(self, field):
+        if self.oauth2 and not field.data:
+            raise ValidationError("OAuth2 needs the Client ID of your application.")
+
+    def validate_token_url(self, field):
+        if not self.oauth2:
+            return
+        problem = oauth.token_url_problem(field.data) if field.data else \
+            "OAuth2 needs the token endpoint of your identity provider."
+        if problem:
+            raise ValidationError(problem)
+
+    def validate(self, extra_validators=None):
+        # POP3 has one mailbox per login, so a POP3 folder is always INBOX.
+        if self.protocol.data == protocols.POP3:
+            self.folder.data = protocols.POP3_FOLDER
+        return super().validate(extra_validators)
+
+    def secrets(self):
+        """The secrets typed into the form, by name ("" when not typed)."""
+        return {name: getattr(self, name).data or "" for name in Credential.SECRETS}
+
+    def reusable_secrets(self):
+        """The instance's stored secrets that may serve these values: those whose login fields are unchanged."""
+        if self.instance is None:
+            return []
+        return [
+            name for name in self.instance.stored_secrets
+            if all(getattr(self.instance, f) == getattr(self, f).data for f in SAME_LOGIN_FIELDS[name])
+        ]
+
+    def missing_secret(self):
+        """Mark the login secret as required when it was neither typed nor is reusable; True if it was."""
+        name = self.login_secret
+        if self.secrets()[name] or name in self.reusable_secrets():
+            return False
+        field = getattr(self, name)
+        stored = self.instance is not None and name in self.instance.stored_secrets
+        field.errors = [
+            f"The server or login changed: type the {field.label.text.lower()} again for it." if stored
+            else f"Enter the {field.label.text.lower()}."
+        ]
+        return True
 
 
 class CustomDataRow(Form):
+    """One key/value row of a credential's custom data."""
+
     key = StringField("Key", [Length(max=100)], filters=[strip])
     value = StringField("Value", [Length(max=1000)])
 
 
 class CredentialForm(ConnectionForm):
-    """Add or edit a credential. The password is not here: it has its own form and step."""
+    """Add or edit a credential.
 
-    name = StringField("Name", [DataRequired(), Length(max=100)], filters=[strip])
+    A secret is typed here while none is stored, or when the login it was
+    stored for changed; otherwise a stored one is changed in its own dialog
+    (SecretChangeForm), never shown.
+    """
+
+    name = StringField(
+        "Name",
+        [DataRequired(), Length(max=100), unique(Credential.name_key, "Another credential is already called '{other.name}'.")],
+        filters=[strip],
+    )
     description = TextAreaField("Description", [DataRequired(), Length(max=2000)], filters=[strip])
     group = SelectField("Group", coerce=int)
     custom_data = FieldList(FormField(CustomDataRow))
 
-    def __init__(self, *args, credential=None, **kwargs):
-        self.credential = credential
+    def __init__(self, *args, **kwargs):
         self.duplicate = None
         super().__init__(*args, **kwargs)
         self.group.choices = [SelectChoice(group.id, group.name) for group in Group.ordered()]
         if self.group.data is None:
             self.group.data = Group.default().id
-
-    @property
-    def _own_id(self):
-        return self.credential.id if self.credential else None
-
-    def validate_name(self, field):
-        other = Credential.matching(Credential.name, field.data, exclude_id=self._own_id)
-        if other:
-            raise ValidationError(f"Another credential is already called '{other.name}'.")
 
     def validate_custom_data(self, field):
         seen = set()
@@ -138,12 +245,13 @@ class CredentialForm(ConnectionForm):
             raise ValidationError("Fix the custom data.")
 
     def validate(self, extra_validators=None):
-        """Validate the fields, then refuse a second credential for the same mailbox."""
-        if not super().validate(extra_validators):
+        """Validate the fields and the login secret, then refuse a second credential for the same mailbox."""
+        valid = super().validate(extra_validators)
+        if self.missing_secret() or not valid:
             return False
         self.duplicate = Credential.same_mailbox(
             self.protocol.data, self.host.data, self.port.data, self.username.data, self.folder.data,
-            exclude_id=self._own_id,
+            exclude_id=self.instance.id if self.instance else None,
         )
         if self.duplicate:
             self.form_errors.append(
@@ -156,57 +264,71 @@ class CredentialForm(ConnectionForm):
         """The custom data rows with a key, as ordered (key, value) pairs."""
         return [(row.key.data, row.value.data or "") for row in self.custom_data if row.key.data]
 
+    def secret_changes(self):
+        """What saving does to the secrets: {name: new plaintext, or None to forget the stored one}.
 
-class NewCredentialForm(CredentialForm):
-    password = PasswordField("Password", [DataRequired(), no_control_characters])
+        A typed secret is kept unless its stored one is still reusable (those
+        change only in their own dialog); a stored secret whose login changed
+        and that was not typed again is forgotten.
+        """
+        reusable = self.reusable_secrets()
+        changes = {name: value for name, value in self.secrets().items() if value and name not in reusable}
+        if self.instance is not None:
+            for name in self.instance.stored_secrets:
+                if name not in reusable and name not in changes:
+                    changes[name] = None
+        return changes
 
 
-class ConnectionTestForm(ConnectionForm):
-    """The values on screen when Test connection is pressed; the password may be left empty when stored."""
+class SecretChangeForm(FlaskForm):
+    """Change one stored secret: typed twice, saved only when both match."""
 
-    password = PasswordField("Password", [Optional(), no_control_characters])
+    new_secret = PasswordField("New password", [DataRequired(), no_control_characters])
+    confirm_secret = PasswordField("Confirm password", [DataRequired()])
+
+    def __init__(self, *args, label="password", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.noun = label
+        self.new_secret.label.text = f"New {label}"
+        self.confirm_secret.label.text = f"Confirm {label}"
+
+    def validate_confirm_secret(self, field):
+        if field.data != self.new_secret.data:
+            raise ValidationError(f"The two {self.noun}s do not match.")
 
 
-class PasswordChangeForm(FlaskForm):
-    new_password = PasswordField("New password", [DataRequired(), no_control_characters])
-    confirm_password = PasswordField(
-        "Confirm password", [DataRequired(), EqualTo("new_password", "The two passwords do not match.")]
+class AliasForm(ModelForm):
+    """Add or edit an alias."""
+
+    address = StringField(
+        "Address",
+        [DataRequired(), Length(max=320), email_address, unique(Alias.address_key, "The alias {other.address} already exists.")],
+        filters=[strip],
     )
-
-
-class AliasForm(FlaskForm):
-    address = StringField("Address", [DataRequired(), Length(max=320), email_address], filters=[strip])
     credential = SelectField("Credential", coerce=int)
-    workspace = StringField("Workspace", [Length(max=100)], filters=[strip])
-    project_type = StringField("Project type", [Length(max=100)], filters=[strip])
-    client = StringField("Client", [Length(max=100)], filters=[strip])
-    description = TextAreaField("Description", [Length(max=2000)], filters=[strip])
+    workspace = StringField("Workspace", [Length(max=100)], filters=[strip], default="")
+    project_type = StringField("Project type", [Length(max=100)], filters=[strip], default="")
+    client = StringField("Client", [Length(max=100)], filters=[strip], default="")
+    description = TextAreaField("Description", [Length(max=2000)], filters=[strip], default="")
 
     FIELDS = ("address", "credential", "workspace", "project_type", "client", "description")
 
-    def __init__(self, *args, alias=None, **kwargs):
-        self.alias = alias
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.credential.choices = [SelectChoice(c.id, c.name) for c in Credential.select().order_by(Credential.name)]
-
-    def validate_address(self, field):
-        other = Alias.matching(Alias.address, field.data, exclude_id=self.alias.id if self.alias else None)
-        if other:
-            raise ValidationError(f"The alias {other.address} already exists.")
+        self.credential.choices = [SelectChoice(c.id, c.name) for c in Credential.select().order_by(Credential.name_key)]
 
 
-class GroupForm(FlaskForm):
-    name = StringField("Name", [DataRequired(), Length(max=100)], filters=[strip])
-    description = StringField("Description", [Length(max=500)], filters=[strip])
+class GroupForm(ModelForm):
+    """Add or rename a group."""
 
-    def __init__(self, *args, group=None, **kwargs):
-        self.group = group
-        super().__init__(*args, **kwargs)
+    name = StringField(
+        "Name",
+        [DataRequired(), Length(max=100), unique(Group.name_key, "The group '{other.name}' already exists.")],
+        filters=[strip],
+    )
+    description = StringField("Description", [Length(max=500)], filters=[strip], default="")
 
-    def validate_name(self, field):
-        other = Group.matching(Group.name, field.data, exclude_id=self.group.id if self.group else None)
-        if other:
-            raise ValidationError(f"The group '{other.name}' already exists.")
+    FIELDS = ("name", "description")
 
 
 def credential_data(credential):

@@ -1,8 +1,9 @@
 """The database handle, the models, and the queries on them (peewee).
 
 One handle, ``db``, is bound at run time to ``MAILKEEP_DATABASE_URL`` by
-``bind()``. Uniqueness that users see as case-insensitive is enforced by
-indexes on ``lower(...)``, and references between rows by foreign keys with
+``bind()``. Uniqueness that users see as case-insensitive is enforced by unique
+indexes on ``*_key`` columns holding the casefolded text (SQLite's ``lower()``
+folds ASCII only), and references between rows by foreign keys with
 ``ON DELETE RESTRICT``, so the database itself refuses what the forms refuse.
 """
 
@@ -34,12 +35,20 @@ SUMMARY_LENGTH = 300
 
 
 def bind(url):
-    """Bind ``db`` to a playhouse ``db_url`` URL (e.g. ``sqlite:////srv/mailkeep.db``) and create missing tables."""
+    """Bind ``db`` to a playhouse ``db_url`` URL (e.g. ``sqlite:////srv/mailkeep.db``).
+
+    Creates missing tables and makes sure the default group exists.
+    """
     options = {"pragmas": SQLITE_PRAGMAS} if url.startswith("sqlite") else {}
     db.initialize(db_url.connect(url, **options))
     with db.connection_context():
-        db.create_tables([Group, Credential, CustomDataItem, Alias], safe=True)
+        db.create_tables([Setting, Group, Credential, CustomDataItem, Alias], safe=True)
         Group.default()
+
+
+def fold(text):
+    """The form of `text` that case-insensitive comparisons use (``str.casefold``: "Straße" gives "strasse")."""
+    return text.casefold()
 
 
 def utcnow():
@@ -48,26 +57,51 @@ def utcnow():
 
 
 class BaseModel(Model):
+    """A model on ``db``.
+
+    ``save()`` writes only the columns that changed, so two people changing
+    different fields of one row (an edit, a new password) do not undo each
+    other. ``FOLDED`` pairs a text column with the ``*_key`` column that keeps
+    it casefolded for case-insensitive uniqueness.
+    """
+
+    FOLDED = ()
+
     class Meta:
         database = db
+        only_save_dirty = True
+
+    def save(self, *args, **kwargs):
+        for source, key in self.FOLDED:
+            setattr(self, key, fold(getattr(self, source)))
+        return super().save(*args, **kwargs)
 
     @classmethod
-    def matching(cls, field, value, exclude_id=None):
-        """The row whose `field` equals `value` ignoring case, other than row `exclude_id`, or None."""
-        query = cls.select().where(fn.lower(field) == value.lower())
+    def matching(cls, key, value, exclude_id=None):
+        """The row whose ``*_key`` column `key` matches `value` ignoring case, other than row `exclude_id`, or None."""
+        query = cls.select().where(key == fold(value))
         if exclude_id is not None:
             query = query.where(cls.id != exclude_id)
         return query.first()
+
+
+class Setting(BaseModel):
+    """A named value the application keeps about the database itself (e.g. its key's fingerprint)."""
+
+    name = CharField(primary_key=True, max_length=100)
+    value = TextField()
 
 
 class Group(BaseModel):
     """A named set of credentials; exactly one group is the default for new credentials."""
 
     name = CharField(max_length=100)
+    name_key = CharField(max_length=100, unique=True)
     description = TextField(default="")
     is_default = BooleanField(default=False)
 
     DEFAULT_NAME = "Default"
+    FOLDED = (("name", "name_key"),)
 
     @classmethod
     def default(cls):
@@ -82,22 +116,22 @@ class Group(BaseModel):
             cls.select(cls, fn.COUNT(Credential.id).alias("credential_count"))
             .join(Credential, JOIN.LEFT_OUTER)
             .group_by(cls)
-            .order_by(fn.lower(cls.name))
+            .order_by(cls.name_key)
         )
 
 
-
-Group.add_index(Group.index(fn.lower(Group.name), unique=True, name="group_name_ci"))
 
 
 class Credential(BaseModel):
     """An IMAP or POP3 login: where to connect, how, as whom, and which folder to read.
 
-    The password is kept only as an AES-GCM ciphertext bound to this row (see
-    ``encryption``); ``last_test_*`` record the latest connection test.
+    It logs in with a password or with OAuth2 client credentials. Both secrets
+    (``SECRETS``) are kept only as AES-GCM ciphertexts bound to this row and
+    field (see ``encryption``); ``last_test_*`` record the latest connection test.
     """
 
     name = CharField(max_length=100)
+    name_key = CharField(max_length=100, unique=True)
     description = TextField()
     group = ForeignKeyField(Group, backref="credentials", on_delete="RESTRICT")
     protocol = CharField(max_length=8, default=protocols.IMAP)
@@ -105,15 +139,26 @@ class Credential(BaseModel):
     port = IntegerField(constraints=[Check("port BETWEEN 1 AND 65535")])
     security = CharField(max_length=16, default=protocols.IMPLICIT_TLS)
     username = CharField(max_length=320)
+    username_key = CharField(max_length=320)
     password_ciphertext = TextField(null=True)
     folder = CharField(max_length=255, default="INBOX")
+    auth = CharField(max_length=32, default=protocols.PASSWORD)
+    client_id = CharField(max_length=255, default="")
+    client_secret_ciphertext = TextField(null=True)
+    token_url = CharField(max_length=2000, default="")
+    scope = CharField(max_length=1000, default="")
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     last_test_at = DateTimeField(null=True)
     last_test_ok = BooleanField(null=True)
     last_test_summary = CharField(max_length=SUMMARY_LENGTH, null=True)
 
-    EDITABLE = ("name", "description", "group", "protocol", "host", "port", "security", "username", "folder")
+    EDITABLE = (
+        "name", "description", "group", "protocol", "host", "port", "security", "username", "folder",
+        "auth", "client_id", "token_url", "scope",
+    )
+    SECRETS = ("password", "client_secret")
+    FOLDED = (("name", "name_key"), ("username", "username_key"))
 
     @property
     def security_label(self):
@@ -132,7 +177,7 @@ class Credential(BaseModel):
             .switch(cls)
             .join(Alias, JOIN.LEFT_OUTER)
             .group_by(cls, Group)
-            .order_by(fn.lower(cls.name), cls.id)
+            .order_by(cls.name_key)
         )
         if text:
             query = query.where(
@@ -151,14 +196,14 @@ class Credential(BaseModel):
     def same_mailbox(cls, protocol, host, port, username, folder, exclude_id=None):
         """The credential that already reads this mailbox, other than `exclude_id`, or None.
 
-        Host and username compare case-insensitively, the folder exactly (it is
-        case-sensitive on some servers).
+        Host (stored lowercase) and username compare case-insensitively, the
+        folder exactly (it is case-sensitive on some servers).
         """
         query = cls.select().where(
             (cls.protocol == protocol)
-            & (fn.lower(cls.host) == host.lower())
+            & (cls.host == host.lower())
             & (cls.port == port)
-            & (fn.lower(cls.username) == username.lower())
+            & (cls.username_key == fold(username))
             & (cls.folder == folder)
         )
         if exclude_id is not None:
@@ -166,50 +211,69 @@ class Credential(BaseModel):
         return query.first()
 
     @classmethod
-    def add(cls, keyring, password, custom_data=(), **fields):
-        """Create a credential with its encrypted password and custom data; return it.
+    def add(cls, keyring, secrets, custom_data=(), **fields):
+        """Create a credential with its encrypted secrets and custom data; return it.
 
-        `fields` are the ``EDITABLE`` columns, `custom_data` ordered (key, value)
-        pairs. Raises peewee.IntegrityError on a duplicate name or mailbox.
+        `secrets` maps names in ``SECRETS`` to plaintext, `fields` are the
+        ``EDITABLE`` columns, `custom_data` ordered (key, value) pairs. Raises
+        peewee.IntegrityError on a duplicate name or mailbox.
         """
         with db.atomic():
-            credential = cls.create(**fields)
-            credential.set_password(keyring, password)
-            credential.save()
-            credential.replace_custom_data(custom_data)
+            credential = cls.create(**fields)  # the id binds the ciphertexts to this row
+            credential.change(keyring, secrets, custom_data)
         return credential
 
-    def change(self, custom_data=(), **fields):
-        """Update the ``EDITABLE`` columns and the custom data; the password is untouched.
+    def change(self, keyring, secrets, custom_data=(), **fields):
+        """Update the ``EDITABLE`` columns, the custom data, and the secrets named in `secrets`.
 
-        Raises peewee.IntegrityError on a duplicate name or mailbox.
+        `secrets` maps names in ``SECRETS`` to new plaintext, or to None to
+        forget the stored one; secrets not named stay. Raises
+        peewee.IntegrityError on a duplicate name or mailbox.
         """
         for name, value in fields.items():
             setattr(self, name, value)
+        for name, plaintext in secrets.items():
+            if plaintext is None:
+                setattr(self, f"{name}_ciphertext", None)
+            else:
+                self.set_secret(keyring, name, plaintext)
         with db.atomic():
             self.save()
             self.replace_custom_data(custom_data)
 
     def save(self, *args, **kwargs):
+        self.host = self.host.lower()
         self.updated_at = utcnow()
         return super().save(*args, **kwargs)
 
-    def _secret_context(self, field):
+    def _secret_context(self, name):
         # Binding to table, row and field makes a ciphertext useless anywhere else.
-        return f"credential:{self.id}:{field}"
+        return f"credential:{self.id}:{name}"
 
-    def set_password(self, keyring, password):
-        """Encrypt `password` into this row (not saved until ``save()``); needs ``self.id``."""
-        self.password_ciphertext = keyring.encrypt(password, self._secret_context("password"))
+    def set_secret(self, keyring, name, plaintext):
+        """Encrypt the secret `name` (one of ``SECRETS``) into this row; saved by ``save()``; needs ``self.id``."""
+        setattr(self, f"{name}_ciphertext", keyring.encrypt(plaintext, self._secret_context(name)))
 
-    def password(self, keyring):
-        """Return the stored password, or None when none is stored.
+    def has_secret(self, name):
+        return getattr(self, f"{name}_ciphertext") is not None
+
+    @property
+    def stored_secrets(self):
+        """The names of the secrets this credential has stored."""
+        return [name for name in self.SECRETS if self.has_secret(name)]
+
+    def secret(self, keyring, name):
+        """Return the stored secret `name` (one of ``SECRETS``), or "" when none is stored.
 
         Raises encryption.UndecryptableSecret when the stored one cannot be read.
         """
-        if self.password_ciphertext is None:
-            return None
-        return keyring.decrypt(self.password_ciphertext, self._secret_context("password"))
+        ciphertext = getattr(self, f"{name}_ciphertext")
+        return "" if ciphertext is None else keyring.decrypt(ciphertext, self._secret_context(name))
+
+    @property
+    def login_secret(self):
+        """The name of the secret this credential logs in with: "password" or "client_secret"."""
+        return "client_secret" if self.auth == protocols.OAUTH2 else "password"
 
     @property
     def custom_data(self):
@@ -237,16 +301,10 @@ class Credential(BaseModel):
         ).where(Credential.id == self.id).execute()
 
 
-Credential.add_index(Credential.index(fn.lower(Credential.name), unique=True, name="credential_name_ci"))
 Credential.add_index(
     Credential.index(
-        Credential.protocol,
-        fn.lower(Credential.host),
-        Credential.port,
-        fn.lower(Credential.username),
-        Credential.folder,
-        unique=True,
-        name="credential_mailbox",
+        Credential.protocol, Credential.host, Credential.port, Credential.username_key, Credential.folder,
+        unique=True, name="credential_mailbox",
     )
 )
 
@@ -267,16 +325,17 @@ class Alias(BaseModel):
     """An address whose mail is routed through a credential, with defaults for what it creates."""
 
     address = CharField(max_length=320)
+    address_key = CharField(max_length=320, unique=True)
     credential = ForeignKeyField(Credential, backref="aliases", on_delete="RESTRICT")
     workspace = CharField(max_length=100, default="")
     project_type = CharField(max_length=100, default="")
     client = CharField(max_length=100, default="")
     description = TextField(default="")
 
+    FOLDED = (("address", "address_key"),)
+
     @classmethod
     def ordered(cls):
         """All aliases by address, with their credential."""
-        return cls.select(cls, Credential).join(Credential).order_by(fn.lower(cls.address))
+        return cls.select(cls, Credential).join(Credential).order_by(cls.address_key)
 
-
-Alias.add_index(Alias.index(fn.lower(Alias.address), unique=True, name="alias_address_ci"))

@@ -5,6 +5,8 @@ steps, their timings and, on failure, a ``Cause``. It never takes longer than
 its deadline plus ``GRACE_SECONDS``, whatever the server does: every socket
 operation is limited to the time left, and a watchdog cuts the connection when
 the deadline passes, so a server dripping one byte a second cannot hold it.
+Each test runs in a worker thread that holds one of the caller's `slots`
+until it has really finished, so the number of tests in flight stays bounded.
 """
 
 import dataclasses
@@ -16,11 +18,11 @@ from contextlib import contextmanager
 
 import protocols
 
-from . import imap, network
+from . import imap, network, oauth, pop3
 from .causes import Failure, describe
 from .result import FAILED, OK, Cause, Result, Settings, Step
 
-__all__ = ["Cause", "Result", "Settings", "Step", "run"]
+__all__ = ["Busy", "Cause", "Result", "Settings", "Step", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +31,25 @@ log = logging.getLogger(__name__)
 GRACE_SECONDS = 0.5
 
 
-def run(settings, deadline=15.0, ca_file=None):
+PROTOCOL_MODULES = {protocols.IMAP: imap, protocols.POP3: pop3}
+
+
+class Busy(Exception):
+    """All the slots for connection tests are taken; try again when one finishes."""
+
+
+def run(settings, deadline=15.0, ca_file=None, slots=None):
     """Test `settings` against the real server and return a Result.
 
     `deadline` is the wall-clock budget in seconds for the whole test;
-    `ca_file` an optional PEM file of extra trusted CA certificates. Never
-    raises for anything the server or network does; that is in the Result.
+    `ca_file` an optional PEM file of extra trusted CA certificates; `slots` a
+    ``threading.BoundedSemaphore`` shared by the tests that may run at once.
+    Raises Busy when no slot is free; never raises for anything the server or
+    network does, which is in the Result.
     """
-    attempt = _Attempt(settings, deadline, ca_file)
+    if slots is not None and not slots.acquire(blocking=False):
+        raise Busy()
+    attempt = _Attempt(settings, deadline, ca_file, slots)
     worker = threading.Thread(target=attempt.execute, name="connection-test", daemon=True)
     worker.start()
     if not attempt.finished.wait(deadline + GRACE_SECONDS):
@@ -50,10 +63,11 @@ def run(settings, deadline=15.0, ca_file=None):
 
 
 def _plan(settings):
-    steps = [("resolve", "Resolve host"), ("connect", "Connect")]
+    steps = [("token", "Get OAuth2 token")] if settings.auth == protocols.OAUTH2 else []
+    steps += [("resolve", "Resolve host"), ("connect", "Connect")]
     if settings.security == protocols.IMPLICIT_TLS:
         steps.append(("tls", "TLS handshake"))
-    return steps + imap.plan(settings.security)
+    return steps + PROTOCOL_MODULES[settings.protocol].plan(settings.security)
 
 
 def _milliseconds_since(moment):
@@ -67,16 +81,20 @@ class _Attempt:
     The lock keeps the watchdog's verdict from being overwritten by the worker.
     """
 
-    def __init__(self, settings, deadline, ca_file):
+    def __init__(self, settings, deadline, ca_file, slots):
         self.settings = settings
         self.deadline = deadline
         self.ca_file = ca_file
+        self.slots = slots
         self.steps = {name: Step(name, title) for name, title in _plan(settings)}
         self.started = time.monotonic()
         self.sock = None  # what the current step talks over; replaced when TLS starts
+        self.guard = network.ReplyGuard()
+        self.token = None  # the OAuth2 access token, only in memory for the login
         self.current = None
         self.failure = None
         self.message_count = None
+        self.folders = []
         self.finished = threading.Event()
         self._lock = threading.Lock()
         self._aborted = False
@@ -111,7 +129,7 @@ class _Attempt:
 
     def execute(self):
         try:
-            self.message_count = self._converse()
+            self.message_count, self.folders = self._converse()
         except Failure as failure:
             with self._lock:
                 if not self._aborted:
@@ -127,9 +145,16 @@ class _Attempt:
                     if sock is not None:
                         sock.close()
             self.finished.set()
+            if self.slots is not None:
+                self.slots.release()
 
     def _converse(self):
         settings = self.settings
+        context = network.tls_context(self.ca_file)
+        if settings.auth == protocols.OAUTH2:
+            with self.step("token") as step:
+                self.token = oauth.fetch_token(settings, self.seconds_left(), context)
+                step.details = f"client-credentials grant at {settings.token_url}: access token received"
         with self.step("resolve") as step:
             addresses = network.resolve(settings.host, settings.port)
             step.details = ", ".join(sockaddr[0] for _, sockaddr in addresses)
@@ -138,12 +163,11 @@ class _Attempt:
             with self._lock:
                 self.sock, self._kill_switch = sock, sock.dup()
             step.details = network.format_address(sockaddr)
-        context = network.tls_context(self.ca_file)
         if settings.security == protocols.IMPLICIT_TLS:
             with self.step("tls") as step:
                 self.sock = context.wrap_socket(self.sock, server_hostname=settings.host)
                 step.details = network.describe_tls(self.sock)
-        return imap.converse(self, context)
+        return PROTOCOL_MODULES[settings.protocol].converse(self, context)
 
     def abort(self):
         """The deadline passed: record it against the current step and cut the connection."""
@@ -170,11 +194,13 @@ class _Attempt:
             cause = None
             if self.failure is not None:
                 where = self.current.title if self.current else "start"
-                cause = describe(self.failure, self.settings, deadline=self.deadline, step=where)
+                secrets = (self.settings.password, self.settings.client_secret, self.token)
+                cause = describe(self.failure, self.settings, secrets, deadline=self.deadline, step=where)
             return Result(
                 settings=self.settings,
                 steps=steps,
                 elapsed_ms=_milliseconds_since(self.started),
                 cause=cause,
                 message_count=None if cause else self.message_count,
+                folders=[] if cause else self.folders,
             )

@@ -5,6 +5,7 @@ CA file or the right host name instead.
 """
 
 import protocols
+import providers
 
 from .result import REPLY_LENGTH, Cause
 
@@ -23,7 +24,7 @@ CATALOGUE = {
     "connect_refused": (
         "port",
         "{host} refused the connection on port {port}: nothing accepts connections there.",
-        "Check the Port. IMAP uses 993 with SSL/TLS and 143 with STARTTLS.",
+        "Check the Port. IMAP uses 993 with SSL/TLS and 143 with STARTTLS; POP3 uses 995 and 110.",
     ),
     "connect_timeout": (
         "host",
@@ -33,7 +34,8 @@ CATALOGUE = {
     "greeting_timeout": (
         "port",
         "{host}:{port} accepted the connection but never sent a greeting.",
-        "This port may belong to another service. Check the Port.",
+        "This port may belong to another service, or expect SSL/TLS from the first byte. "
+        "Check the Port and Security.",
     ),
     "tls_handshake_failed": (
         "security",
@@ -80,9 +82,15 @@ CATALOGUE = {
         "The folder '{folder}' does not exist on the server.",
         "Folder names must match exactly; some servers are case-sensitive.",
     ),
+    "token_request_failed": (
+        "token_url",
+        "The token endpoint did not give Mailkeep an access token{reason}.",
+        "Check the Token endpoint, the Client ID and the Client secret, and that the application "
+        "may use the client-credentials grant.",
+    ),
     "protocol_error": (
         "port",
-        "{host}:{port} did not answer like an IMAP server{reason}.",
+        "{host}:{port} did not answer like a {protocol} server{reason}.",
         "Check that the Port belongs to the mail service and the Protocol matches it.",
     ),
     "deadline_exceeded": (
@@ -110,30 +118,39 @@ class Failure(Exception):
         self.context = dict(context, reason=f" ({reason})" if reason else "")
 
 
-def describe(failure, settings, **context):
-    """Turn a Failure into the Cause users read, with the secrets in `settings` redacted from the reply.
+def describe(failure, settings, secrets, **context):
+    """Turn a Failure into the Cause users read, with `secrets` redacted from the server's reply.
 
     `context` fills message fields the failure itself does not (``deadline``, ``step``).
+    An ``auth_failed`` against a known provider gets that provider's advice added.
     """
     field, message, hint = CATALOGUE[failure.code]
-    context = {"host": settings.host, "port": settings.port, "folder": settings.folder, **context, **failure.context}
+    context = {
+        "host": settings.host, "port": settings.port, "folder": settings.folder, "protocol": settings.protocol,
+        **context, **failure.context,
+    }
+    hint = failure.hint or hint
+    provider = providers.for_host(settings.host) or providers.for_username(settings.username)
+    if failure.code == "auth_failed" and provider:
+        hint = f"{hint} {provider.name}: {provider.auth_note}"
     return Cause(
         code=failure.code,
         field=failure.field or field,
         message=message.format(**context),
-        hint=failure.hint or hint,
-        server_reply=redact(failure.reply, settings)[:REPLY_LENGTH],
+        hint=hint,
+        server_reply=redact(failure.reply, secrets)[:REPLY_LENGTH],
     )
 
 
-def redact(text, settings):
-    """`text` with every occurrence of the test's password replaced by dots.
+def redact(text, secrets):
+    """`text` with every occurrence of each of `secrets` (passwords, client secrets, tokens) replaced by dots.
 
-    Servers do not normally echo a password, but a hostile one could, and the
+    Servers do not normally echo a secret, but a hostile one could, and the
     reply is shown to users.
     """
-    if settings.password:
-        text = text.replace(settings.password, "••••••")
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "••••••")
     return text
 
 

@@ -2,7 +2,7 @@
 
 The folder is opened with EXAMINE, the read-only SELECT (RFC 3501 section
 6.3.2): nothing in the mailbox changes and nothing from it is kept but the
-message count.
+message count and the folder names (``LIST``) for the folder picker.
 """
 
 import contextlib
@@ -19,6 +19,7 @@ from .causes import Failure
 
 # Nothing this test reads is legitimately large: a bigger literal is a hostile or broken server.
 MAX_LITERAL_BYTES = 64 * 1024
+MAX_FOLDERS = 500
 
 SASL_PREFIX = b"AUTH="
 
@@ -34,57 +35,58 @@ def plan(security):
 class _IMAP4OnSocket(imaplib.IMAP4):
     """imaplib's IMAP4 speaking over a socket that is already connected (and maybe TLS-wrapped).
 
-    Keeps the last line the server sent, to quote it in a cause, and refuses
-    literals over MAX_LITERAL_BYTES so a server cannot make it allocate gigabytes.
+    Every line and literal passes the attempt's ReplyGuard, and literals over
+    MAX_LITERAL_BYTES are refused before they are read, so a server cannot make
+    it allocate gigabytes.
     """
 
-    def __init__(self, host, port, sock):
+    def __init__(self, host, port, sock, guard):
         self._connected_socket = sock
-        self.last_line = b""
+        self.guard = guard
         super().__init__(host, port)
 
     def _create_socket(self, timeout=None):
         return self._connected_socket
 
     def _get_line(self):
-        self.last_line = super()._get_line()
-        return self.last_line
+        return self.guard.seen(super()._get_line())
 
     def read(self, size):
         if size > MAX_LITERAL_BYTES:
             raise self.abort(f"the server announced a literal of {size} bytes")
-        return super().read(size)
+        return self.guard.seen(super().read(size))
 
 
 class _Client(IMAPClient):
     """IMAPClient over an already connected socket, with imaplib's protocol trace switched off."""
 
-    def __init__(self, host, port, sock):
+    def __init__(self, host, port, sock, guard):
         self._connected_socket = sock
+        self._guard = guard
         super().__init__(host, port=port, ssl=False)
         # The trace would log every server line at DEBUG, and a hostile server may echo secrets.
         self._imap.debug = 0
 
     def _create_IMAP4(self):
-        return _IMAP4OnSocket(self.host, self.port, self._connected_socket)
+        return _IMAP4OnSocket(self.host, self.port, self._connected_socket, self._guard)
 
     @property
     def last_reply(self):
-        """The server's last line without its command tag, as text."""
-        line = self._imap.last_line.decode("utf-8", "replace")
+        """The server's last line without its command tag."""
+        line = self._guard.last_reply
         tag, _, rest = line.partition(" ")
         return line if tag in ("*", "+") else rest
 
 
 def converse(attempt, context):
-    """Run the IMAP steps on ``attempt.sock``; return the folder's message count.
+    """Run the IMAP steps on ``attempt.sock``; return (message count, folder names).
 
     `attempt` is the running test (``probe._Attempt``); `context` the SSLContext
     for STARTTLS. Raises Failure naming the cause.
     """
     settings = attempt.settings
     with attempt.step("greeting") as step:
-        client = _Client(settings.host, settings.port, attempt.sock)
+        client = _Client(settings.host, settings.port, attempt.sock, attempt.guard)
         capabilities = set(client.capabilities())
         step.details = f"{_greeting_text(client.welcome)} Capabilities: {_describe(capabilities)}."
     try:
@@ -108,7 +110,7 @@ def _after_greeting(attempt, client, capabilities, context):
             step.details = network.describe_tls(attempt.sock)
 
     with attempt.step("authenticate") as step:
-        step.details = _authenticate(client, capabilities, settings)
+        step.details = _authenticate(client, capabilities, settings, attempt.token)
 
     with attempt.step("folder") as step:
         try:
@@ -119,28 +121,58 @@ def _after_greeting(attempt, client, capabilities, context):
             reply = client.last_reply
             raise Failure("folder_not_found", reply=reply, hint=_folder_hint(client, settings.folder)) from None
         count = folder[b"EXISTS"]
-        step.details = f"EXAMINE {settings.folder}: {count} messages"
+        names = _folder_names(client)
+        step.details = f"EXAMINE {settings.folder}: {count} messages; LIST: {len(names)} folders"
 
     with attempt.step("logout") as step:
         step.details = client.logout().decode("utf-8", "replace")
-    return count
+    return count, names
 
 
-def _authenticate(client, capabilities, settings):
-    """Log in with LOGIN, or SASL PLAIN when a secret is not ASCII (LOGIN cannot carry it)."""
+def _authenticate(client, capabilities, settings, token):
+    """Log in with the mechanism ``_mechanism`` picks; return what was done, e.g. ``"LOGIN as alice@example.com"``."""
+    mechanism = _mechanism(capabilities, settings)
+    try:
+        if mechanism == "XOAUTH2":
+            client.oauth2_login(settings.username, token)
+        elif mechanism == "OAUTHBEARER":
+            client.oauthbearer_login(settings.username, token)
+        elif mechanism == "PLAIN":
+            client.plain_login(settings.username, settings.password)
+        else:
+            client.login(settings.username, settings.password)
+    except LoginError:
+        reply = client.last_reply
+        if "[PRIVACYREQUIRED]" in reply:
+            raise Failure("plaintext_refused", reply=reply, reason="PRIVACYREQUIRED") from None
+        # With OAuth2 the secret was accepted by the token endpoint; the mailbox refused this login.
+        blame = "username" if settings.auth == protocols.OAUTH2 else None
+        raise Failure("auth_failed", reply=reply, field=blame) from None
+    command = "LOGIN" if mechanism == "LOGIN" else f"AUTHENTICATE {mechanism}"
+    return f"{command} as {settings.username}"
+
+
+def _mechanism(capabilities, settings):
+    """How to log in: SASL XOAUTH2 (else OAUTHBEARER, RFC 7628) for OAuth2; LOGIN for a password,
+    or SASL PLAIN when the password is not ASCII, which LOGIN cannot carry (RFC 3501 section 9).
+
+    Raises Failure when the server offers no usable way.
+    """
+    offered = {c[len(SASL_PREFIX):].decode() for c in capabilities if c.startswith(SASL_PREFIX)}
+    if settings.auth == protocols.OAUTH2:
+        for mechanism in ("XOAUTH2", "OAUTHBEARER"):
+            if mechanism in offered:
+                return mechanism
+        raise Failure("auth_mechanism_unavailable", field="auth",
+                      reason="the server offers neither AUTH=XOAUTH2 nor AUTH=OAUTHBEARER")
     if b"LOGINDISABLED" in capabilities:
         raise Failure("plaintext_refused", reason="the server announced LOGINDISABLED")
-    ascii_only = (settings.username + settings.password).isascii()
-    if not ascii_only and SASL_PREFIX + b"PLAIN" not in capabilities:
-        raise Failure("auth_mechanism_unavailable", reason="the password is not ASCII and AUTH=PLAIN is not offered")
-    try:
-        if ascii_only:
-            client.login(settings.username, settings.password)
-        else:
-            client.plain_login(settings.username, settings.password)
-    except LoginError:
-        raise Failure("auth_failed", reply=client.last_reply) from None
-    return f"{'LOGIN' if ascii_only else 'AUTHENTICATE PLAIN'} as {settings.username}"
+    if (settings.username + settings.password).isascii():
+        return "LOGIN"
+    if "PLAIN" in offered:
+        return "PLAIN"
+    raise Failure("auth_mechanism_unavailable",
+                  reason="the password is not ASCII and the server does not offer AUTH=PLAIN")
 
 
 def _greeting_text(welcome):
@@ -158,10 +190,16 @@ def _describe(capabilities):
     return ", ".join(parts)
 
 
+def _folder_names(client):
+    """The server's folder names (``LIST "" "*"``), at most MAX_FOLDERS, sorted with INBOX first."""
+    names = [name for _, _, name in client.list_folders()][:MAX_FOLDERS]
+    return sorted(names, key=lambda name: (name.upper() != "INBOX", name.casefold()))
+
+
 def _folder_hint(client, wanted):
     """Point at the existing folder whose name differs only in case or spacing, or list a few folders."""
     try:
-        names = [name for _, _, name in client.list_folders()]
+        names = _folder_names(client)
     except (IMAPClientError, OSError):  # the hint is a courtesy; the cause stands without it
         return None
 

@@ -9,12 +9,17 @@ import socket
 import ssl
 from datetime import datetime, timezone
 
+import protocols
+
 from .causes import Failure, security_mismatch_hint
 
 # OpenSSL X509_V_ERR_* codes (x509_vfy.h) that have a cause of their own.
 CERT_HAS_EXPIRED = 10
 HOSTNAME_MISMATCH = 62
 IP_ADDRESS_MISMATCH = 64
+
+# Everything a test reads is small (a greeting, capabilities, a folder list); more is a broken or hostile server.
+MAX_RECEIVED_BYTES = 4 * 1024 * 1024
 
 
 def tls_context(ca_file=None):
@@ -108,7 +113,9 @@ def classify(error, step, settings):
         )
     if isinstance(error, TimeoutError):
         if step in ("tls", "greeting"):
-            return Failure("greeting_timeout", field="security" if mismatch else None, hint=mismatch)
+            # A silent server after a plaintext dial most often waits for a TLS hello: blame Security.
+            blame = "security" if mismatch or settings.security == protocols.STARTTLS else None
+            return Failure("greeting_timeout", field=blame, hint=mismatch)
         return Failure("deadline_exceeded")
     if isinstance(error, (EOFError, ConnectionError)):
         return Failure("protocol_error", reason="the server closed the connection")
@@ -122,3 +129,34 @@ def _certificate_failure(error):
     if error.verify_code in (HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH):
         return Failure("tls_hostname_mismatch", reason=reason)
     return Failure("tls_certificate_untrusted", reason=reason)
+
+
+class ReplyGuard:
+    """Watches every line a server sends: keeps the last one to quote, caps the total, spots HTTP.
+
+    Protocol clients call ``seen(line)`` for each line (bytes) they read. Raises
+    Failure ``protocol_error`` when the server answers like a web server or has
+    sent more than MAX_RECEIVED_BYTES in all, so memory stays bounded.
+    """
+
+    def __init__(self):
+        self.last_line = b""
+        self.received = 0
+
+    def seen(self, data):
+        if not self.received and data.startswith(b"HTTP/"):
+            raise Failure("protocol_error", reason="it answered like a web server (HTTP)", reply=_text(data))
+        self.received += len(data)
+        if self.received > MAX_RECEIVED_BYTES:
+            raise Failure("protocol_error", reason=f"it sent more than {MAX_RECEIVED_BYTES} bytes")
+        self.last_line = data
+        return data
+
+    @property
+    def last_reply(self):
+        """The last line as text, without its line end."""
+        return _text(self.last_line)
+
+
+def _text(data):
+    return data.decode("utf-8", "replace").rstrip("\r\n")

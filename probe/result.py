@@ -1,17 +1,23 @@
-"""What a connection test returns: its steps in order, and on failure the cause."""
+"""What a connection test takes and returns: settings in; steps in order and, on failure, the cause out."""
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+
+import protocols
 
 OK = "ok"
 FAILED = "failed"
 SKIPPED = "skipped"
 
+REPLY_LENGTH = 300
+
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a connection test needs; `password` never appears in ``repr``.
+    """Everything a connection test needs. Secrets (`password`, `client_secret`) never appear in ``repr``.
 
-    `port` is a TCP port (1-65535), `security` one of ``protocols.SECURITY_LABELS``.
+    `port` is a TCP port (1-65535), `security` a key of ``protocols.SECURITY_LABELS``,
+    `auth` a key of ``protocols.AUTHENTICATION_LABELS``. For OAuth2, `token_url`
+    is the token endpoint of the client-credentials grant and `scope` may be empty.
     """
 
     protocol: str
@@ -19,13 +25,27 @@ class Settings:
     port: int
     security: str
     username: str
-    password: str = field(repr=False)
+    password: str = field(default="", repr=False)
     folder: str = "INBOX"
+    auth: str = protocols.PASSWORD
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    token_url: str = ""
+    scope: str = ""
+
+    SECRET_FIELDS = ("password", "client_secret")
+
+    def public(self):
+        """The settings without their secrets, as a dict."""
+        return {name: value for name, value in asdict(self).items() if name not in self.SECRET_FIELDS}
 
 
 @dataclass
 class Step:
-    """One step of the test: `name` is a stable code (``"tls"``), `title` what users read."""
+    """One step of the test: `name` is a stable code (``"tls"``), `title` what users read.
+
+    `duration_ms` is wall-clock milliseconds; `details` one line of what was seen.
+    """
 
     name: str
     title: str
@@ -51,16 +71,14 @@ class Cause:
     server_reply: str = ""
 
 
-REPLY_LENGTH = 300
-
-
 @dataclass
 class Result:
     """The outcome of one connection test.
 
     `steps` are in the order they run (later ones ``skipped`` after a failure),
-    `elapsed_ms` is wall-clock milliseconds, `message_count` the folder's
-    message count on success.
+    `elapsed_ms` is wall-clock milliseconds; on success `message_count` is the
+    folder's message count and `folders` the server's folder names (IMAP ``LIST``;
+    empty for POP3, which has one mailbox).
     """
 
     settings: Settings
@@ -68,6 +86,7 @@ class Result:
     elapsed_ms: int
     cause: Cause | None = None
     message_count: int | None = None
+    folders: list = field(default_factory=list)
 
     @property
     def ok(self):
@@ -90,3 +109,17 @@ class Result:
         step = self.failed_step
         where = f"{step.title} failed: " if step else ""
         return f"{where}{self.cause.message}"
+
+    def as_dict(self):
+        """The result as JSON-ready data; the settings come without their secrets."""
+        return {
+            "ok": self.ok,
+            "summary": self.summary,
+            "elapsed_ms": self.elapsed_ms,
+            "message_count": self.message_count,
+            "folders": self.folders,
+            "settings": self.settings.public(),
+            "steps": [asdict(step) for step in self.steps],
+            "failed_step": self.failed_step.name if self.failed_step else None,
+            "cause": asdict(self.cause) if self.cause else None,
+        }

@@ -3,19 +3,17 @@
 // Content-Security-Policy allows scripts from this origin only.
 "use strict";
 
+const CREDENTIAL_FORM = "form[data-default-ports]";
+
 // Moving Security between SSL/TLS and STARTTLS (or changing Protocol) moves a
 // port that is still a default (993/143, 995/110) to the matching default.
-function defaultPorts(form) {
-  return JSON.parse(form.dataset.defaultPorts || "{}");
-}
-
 function rememberChoice(form) {
   form.dataset.lastProtocol = form.elements.protocol.value;
   form.dataset.lastSecurity = form.elements.security.value;
 }
 
 function moveDefaultPort(form) {
-  const ports = defaultPorts(form);
+  const ports = JSON.parse(form.dataset.defaultPorts);
   const previous = (ports[form.dataset.lastProtocol] || {})[form.dataset.lastSecurity];
   const next = (ports[form.elements.protocol.value] || {})[form.elements.security.value];
   if (next && String(previous) === form.elements.port.value) {
@@ -24,39 +22,71 @@ function moveDefaultPort(form) {
   rememberChoice(form);
 }
 
-// Test connection stays disabled until Host, Port, Username and a password
+// Show the login fields of the chosen Authentication only; POP3 reads INBOX only.
+function showChoices(form) {
+  const auth = form.elements.auth.value;
+  form.querySelectorAll("[data-auth-section]").forEach((section) => {
+    section.hidden = section.dataset.authSection !== auth;
+  });
+  const pop3 = form.elements.protocol.value === "POP3";
+  form.elements.folder.readOnly = pop3;
+  if (pop3) form.elements.folder.value = "INBOX";
+}
+
+// Test connection stays disabled until the server, the login and its secret
 // (typed, or stored for the entry being edited) are there.
 function updateTestButton(form) {
   const button = form.querySelector("[data-connection-test]");
-  if (!button) return;
   const filled = (name) => form.elements[name] && form.elements[name].value.trim() !== "";
-  const password = filled("password") || form.hasAttribute("data-stored-password");
-  button.disabled = !(filled("host") && filled("port") && filled("username") && password);
+  const stored = (form.dataset.storedSecrets || "").split(" ");
+  const secret = form.elements.auth.value === "password" ? "password" : "client_secret";
+  const login = form.elements.auth.value === "password" ? [] : ["client_id", "token_url"];
+  const ready = ["host", "port", "username", ...login].every(filled) && (filled(secret) || stored.includes(secret));
+  button.disabled = !ready;
+}
+
+function refresh(form) {
+  showChoices(form);
+  updateTestButton(form);
 }
 
 function setUp(root) {
-  root.querySelectorAll("form[data-default-ports]").forEach((form) => {
+  root.querySelectorAll(CREDENTIAL_FORM).forEach((form) => {
     rememberChoice(form);
-    updateTestButton(form);
+    refresh(form);
   });
 }
 
 document.addEventListener("change", (event) => {
-  const form = event.target.closest("form[data-default-ports]");
-  if (form && (event.target.name === "security" || event.target.name === "protocol")) {
-    moveDefaultPort(form);
-    updateTestButton(form);
-  }
+  const form = event.target.closest(CREDENTIAL_FORM);
+  if (!form) return;
+  if (event.target.name === "security" || event.target.name === "protocol") moveDefaultPort(form);
+  refresh(form);
 });
 
 document.addEventListener("input", (event) => {
-  const form = event.target.closest("form[data-default-ports]");
+  const form = event.target.closest(CREDENTIAL_FORM);
   if (form) updateTestButton(form);
 });
 
-// A dialog opened in place closes without leaving the page; opened as a page
-// of its own (no JavaScript at the time), its link goes back instead.
 document.addEventListener("click", (event) => {
+  // A suggestion (provider settings, a folder from the server) fills its fields when the user takes it.
+  const filler = event.target.closest("[data-fill]");
+  if (filler) {
+    const form = filler.closest("form");
+    Object.entries(JSON.parse(filler.dataset.fill)).forEach(([name, value]) => {
+      form.elements[name].value = value;
+    });
+    rememberChoice(form);
+    refresh(form);
+    const suggestion = filler.closest(".suggestion");
+    if (suggestion) suggestion.remove();
+    filler.parentElement.querySelectorAll("[data-fill]").forEach((other) => {
+      other.setAttribute("aria-pressed", String(other === filler));
+    });
+  }
+  // A dialog opened in place closes without leaving the page; opened as a page
+  // of its own (no JavaScript at the time), its link goes back instead.
   const closer = event.target.closest("[data-close-dialog]");
   const container = closer && closer.closest("#dialog");
   if (container) {
@@ -67,11 +97,10 @@ document.addEventListener("click", (event) => {
 
 // Say so when the server cannot be reached or fails, instead of doing nothing.
 function showProblem(text) {
-  const messages = document.getElementById("messages");
   const notice = document.createElement("p");
   notice.className = "refused";
   notice.textContent = text;
-  messages.replaceChildren(notice);
+  document.getElementById("messages").replaceChildren(notice);
 }
 
 document.addEventListener("htmx:sendError", () => showProblem("Mailkeep could not be reached. Check your connection and try again."));

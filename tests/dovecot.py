@@ -96,6 +96,18 @@ class Dovecot:
     - 127.0.0.2, ssl=False: ``IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+
       LOGINDISABLED``; LOGIN answers ``NO [PRIVACYREQUIRED]``. POP3 CAPA likewise lacks
       STLS and USER.
+
+    With ``oauth2_introspection_url`` (an ``http://IP:port/path`` such as
+    ``TokenServer.introspection_url``) bearer tokens are checked by a second passdb
+    (``driver = oauth2``), which POSTs ``token=<t>&client_id=&client_secret=`` and accepts
+    ``{"active": true, "username": <the login>}``; a token reported for another user fails.
+    CAPABILITY gains ``AUTH=XOAUTH2 AUTH=OAUTHBEARER``, POP3 CAPA ``SASL PLAIN LOGIN XOAUTH2
+    OAUTHBEARER``; password logins are unchanged. A rejected token is answered (after ~0.5 s)
+    with a continuation ``+ <base64 JSON>`` (XOAUTH2 ``{"status":"401","schemes":"bearer",
+    "scope":"mail"}``, OAUTHBEARER ``{"status":"invalid_token"}``); whatever line the client
+    sends next (an empty one per XOAUTH2, ``AQ==`` per RFC 7628) draws
+    ``<tag> NO [AUTHENTICATIONFAILED] Authentication failed.`` in IMAP and
+    ``-ERR [AUTH] Authentication failed.`` in POP3.
     """
 
     def __init__(
@@ -109,11 +121,13 @@ class Dovecot:
         cert_expired: bool = False,
         binary: str = "/usr/sbin/dovecot",
         extra_config: str = "",
+        oauth2_introspection_url: str | None = None,
     ):
         """``users`` defaults to ``[DEFAULT_USER]``; ``cert_names`` become the server
         certificate's subjectAltName (IP literals as IP addresses, others as DNS names);
         ``cert_expired`` makes that certificate's validity end yesterday; ``extra_config``
-        is appended verbatim to the generated dovecot.conf."""
+        is appended verbatim to the generated dovecot.conf; ``oauth2_introspection_url``
+        (e.g. ``TokenServer.introspection_url``) enables XOAUTH2/OAUTHBEARER logins."""
         self.workdir = pathlib.Path(workdir)
         self.host = listen
         self.users = list(users) if users is not None else [DEFAULT_USER]
@@ -125,6 +139,7 @@ class Dovecot:
         self.cert_expired = cert_expired
         self.binary = binary
         self.extra_config = extra_config
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.ca_file = self.workdir / "ca.pem"
         self.log_file = self.workdir / "dovecot.log"
         self.imap_port: int | None = None
@@ -158,9 +173,11 @@ class Dovecot:
             self._rundir.chmod(0o755)
             self.imap_port, self.imaps_port, self.pop3_port, self.pop3s_port = self._free_ports(4)
             if self.ssl:
-                self._write_certificates()
+                write_certificates(self.workdir, self.cert_names, expired=self.cert_expired)
             else:
                 self.imaps_port = self.pop3s_port = None
+            if self.oauth2_introspection_url:
+                self._write_oauth2_args()
             self._write_mail(account)
             conf = self.workdir / "dovecot.conf"
             conf.write_text(self._config(account, group))
@@ -210,59 +227,16 @@ class Dovecot:
             for s in socks:
                 s.close()
 
-    def _write_certificates(self) -> None:
-        now = datetime.datetime.now(datetime.timezone.utc)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Dovecot test CA")])
-        ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_key_usage(cert_sign=True), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256())
+    def _write_oauth2_args(self) -> None:
+        # In the runtime directory because the auth process (``nobody`` as root) reads it.
+        (self._rundir / "oauth2.conf.ext").write_text(
+            "introspection_mode = post\n"
+            f"introspection_url = {self.oauth2_introspection_url}\n"
+            "username_attribute = username\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+            "force_introspection = yes\n"
         )
-        if self.cert_expired:
-            not_before, not_after = now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)
-        else:
-            not_before, not_after = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=30)
-        key = ec.generate_private_key(ec.SECP256R1())
-        sans: list[x509.GeneralName] = []
-        for name in self.cert_names:
-            try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(name)))
-            except ValueError:
-                sans.append(x509.DNSName(name))
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.cert_names[0])]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(cert_sign=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        self.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-        (self.workdir / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path = self.workdir / "server.key"
-        key_path.unlink(missing_ok=True)
-        # Created 0600 rather than chmod-ed afterwards so the key is never world-readable.
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            ))
 
     def _write_mail(self, account: pwd.struct_passwd) -> None:
         lines = []
@@ -296,6 +270,15 @@ class Dovecot:
         else:
             ssl_conf = "ssl = no\n"
         users = self._rundir / "users"
+        mechanisms, password_mechanisms, oauth2_passdb = "plain login", "", ""
+        if self.oauth2_introspection_url:
+            mechanisms += " xoauth2 oauthbearer"
+            # Otherwise passwd-file would also be asked to check bearer tokens as passwords.
+            password_mechanisms = "  mechanisms = plain login\n"
+            oauth2_passdb = (
+                "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                f"  args = {self._rundir / 'oauth2.conf.ext'}\n}}\n"
+            )
         return f"""\
 # Generated by tests/dovecot.py; self-contained (does not include /etc/dovecot).
 protocols = imap pop3
@@ -310,7 +293,7 @@ default_login_user = {account.pw_name}
 first_valid_uid = {account.pw_uid}
 first_valid_gid = {account.pw_gid}
 disable_plaintext_auth = yes
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 namespace inbox {{
@@ -319,9 +302,9 @@ namespace inbox {{
 {ssl_conf}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {users}
+{password_mechanisms}  args = scheme=PLAIN username_format=%u {users}
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = passwd-file
   args = username_format=%u {users}
 }}
@@ -380,6 +363,74 @@ service anvil {{
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"Dovecot did not greet on {self.host}:{port}:\n{self.log_tail()}")
                 time.sleep(0.05)
+
+
+def write_certificates(
+    directory: pathlib.Path, names: tuple[str, ...], *, expired: bool = False
+) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
+    """Write a fresh CA and a server certificate it signed into ``directory`` (which must exist);
+    return their paths ``(ca.pem, server.pem, server.key)``, the key PKCS#8 PEM, mode 0600.
+
+    ``names`` become the certificate's subjectAltName (IP literals as IP addresses, others as
+    DNS names; the first is also the CN). Keys are ECDSA P-256. The CA is valid from a day ago
+    for 365 days; the server certificate from an hour ago for 30 days, or with ``expired``
+    from 30 days ago until yesterday. Load it with ``ssl.SSLContext.load_cert_chain(cert, key)``
+    for a purpose-built TLS server that clients trusting ``ca.pem`` accept.
+    """
+    directory = pathlib.Path(directory)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Dovecot test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    if expired:
+        not_before, not_after = now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)
+    else:
+        not_before, not_after = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=30)
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            sans.append(x509.DNSName(name))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_file, cert_file, key_file = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.unlink(missing_ok=True)
+    # Created 0600 rather than chmod-ed afterwards so the key is never world-readable.
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ))
+    return ca_file, cert_file, key_file
 
 
 def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:

@@ -156,15 +156,15 @@ def test_the_port_of_the_other_mode_is_named_in_the_hint():
 
     hint = security_mismatch_hint(settings)
     assert hint == "Port 143 normally uses STARTTLS: choose STARTTLS, or use port 993 with SSL/TLS."
-    assert describe(Failure("tls_handshake_failed", hint=hint), settings).hint == hint
-    assert describe(failure, settings).message.endswith("(WRONG_VERSION_NUMBER).")
+    assert describe(Failure("tls_handshake_failed", hint=hint), settings, ()).hint == hint
+    assert describe(failure, settings, ()).message.endswith("(WRONG_VERSION_NUMBER).")
 
 
 def test_a_server_echoing_the_password_has_it_redacted():
     settings = probe.Settings("IMAP", "mail.example.com", 993, "ssl_tls", MAILBOX_USER, CANARY)
-    cause = describe(Failure("auth_failed", reply=f"NO you said {CANARY}"), settings)
+    cause = describe(Failure("auth_failed", reply=f"NO you said {CANARY}"), settings, (CANARY, None))
     assert CANARY not in cause.server_reply
-    assert redact(f"x{CANARY}y", settings) == "x••••••y"
+    assert redact(f"x{CANARY}y", (CANARY,)) == "x••••••y"
 
 
 def test_the_watchdog_does_not_leave_threads_behind():

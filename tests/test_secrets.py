@@ -23,8 +23,8 @@ def test_a_credential_saved_edited_retested_and_deleted_never_shows_its_password
     for page in pages:
         assert CANARY not in client.get(page).get_data(as_text=True)
     client.post(f"/credentials/{credential_id}/edit", data={**values, "name": "Renamed"})
-    client.post(f"/credentials/{credential_id}/password", data={"new_password": CANARY + "2",
-                                                                 "confirm_password": CANARY + "2"}, headers=HTMX)
+    client.post(f"/credentials/{credential_id}/password", data={"new_secret": CANARY + "2",
+                                                                 "confirm_secret": CANARY + "2"}, headers=HTMX)
     client.post("/credentials/new", data={**values, "name": "", "password": CANARY})  # failed save
     client.post(f"/credentials/{credential_id}/delete")
     database = b"".join(path.read_bytes() for path in tmp_path.glob("mailkeep.db*"))

@@ -34,7 +34,7 @@ def create():
 @bp.route("/<int:alias_id>/edit", methods=["GET", "POST"])
 def edit(alias_id):
     alias = get_object_or_404(Alias, Alias.id == alias_id)
-    form = AliasForm(data=model_to_dict(alias, recurse=False), alias=alias)
+    form = AliasForm(data=model_to_dict(alias, recurse=False), instance=alias)
     if form.validate_on_submit():
         for name, value in field_values(form, AliasForm.FIELDS).items():
             setattr(alias, name, value)

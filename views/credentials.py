@@ -1,4 +1,4 @@
-"""Credentials: the list with its filters, add, edit, change password, test connection, delete."""
+"""Credentials: the list with its filters, add, edit, change a secret, test connection, autodetect, delete."""
 
 import logging
 
@@ -8,29 +8,40 @@ from playhouse.flask_utils import PaginatedQuery, get_object_or_404
 
 import probe
 import protocols
+import providers
 from encryption import UndecryptableSecret
 from forms import (
     ConnectionForm,
-    ConnectionTestForm,
     CredentialForm,
-    NewCredentialForm,
-    PasswordChangeForm,
+    SecretChangeForm,
     apply_custom_data_action,
     credential_data,
     field_values,
 )
 from models import Alias, Credential, Group
 
-from . import UNPROCESSABLE, finish, is_htmx, keyring, refuse, respond
+from . import (
+    TOO_MANY_REQUESTS,
+    UNPROCESSABLE,
+    UNREADABLE_SECRET,
+    finish,
+    is_htmx,
+    keyring,
+    refuse,
+    respond,
+    run_connection_test,
+    test_saved_credential,
+)
 
 bp = Blueprint("credentials", __name__, url_prefix="/credentials")
 log = logging.getLogger(__name__)
 
 # Fields a connection test can blame, each with a slot under it in the form for the cause.
-BLAMABLE_FIELDS = ("host", "port", "security", "username", "password", "folder")
-# Sending the stored password elsewhere would leak it: reuse it only for the same server and login.
-REUSE_PASSWORD_FIELDS = ("protocol", "host", "port", "security", "username")
-UNREADABLE_SECRET = "This secret cannot be read with the current keys; set the password again."
+BLAMABLE_FIELDS = (
+    "host", "port", "security", "username", "password", "folder", "auth", "client_id", "client_secret",
+    "token_url", "scope",
+)
+SECRET_LABELS = {"password": "password", "client_secret": "client secret"}
 
 
 @bp.get("/")
@@ -59,16 +70,13 @@ def index():
 @bp.route("/new", methods=["GET", "POST"])
 def create():
     formdata, add_row = _form_input()
-    form = NewCredentialForm(formdata=formdata)
+    form = CredentialForm(formdata=formdata)
     if add_row:
         form.custom_data.append_entry()
     if _wants_save() and form.validate():
         try:
             credential = Credential.add(
-                keyring(),
-                form.password.data,
-                form.custom_data_pairs(),
-                **field_values(form, Credential.EDITABLE),
+                keyring(), form.secret_changes(), form.custom_data_pairs(), **field_values(form, Credential.EDITABLE)
             )
         except IntegrityError:
             form.form_errors.append("Another credential was saved with the same name or mailbox meanwhile.")
@@ -81,12 +89,14 @@ def create():
 def edit(credential_id):
     credential = get_object_or_404(Credential, Credential.id == credential_id)
     formdata, add_row = _form_input()
-    form = CredentialForm(formdata=formdata, data=credential_data(credential), credential=credential)
+    form = CredentialForm(formdata=formdata, data=credential_data(credential), instance=credential)
     if add_row:
         form.custom_data.append_entry()
     if _wants_save() and form.validate():
         try:
-            credential.change(form.custom_data_pairs(), **field_values(form, Credential.EDITABLE))
+            credential.change(
+                keyring(), form.secret_changes(), form.custom_data_pairs(), **field_values(form, Credential.EDITABLE)
+            )
         except IntegrityError:
             form.form_errors.append("Another credential was saved with the same name or mailbox meanwhile.")
         else:
@@ -115,7 +125,6 @@ def _form_page(form, credential, test_result=None, status=None):
             form=form,
             credential=credential,
             test_result=test_result,
-            blamable_fields=BLAMABLE_FIELDS,
             default_ports=_default_ports(),
         ),
         status,
@@ -140,21 +149,35 @@ def custom_data():
     return render_template("credentials/_custom_data.html", form=form)
 
 
-@bp.route("/<int:credential_id>/password", methods=["GET", "POST"])
-def change_password(credential_id):
-    """The Change password dialog: saves only the secret."""
+@bp.get("/autodetect")
+def autodetect():
+    """Suggest Host, Port and Security for a username's domain from the provider list (htmx)."""
+    username = request.args.get("username", "")
+    protocol = request.args.get("protocol", protocols.IMAP)
+    provider = providers.for_username(username) if "@" in username else None
+    server = provider.server(protocol) if provider else None
+    return render_template(
+        "credentials/_autodetect.html", provider=provider, server=server, protocol=protocol,
+        security_labels=protocols.SECURITY_LABELS,
+    )
+
+
+@bp.route("/<int:credential_id>/password", methods=["GET", "POST"], defaults={"name": "password"})
+@bp.route("/<int:credential_id>/client-secret", methods=["GET", "POST"], defaults={"name": "client_secret"})
+def change_secret(credential_id, name):
+    """The dialog that changes one stored secret, and nothing else."""
     credential = get_object_or_404(Credential, Credential.id == credential_id)
-    form = PasswordChangeForm()
+    form = SecretChangeForm(label=SECRET_LABELS[name])
     if form.validate_on_submit():
-        credential.set_password(keyring(), form.new_password.data)
+        credential.set_secret(keyring(), name, form.new_secret.data)
         credential.save()
         if is_htmx():
-            return render_template("credentials/_password_dialog.html", credential=credential, form=None)
-        return finish(f"Password of {credential.name} changed.", ".edit", credential_id=credential.id)
+            return render_template("credentials/_secret_dialog.html", credential=credential, name=name, form=None)
+        return finish(f"The {form.noun} of {credential.name} was changed.", ".edit", credential_id=credential.id)
     status = UNPROCESSABLE if form.errors else 200
     return respond(
-        "credentials/_password_dialog.html", f"Change password of {credential.name}", status,
-        credential=credential, form=form,
+        "credentials/_secret_dialog.html", f"Change the {form.noun} of {credential.name}", status,
+        credential=credential, name=name, form=form,
     )
 
 
@@ -163,44 +186,49 @@ def change_password(credential_id):
 def test_form(credential_id):
     """Test the values on screen, before or without saving them.
 
-    The stored password of the entry being edited is used only when the
-    server and login are unchanged; otherwise the password is asked for again.
+    The stored secret of the entry being edited is used only when the server,
+    login (and for OAuth2 the client and token endpoint) are unchanged;
+    otherwise it is asked for again.
     """
     credential = get_object_or_404(Credential, Credential.id == credential_id) if credential_id else None
-    outcome = _test_values_on_screen(ConnectionTestForm(), credential)
+    form = ConnectionForm(instance=credential)
+    try:
+        outcome = _test_values_on_screen(form, credential)
+    except probe.Busy:
+        outcome = _outcome(busy=True)
     if is_htmx():
-        return render_template("credentials/_test_result.html", blamable_fields=BLAMABLE_FIELDS, oob=True, **outcome)
-    page_form = (CredentialForm if credential else NewCredentialForm)(credential=credential)
-    return _form_page(page_form, credential, test_result=outcome, status=200)
+        return render_template(
+            "credentials/_test_result.html", blamable_fields=BLAMABLE_FIELDS, oob=True, form=form, **outcome
+        )
+    status = TOO_MANY_REQUESTS if outcome["busy"] else 200
+    return _form_page(CredentialForm(instance=credential), credential, test_result=outcome, status=status)
 
 
 def _test_values_on_screen(form, credential):
-    """Run the test for a ConnectionTestForm; return what _test_result.html shows.
+    """Run the test for a ConnectionForm; return what _test_result.html shows.
 
     The keys: `result` (a probe.Result, or None when nothing was tested),
-    `blamed` ({field name: message} for the slots under the fields), and
-    `ask_password` (the stored password may not be reused for these values).
+    `blamed` ({field name: message} for the slots under the fields),
+    `ask_secret` (the name of a stored secret that may not be reused for these
+    values), and `busy`. Raises probe.Busy when too many tests run already.
     """
     if not form.validate():
         return _outcome(blamed={name: errors[0] for name, errors in form.errors.items()})
-    password = form.password.data
-    if not password and credential and _same_login(credential, form):
+    secrets = form.secrets()
+    name = form.login_secret
+    if not secrets[name] and name in form.reusable_secrets():
         try:
-            password = credential.password(keyring())
+            secrets[name] = credential.secret(keyring(), name)
         except UndecryptableSecret:
-            return _outcome(blamed={"password": UNREADABLE_SECRET})
-    if not password:
-        return _outcome(ask_password=True)
-    result = _run(probe.Settings(password=password, **field_values(form, ConnectionForm.CONNECTION_FIELDS)))
+            return _outcome(blamed={name: UNREADABLE_SECRET})
+    if not secrets[name]:
+        return _outcome(ask_secret=name)
+    result = run_connection_test(probe.Settings(**secrets, **field_values(form, ConnectionForm.CONNECTION_FIELDS)))
     return _outcome(result=result, blamed={result.cause.field: result.cause.message} if result.cause else None)
 
 
-def _outcome(result=None, blamed=None, ask_password=False):
-    return {"result": result, "blamed": blamed or {}, "ask_password": ask_password}
-
-
-def _same_login(credential, form):
-    return all(getattr(credential, name) == getattr(form, name).data for name in REUSE_PASSWORD_FIELDS)
+def _outcome(result=None, blamed=None, ask_secret=None, busy=False):
+    return {"result": result, "blamed": blamed or {}, "ask_secret": ask_secret, "busy": busy}
 
 
 @bp.post("/<int:credential_id>/test")
@@ -208,23 +236,14 @@ def test_saved(credential_id):
     """Test the saved credential and record the outcome on its health badge."""
     credential = _listed_or_404(credential_id)
     try:
-        password = credential.password(keyring())
-    except UndecryptableSecret:
-        credential.record_test(False, UNREADABLE_SECRET)
-    else:
-        result = _run(probe.Settings(password=password, **field_values(credential, ConnectionForm.CONNECTION_FIELDS)))
-        credential.record_test(result.ok, result.summary)
+        test_saved_credential(credential)
+    except probe.Busy:
+        if is_htmx():
+            return render_template("credentials/_row.html", credential=credential, busy=True)
+        return respond("credentials/_busy.html", "Try again in a moment", TOO_MANY_REQUESTS)
     if is_htmx():
         return render_template("credentials/_row.html", credential=credential)
     return finish(f"{credential.name}: {credential.last_test_summary}", ".index")
-
-
-def _run(settings):
-    return probe.run(
-        settings,
-        deadline=current_app.config["CONNECTION_TEST_DEADLINE"],
-        ca_file=current_app.config["CA_FILE"],
-    )
 
 
 def _listed_or_404(credential_id):

@@ -11,8 +11,6 @@ from . import UNPROCESSABLE, finish, is_htmx, refuse, respond
 
 bp = Blueprint("groups", __name__, url_prefix="/groups")
 
-FIELDS = ("name", "description")
-
 
 @bp.route("/", methods=["GET", "POST"])
 def index():
@@ -20,7 +18,7 @@ def index():
     new_form = GroupForm()
     if new_form.validate_on_submit():
         try:
-            group = Group.create(**field_values(new_form, FIELDS))
+            group = Group.create(**field_values(new_form, GroupForm.FIELDS))
         except IntegrityError:
             new_form.name.errors.append("A group with this name was added meanwhile.")
         else:
@@ -38,7 +36,7 @@ def _page(new_form, editing=None, form=None):
 def edit(group_id):
     """Rename in place: htmx swaps the row for a form and back; without JavaScript the page shows that row as a form."""
     group = _listed_or_404(group_id)
-    form = GroupForm(obj=group, group=group)
+    form = GroupForm(obj=group, instance=group)
     if form.validate_on_submit():
         form.populate_obj(group)
         try:

@@ -1,0 +1,104 @@
+"""What Mailkeep knows about common mail providers: their servers, and what users trip on.
+
+The servers are each provider's documented IMAP and POP3 endpoints, all on
+implicit TLS (RFC 8314). The notes are the facts that turn a puzzling
+"authentication failed" into a fix: app passwords, OAuth2-only access,
+settings switches. Looked up by the domain of a username or by a server host.
+"""
+
+from dataclasses import dataclass, field
+
+import protocols
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A provider: `servers` maps protocol to (host, port, security); `auth_note` explains login trouble."""
+
+    name: str
+    domains: tuple
+    servers: dict
+    auth_note: str
+    hosts: tuple = field(default=())
+
+    def server(self, protocol):
+        """(host, port, security) for `protocol`, or None when the provider does not offer it."""
+        return self.servers.get(protocol)
+
+    def serves(self, host):
+        host = host.lower().rstrip(".")
+        return host in self.hosts or any(server[0] == host for server in self.servers.values())
+
+
+def _tls(host, protocol):
+    return (host, protocols.default_port(protocol, protocols.IMPLICIT_TLS), protocols.IMPLICIT_TLS)
+
+
+def _both(imap_host, pop3_host):
+    return {protocols.IMAP: _tls(imap_host, protocols.IMAP), protocols.POP3: _tls(pop3_host, protocols.POP3)}
+
+
+PROVIDERS = (
+    Provider(
+        "Gmail", ("gmail.com", "googlemail.com"), _both("imap.gmail.com", "pop.gmail.com"),
+        "Gmail accepts a password only as an App Password, which needs 2-Step Verification "
+        "(Google Account > Security > App passwords); the account password itself is refused.",
+    ),
+    Provider(
+        "Outlook / Office 365", ("outlook.com", "hotmail.com", "live.com", "msn.com", "office365.com"),
+        _both("outlook.office365.com", "outlook.office365.com"),
+        "Microsoft has switched off password logins (Basic authentication) for IMAP and POP3 in "
+        "Exchange Online and Outlook.com: use OAuth2 client credentials with an app registration "
+        "(token endpoint https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token, "
+        "scope https://outlook.office365.com/.default) and grant that app access to the mailbox.",
+        hosts=("imap-mail.outlook.com", "pop-mail.outlook.com"),
+    ),
+    Provider(
+        "Yahoo Mail", ("yahoo.com", "ymail.com", "rocketmail.com"),
+        _both("imap.mail.yahoo.com", "pop.mail.yahoo.com"),
+        "Yahoo needs an app password for mail programs (Account security > Generate app password).",
+    ),
+    Provider(
+        "iCloud Mail", ("icloud.com", "me.com", "mac.com"),
+        {protocols.IMAP: _tls("imap.mail.me.com", protocols.IMAP)},
+        "iCloud needs an app-specific password (appleid.apple.com > Sign-In and Security) and the "
+        "username is the full iCloud address. iCloud offers no POP3.",
+    ),
+    Provider(
+        "Fastmail", ("fastmail.com", "fastmail.fm"), _both("imap.fastmail.com", "pop.fastmail.com"),
+        "Fastmail needs an app password with IMAP or POP access (Settings > Privacy & Security > App passwords).",
+    ),
+    Provider(
+        "Zoho Mail", ("zoho.com", "zohomail.com"), _both("imap.zoho.com", "pop.zoho.com"),
+        "Zoho needs IMAP or POP access switched on (Settings > Mail Accounts) and, with two-factor "
+        "authentication, an application-specific password. Accounts in the EU use imap.zoho.eu.",
+        hosts=("imap.zoho.eu", "pop.zoho.eu", "imappro.zoho.com"),
+    ),
+    Provider(
+        "GMX", ("gmx.net", "gmx.de", "gmx.at", "gmx.ch"), _both("imap.gmx.net", "pop.gmx.net"),
+        "GMX needs POP3/IMAP access switched on in its web mail settings first.",
+    ),
+    Provider(
+        "GMX (international)", ("gmx.com",), _both("imap.gmx.com", "pop.gmx.com"),
+        "GMX needs POP3/IMAP access switched on in its web mail settings first.",
+    ),
+    Provider(
+        "AOL Mail", ("aol.com",), _both("imap.aol.com", "pop.aol.com"),
+        "AOL needs an app password for mail programs (Account security > Generate app password).",
+    ),
+    Provider(
+        "Yandex Mail", ("yandex.com", "yandex.ru", "ya.ru"), _both("imap.yandex.com", "pop.yandex.com"),
+        "Yandex needs mail-program access switched on (Mail settings > Email clients) and an app password.",
+    ),
+)
+
+
+def for_username(username):
+    """The provider of a username's domain (``alice@gmail.com`` gives Gmail), or None."""
+    domain = username.rpartition("@")[2].lower().rstrip(".")
+    return next((provider for provider in PROVIDERS if domain in provider.domains), None)
+
+
+def for_host(host):
+    """The provider that runs a mail server host (``imap.gmail.com`` gives Gmail), or None."""
+    return next((provider for provider in PROVIDERS if provider.serves(host)), None)
