@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import protocols
 
 from . import imap, network, oauth, pop3
-from .causes import Failure, describe
+from .causes import Failure, describe, redact
 from .result import FAILED, OK, Cause, Result, Settings, Step
 
 __all__ = ["Busy", "Cause", "Result", "Settings", "Step", "run"]
@@ -99,16 +99,24 @@ class _Attempt:
         self._lock = threading.Lock()
         self._aborted = False
         self._kill_switch = None  # a duplicate of the TCP socket, to shut it down from the watchdog
+        self._tls_context = None
 
     def seconds_left(self):
         return max(self.started + self.deadline - time.monotonic(), 0.01)
 
+    def tls_context(self):
+        """The verifying SSLContext, made on first use so a bad CA file fails inside the step that needs it."""
+        if self._tls_context is None:
+            self._tls_context = network.tls_context(self.ca_file)
+        return self._tls_context
+
     @contextmanager
     def step(self, name):
         """Run one step: limit the socket to the time left, time it, and turn errors into a Failure."""
-        if self._aborted:  # the watchdog has answered already; stop instead of dialling on
-            raise Failure("deadline_exceeded")
-        step = self.current = self.steps[name]
+        with self._lock:
+            if self._aborted:  # the watchdog has answered already; stop instead of dialling on
+                raise Failure("deadline_exceeded")
+            step = self.current = self.steps[name]
         if self.sock is not None:
             self.sock.settimeout(self.seconds_left())
         began = time.monotonic()
@@ -118,7 +126,7 @@ class _Attempt:
             self._finish(step, FAILED, began)
             if isinstance(error, Failure):
                 raise
-            raise network.classify(error, name, self.settings) from error
+            raise network.classify(error, name, self.settings, greeted=self.guard.received > 0) from error
         self._finish(step, OK, began)
 
     def _finish(self, step, outcome, began):
@@ -150,10 +158,9 @@ class _Attempt:
 
     def _converse(self):
         settings = self.settings
-        context = network.tls_context(self.ca_file)
         if settings.auth == protocols.OAUTH2:
             with self.step("token") as step:
-                self.token = oauth.fetch_token(settings, self.seconds_left(), context)
+                self.token = oauth.fetch_token(settings, self.seconds_left(), self.tls_context())
                 step.details = f"client-credentials grant at {settings.token_url}: access token received"
         with self.step("resolve") as step:
             addresses = network.resolve(settings.host, settings.port)
@@ -165,9 +172,9 @@ class _Attempt:
             step.details = network.format_address(sockaddr)
         if settings.security == protocols.IMPLICIT_TLS:
             with self.step("tls") as step:
-                self.sock = context.wrap_socket(self.sock, server_hostname=settings.host)
+                self.sock = self.tls_context().wrap_socket(self.sock, server_hostname=settings.host)
                 step.details = network.describe_tls(self.sock)
-        return PROTOCOL_MODULES[settings.protocol].converse(self, context)
+        return PROTOCOL_MODULES[settings.protocol].converse(self)
 
     def abort(self):
         """The deadline passed: record it against the current step and cut the connection."""
@@ -188,13 +195,17 @@ class _Attempt:
                     pass  # already closed by the peer
 
     def result(self):
-        """A snapshot of the test so far, safe to use while the worker winds down."""
+        """A snapshot of the test so far, safe to use while the worker winds down.
+
+        Every text in it that came from the server passes ``redact``: a hostile
+        server may echo a secret in any line.
+        """
         with self._lock:
-            steps = [dataclasses.replace(step) for step in self.steps.values()]
+            secrets = (self.settings.password, self.settings.client_secret, self.token)
+            steps = [dataclasses.replace(step, details=redact(step.details, secrets)) for step in self.steps.values()]
             cause = None
             if self.failure is not None:
                 where = self.current.title if self.current else "start"
-                secrets = (self.settings.password, self.settings.client_secret, self.token)
                 cause = describe(self.failure, self.settings, secrets, deadline=self.deadline, step=where)
             return Result(
                 settings=self.settings,
@@ -202,5 +213,5 @@ class _Attempt:
                 elapsed_ms=_milliseconds_since(self.started),
                 cause=cause,
                 message_count=None if cause else self.message_count,
-                folders=[] if cause else self.folders,
+                folders=[] if cause else [redact(name, secrets) for name in self.folders],
             )

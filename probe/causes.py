@@ -136,8 +136,8 @@ def describe(failure, settings, secrets, **context):
     return Cause(
         code=failure.code,
         field=failure.field or field,
-        message=message.format(**context),
-        hint=hint,
+        message=redact(message.format(**context), secrets),
+        hint=redact(hint, secrets),
         server_reply=redact(failure.reply, secrets)[:REPLY_LENGTH],
     )
 

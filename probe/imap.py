@@ -78,11 +78,10 @@ class _Client(IMAPClient):
         return line if tag in ("*", "+") else rest
 
 
-def converse(attempt, context):
+def converse(attempt):
     """Run the IMAP steps on ``attempt.sock``; return (message count, folder names).
 
-    `attempt` is the running test (``probe._Attempt``); `context` the SSLContext
-    for STARTTLS. Raises Failure naming the cause.
+    `attempt` is the running test (``probe._Attempt``). Raises Failure naming the cause.
     """
     settings = attempt.settings
     with attempt.step("greeting") as step:
@@ -90,7 +89,7 @@ def converse(attempt, context):
         capabilities = set(client.capabilities())
         step.details = f"{_greeting_text(client.welcome)} Capabilities: {_describe(capabilities)}."
     try:
-        return _after_greeting(attempt, client, capabilities, context)
+        return _after_greeting(attempt, client, capabilities)
     finally:
         # imaplib's reader holds its own reference to the socket; only shutdown() releases both.
         # After LOGOUT it has run already, and on a broken connection it may fail: both are fine.
@@ -98,13 +97,13 @@ def converse(attempt, context):
             client.shutdown()
 
 
-def _after_greeting(attempt, client, capabilities, context):
+def _after_greeting(attempt, client, capabilities):
     settings = attempt.settings
     if settings.security == protocols.STARTTLS:
         with attempt.step("starttls") as step:
             if b"STARTTLS" not in capabilities:
                 raise Failure("starttls_unavailable", reply=_greeting_text(client.welcome))
-            client.starttls(context)
+            client.starttls(attempt.tls_context())
             attempt.sock = client.socket()
             capabilities = set(client.capabilities())
             step.details = network.describe_tls(attempt.sock)
@@ -141,7 +140,9 @@ def _authenticate(client, capabilities, settings, token):
             client.plain_login(settings.username, settings.password)
         else:
             client.login(settings.username, settings.password)
-    except LoginError:
+    except LoginError as error:
+        if isinstance(error.__context__, IMAPClientAbortError):  # imapclient wraps a broken connection too
+            raise error.__context__ from None
         reply = client.last_reply
         if "[PRIVACYREQUIRED]" in reply:
             raise Failure("plaintext_refused", reply=reply, reason="PRIVACYREQUIRED") from None

@@ -96,11 +96,12 @@ def _name(rdns):
     return attributes.get("commonName") or attributes.get("organizationName") or "(no name)"
 
 
-def classify(error, step, settings):
+def classify(error, step, settings, greeted):
     """Map an exception raised during `step` (a step name) to a Failure.
 
-    Socket timeouts mean different things by step: no answer to the dial, no
-    greeting (or TLS hello) after it, or, later, the deadline running out.
+    Socket timeouts mean different things: no greeting (or TLS hello) after the
+    dial while the server has sent nothing (`greeted` False), or else the
+    deadline running out on a server that stopped answering.
     """
     mismatch = security_mismatch_hint(settings)
     if isinstance(error, ssl.SSLCertVerificationError):
@@ -112,7 +113,7 @@ def classify(error, step, settings):
             hint=mismatch,
         )
     if isinstance(error, TimeoutError):
-        if step in ("tls", "greeting"):
+        if step in ("tls", "greeting") and not greeted:
             # A silent server after a plaintext dial most often waits for a TLS hello: blame Security.
             blame = "security" if mismatch or settings.security == protocols.STARTTLS else None
             return Failure("greeting_timeout", field=blame, hint=mismatch)

@@ -58,11 +58,10 @@ class _POP3OnSocket(poplib.POP3):
         return line
 
 
-def converse(attempt, context):
+def converse(attempt):
     """Run the POP3 steps on ``attempt.sock``; return (message count, no folder names).
 
-    `attempt` is the running test (``probe._Attempt``); `context` the SSLContext
-    for STLS. Raises Failure naming the cause.
+    `attempt` is the running test (``probe._Attempt``). Raises Failure naming the cause.
     """
     settings = attempt.settings
     with attempt.step("greeting") as step:
@@ -70,20 +69,20 @@ def converse(attempt, context):
         capabilities = _capabilities(client)
         step.details = f"{client.getwelcome().decode('utf-8', 'replace')[4:]} Capabilities: {_describe(capabilities)}."
     try:
-        return _after_greeting(attempt, client, capabilities, context), []
+        return _after_greeting(attempt, client, capabilities), []
     finally:
         # Closes poplib's reader and the socket together; after QUIT this has run already.
         with contextlib.suppress(OSError):
             client.close()
 
 
-def _after_greeting(attempt, client, capabilities, context):
+def _after_greeting(attempt, client, capabilities):
     settings = attempt.settings
     if settings.security == protocols.STARTTLS:
         with attempt.step("starttls") as step:
             if "STLS" not in capabilities:
                 raise Failure("starttls_unavailable", reply=client.getwelcome().decode("utf-8", "replace"))
-            client.stls(context)
+            client.stls(attempt.tls_context())
             attempt.sock = client.sock
             capabilities = _capabilities(client)  # RFC 2595 section 4: forget what was said before TLS
             step.details = network.describe_tls(attempt.sock)

@@ -11,8 +11,9 @@ import encryption
 import models
 from app import create_app
 from components import CHROMIUM, DOVECOT, require_executable
-from dovecot import Dovecot, MailUser
-from testdata import CANARY, MAILBOX_USER, canary_leaks
+from dovecot import Dovecot, MailUser, write_certificates
+from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER, NO_TOKEN_CLIENT_ID, LogRecorder, canary_leaks
+from token_server import OAuthClient, TokenServer
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -67,20 +68,41 @@ def db(app):
 
 
 @pytest.fixture(autouse=True)
-def canary_never_leaks(tmp_path, caplog):
+def canary_never_leaks(tmp_path):
     """After each test: the canary is in no response body, log record (DEBUG included), or database file."""
-    caplog.set_level(logging.DEBUG)
+    recorder, root = LogRecorder(), logging.getLogger()
+    level = root.level
+    root.addHandler(recorder)
+    root.setLevel(logging.DEBUG)
     RESPONSE_BODIES.clear()
     yield
-    leaks = canary_leaks(RESPONSE_BODIES, caplog.text, tmp_path)
+    root.removeHandler(recorder)
+    root.setLevel(level)
+    leaks = canary_leaks(RESPONSE_BODIES, "\n".join(recorder.lines), tmp_path)
     assert not leaks, f"the canary secret leaked to: {leaks}"
 
 
 @pytest.fixture(scope="session")
-def dovecot(tmp_path_factory):
-    """A real Dovecot on 127.0.0.1 with implicit-TLS and STARTTLS ports; the password is the canary."""
+def token_server():
+    """An OAuth2 token endpoint on loopback: CLIENT_ID's tokens log in as MAILBOX_USER; NO_TOKEN_CLIENT_ID
+    gets answers without an access_token."""
+    clients = {
+        CLIENT_ID: OAuthClient(CLIENT_SECRET, MAILBOX_USER),
+        NO_TOKEN_CLIENT_ID: OAuthClient(CLIENT_SECRET, MAILBOX_USER, omit_access_token=True),
+    }
+    with TokenServer(clients) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory, token_server):
+    """A real Dovecot on 127.0.0.1 with IMAP and POP3 on implicit-TLS and STARTTLS ports. The password is the
+    canary; OAuth2 bearer tokens from ``token_server`` log in too (SASL XOAUTH2 and OAUTHBEARER)."""
     require_executable(DOVECOT, "dovecot-imapd")
-    with Dovecot(tmp_path_factory.mktemp("dovecot"), users=[MailUser(MAILBOX_USER, CANARY)], binary=DOVECOT) as server:
+    with Dovecot(
+        tmp_path_factory.mktemp("dovecot"), users=[MailUser(MAILBOX_USER, CANARY)], binary=DOVECOT,
+        oauth2_introspection_url=token_server.introspection_url,
+    ) as server:
         yield server
 
 
@@ -93,6 +115,29 @@ def dovecot_without_tls(tmp_path_factory):
         users=[MailUser(MAILBOX_USER, CANARY)], binary=DOVECOT,
     ) as server:
         yield server
+
+
+def _certificates(tmp_path_factory, names, expired=False):
+    directory = tmp_path_factory.mktemp("certificates")
+    return write_certificates(directory, names, expired=expired)
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory):
+    """(CA file, certificate, key) for a purpose-built TLS server on 127.0.0.1."""
+    return _certificates(tmp_path_factory, ("localhost", "127.0.0.1"))
+
+
+@pytest.fixture(scope="session")
+def expired_certificates(tmp_path_factory):
+    """Like ``certificates``, but the server certificate expired yesterday."""
+    return _certificates(tmp_path_factory, ("localhost", "127.0.0.1"), expired=True)
+
+
+@pytest.fixture(scope="session")
+def other_name_certificates(tmp_path_factory):
+    """Like ``certificates``, but issued to mail.example.test only, not to the address the tests dial."""
+    return _certificates(tmp_path_factory, ("mail.example.test",))
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""The connection test against a real Dovecot and purpose-built socket servers on loopback."""
+"""The connection test against a real Dovecot, a real OAuth2 token endpoint, and purpose-built servers."""
 
+import contextlib
 import socket
 import threading
 import time
@@ -8,17 +9,44 @@ import pytest
 
 import dovecot as test_dovecot
 import probe
-from testdata import CANARY, MAILBOX_USER
+import protocols
+from probe import causes, imap, oauth
 from probe.causes import Failure, describe, redact
-from servers import SocketServer, never_greet
+from servers import (
+    SocketServer,
+    close_mid_command,
+    drip,
+    echo_secrets,
+    flood,
+    greet_then_stall,
+    greet_with,
+    huge_literal,
+    never_greet,
+    oversized_line,
+    speak_http,
+    unanswered_port,
+)
+from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER, NO_TOKEN_CLIENT_ID
 
 DEADLINE = 2.0
+IMAP_STEPS = ["resolve", "connect", "tls", "greeting", "authenticate", "folder", "logout"]
 
 
-def settings_for(server, security="ssl_tls", password=CANARY, folder="INBOX", host="localhost", port=None):
+def settings_for(server, protocol="IMAP", security="ssl_tls", host="localhost", port=None, **values):
+    """Settings for the test Dovecot (or a purpose-built server's `port`), the canary as password."""
     if port is None:
-        port = server.imaps_port if security == "ssl_tls" else server.imap_port
-    return probe.Settings("IMAP", host, port, security, MAILBOX_USER, password, folder)
+        port = {
+            ("IMAP", "ssl_tls"): server.imaps_port, ("IMAP", "starttls"): server.imap_port,
+            ("POP3", "ssl_tls"): server.pop3s_port, ("POP3", "starttls"): server.pop3_port,
+        }[(protocol, security)]
+    values = {"username": MAILBOX_USER, "password": CANARY, **values}
+    return probe.Settings(protocol=protocol, host=host, port=port, security=security, **values)
+
+
+def oauth2(token_server, client_id=CLIENT_ID, client_secret=CLIENT_SECRET):
+    """The OAuth2 part of Settings for the test token endpoint."""
+    return {"auth": protocols.OAUTH2, "password": "", "client_id": client_id, "client_secret": client_secret,
+            "token_url": token_server.token_url}
 
 
 def run(settings, ca_file=None):
@@ -33,145 +61,299 @@ def outcomes(result):
     return {step.name: step.outcome for step in result.steps}
 
 
-def test_success_over_implicit_tls(dovecot):
+# Success, step by step.
+
+def test_imap_over_implicit_tls(dovecot):
     result = run(settings_for(dovecot), dovecot.ca_file)
     assert result.ok, result.cause
     assert result.message_count == test_dovecot.INBOX_MESSAGE_COUNT
-    assert [step.name for step in result.steps] == [
-        "resolve", "connect", "tls", "greeting", "authenticate", "folder", "logout",
-    ]
+    assert [step.name for step in result.steps] == IMAP_STEPS
     assert set(outcomes(result).values()) == {"ok"}
-    tls = result.steps[2].details
-    assert "TLSv1." in tls and "host name matched" in tls
+    details = {step.name: step.details for step in result.steps}
+    assert details["resolve"] == "127.0.0.1"
+    assert details["tls"].startswith("TLSv1.3, ") and "certificate for localhost issued by" in details["tls"]
+    assert "valid until 20" in details["tls"] and details["tls"].endswith("host name matched")
+    assert "SASL LOGIN, OAUTHBEARER, PLAIN, XOAUTH2" in details["greeting"] and "IDLE" in details["greeting"]
+    assert details["authenticate"] == f"LOGIN as {MAILBOX_USER}"
+    assert details["folder"].startswith("EXAMINE INBOX: 3 messages")
+    assert result.folders == ["INBOX", "Archive", "Team Inbox"]
     assert "Connected; INBOX holds 3 messages" in result.summary
 
 
-def test_success_over_starttls(dovecot):
+def test_imap_over_starttls(dovecot):
     result = run(settings_for(dovecot, security="starttls"), dovecot.ca_file)
     assert result.ok, result.cause
     assert [step.name for step in result.steps] == [
         "resolve", "connect", "greeting", "starttls", "authenticate", "folder", "logout",
     ]
-    assert "STARTTLS" in result.steps[2].details  # the capability was seen before upgrading
-    assert "TLSv1." in result.steps[3].details
+    assert "STARTTLS" in result.steps[2].details  # seen before upgrading
+    assert result.steps[3].details.startswith("TLSv1.")
 
 
-def test_folder_with_a_space_is_found(dovecot):
+def test_a_folder_with_a_space_is_found(dovecot):
     result = run(settings_for(dovecot, folder="Team Inbox"), dovecot.ca_file)
     assert result.ok, result.cause
     assert result.message_count == 0
 
+
+@pytest.mark.parametrize("security", ["ssl_tls", "starttls"])
+def test_pop3(dovecot, security):
+    result = run(settings_for(dovecot, protocol="POP3", security=security), dovecot.ca_file)
+    assert result.ok, result.cause
+    steps = {step.name: step for step in result.steps}
+    assert list(steps)[-3:] == ["authenticate", "stat", "logout"]
+    assert ("starttls" in steps) == (security == "starttls")
+    assert steps["authenticate"].details == f"USER/PASS as {MAILBOX_USER}"
+    assert steps["stat"].details.startswith("STAT: 3 messages")
+    assert result.message_count == test_dovecot.INBOX_MESSAGE_COUNT and result.folders == []
+
+
+@pytest.mark.parametrize("protocol", ["IMAP", "POP3"])
+def test_oauth2_client_credentials(dovecot, token_server, protocol):
+    result = run(settings_for(dovecot, protocol=protocol, **oauth2(token_server)), dovecot.ca_file)
+    assert result.ok, result.cause
+    steps = {step.name: step for step in result.steps}
+    assert list(steps)[0] == "token" and steps["token"].details.endswith("access token received")
+    assert "XOAUTH2" in steps["authenticate"].details
+    assert result.message_count == test_dovecot.INBOX_MESSAGE_COUNT
+
+
+def test_the_token_is_never_in_the_result(dovecot, token_server):
+    result = run(settings_for(dovecot, **oauth2(token_server)), dovecot.ca_file)
+    issued = [entry for entry in token_server.requests if entry["path"] == "/introspect"][-1]["form"]["token"]
+    assert issued not in str(result.as_dict())
+    assert CLIENT_SECRET not in str(result.as_dict())
+
+
+def test_oauthbearer_when_xoauth2_is_not_offered():
+    settings = probe.Settings("IMAP", "h", 993, "ssl_tls", MAILBOX_USER, auth=protocols.OAUTH2)
+    assert imap._mechanism({b"AUTH=OAUTHBEARER"}, settings) == "OAUTHBEARER"
+    assert imap._mechanism({b"AUTH=XOAUTH2", b"AUTH=OAUTHBEARER"}, settings) == "XOAUTH2"
+    assert oauth.initial_response("OAUTHBEARER", "a,b=c", "T") == "n,a=a=2Cb=3Dc,\x01auth=Bearer T\x01\x01"
+
+
+def test_a_non_ascii_password_goes_by_sasl_plain():
+    settings = probe.Settings("IMAP", "h", 993, "ssl_tls", MAILBOX_USER, password="pässwörd")
+    assert imap._mechanism({b"AUTH=PLAIN"}, settings) == "PLAIN"
+    with pytest.raises(Failure) as refused:
+        imap._mechanism(set(), settings)
+    assert refused.value.code == "auth_mechanism_unavailable"
+
+
+# Every cause code, with the field it blames and the step that failed.
 
 def _closed_port():
     with socket.create_server(("127.0.0.1", 0)) as listener:
         return listener.getsockname()[1]
 
 
-@pytest.mark.parametrize(
-    ("case", "code", "field", "step"),
-    [
-        ("wrong password", "auth_failed", "password", "authenticate"),
-        ("unknown host", "dns_not_found", "host", "resolve"),
-        ("closed port", "connect_refused", "port", "connect"),
-        ("untrusted certificate", "tls_certificate_untrusted", "host", "tls"),
-        ("TLS on the plaintext port", "tls_handshake_failed", "security", "tls"),
-        ("folder not found", "folder_not_found", "folder", "folder"),
-        ("folder in the wrong case", "folder_not_found", "folder", "folder"),
-    ],
-)
-def test_failures_name_cause_field_and_step(dovecot, case, code, field, step):
-    trusted = dovecot.ca_file
-    values = {
-        "wrong password": dict(password="not-the-password"),
-        "unknown host": dict(host="nosuchhost.invalid"),
-        "closed port": dict(host="127.0.0.1", port=_closed_port()),
-        "untrusted certificate": {},
-        "TLS on the plaintext port": dict(port=dovecot.imap_port),
-        "folder not found": dict(folder="Nope"),
-        "folder in the wrong case": dict(folder="team inbox"),
-    }[case]
-    if case == "untrusted certificate":
-        trusted = None
-    result = run(settings_for(dovecot, **values), trusted)
+@contextlib.contextmanager
+def purpose_built(handle, tls=None):
+    with SocketServer(handle, tls=tls) as server:
+        yield server.port
+
+
+CAUSES = [
+    # code, field, step, what the case is
+    ("dns_not_found", "host", "resolve", "unknown host"),
+    ("connect_refused", "port", "connect", "closed port"),
+    ("connect_timeout", "host", "connect", "unanswered port"),
+    ("greeting_timeout", "port", "tls", "silent server"),
+    ("greeting_timeout", "security", "greeting", "TLS server dialled for STARTTLS"),
+    ("tls_handshake_failed", "security", "tls", "SSL/TLS to the plaintext port"),
+    ("tls_certificate_untrusted", "host", "tls", "unknown CA"),
+    ("tls_certificate_expired", "host", "tls", "expired certificate"),
+    ("tls_hostname_mismatch", "host", "tls", "certificate for another name"),
+    ("starttls_unavailable", "security", "starttls", "server without STARTTLS"),
+    ("plaintext_refused", "security", "authenticate", "LOGINDISABLED after TLS"),
+    ("auth_failed", "password", "authenticate", "wrong password"),
+    ("auth_failed", "password", "authenticate", "wrong POP3 password"),
+    ("auth_mechanism_unavailable", "auth", "authenticate", "OAuth2 without XOAUTH2"),
+    ("folder_not_found", "folder", "folder", "missing folder"),
+    ("token_request_failed", "client_secret", "token", "wrong client secret"),
+    ("token_request_failed", "token_url", "token", "token answer without access_token"),
+    ("protocol_error", "port", "greeting", "web server"),
+    ("deadline_exceeded", "port", "greeting", "dripping server"),
+]
+
+
+@pytest.mark.parametrize(("code", "field", "step", "case"), CAUSES, ids=[c[3] for c in CAUSES])
+def test_every_cause_names_its_code_field_and_step(request, code, field, step, case):
+    dovecot, tokens, certificates = (request.getfixturevalue(name) for name in ("dovecot", "token_server", "certificates"))
+    ca_file, cert, key = certificates
+    local = dict(host="127.0.0.1")
+    cases = {
+        "unknown host": lambda: (contextlib.nullcontext(None), dict(host="nosuchhost.invalid"), dovecot.ca_file),
+        "closed port": lambda: (contextlib.nullcontext(_closed_port()), local, None),
+        "unanswered port": lambda: (unanswered_port(), local, None),
+        "silent server": lambda: (purpose_built(never_greet), local, None),
+        "TLS server dialled for STARTTLS": lambda: (
+            purpose_built(never_greet, tls=(cert, key)), dict(local, security="starttls"), ca_file),
+        "SSL/TLS to the plaintext port": lambda: (contextlib.nullcontext(dovecot.imap_port), {}, dovecot.ca_file),
+        "unknown CA": lambda: (contextlib.nullcontext(None), {}, None),
+        "expired certificate": lambda: _tls_server(request, "expired_certificates", local),
+        "certificate for another name": lambda: _tls_server(request, "other_name_certificates", local),
+        "server without STARTTLS": lambda: _without_tls(request),
+        "LOGINDISABLED after TLS": lambda: (
+            purpose_built(greet_with(b"LOGINDISABLED"), tls=(cert, key)), local, ca_file),
+        "wrong password": lambda: (contextlib.nullcontext(None), dict(password="not-it"), dovecot.ca_file),
+        "wrong POP3 password": lambda: (
+            contextlib.nullcontext(None), dict(protocol="POP3", password="not-it"), dovecot.ca_file),
+        "OAuth2 without XOAUTH2": lambda: (
+            purpose_built(greet_with(b"AUTH=PLAIN"), tls=(cert, key)), dict(local, **oauth2(tokens)), ca_file),
+        "missing folder": lambda: (contextlib.nullcontext(None), dict(folder="Nope"), dovecot.ca_file),
+        "wrong client secret": lambda: (
+            contextlib.nullcontext(None), oauth2(tokens, client_secret="not-it"), dovecot.ca_file),
+        "token answer without access_token": lambda: (
+            contextlib.nullcontext(None), oauth2(tokens, client_id=NO_TOKEN_CLIENT_ID), dovecot.ca_file),
+        "web server": lambda: (purpose_built(speak_http), dict(local, security="starttls"), None),
+        "dripping server": lambda: (purpose_built(drip), dict(local, security="starttls"), None),
+    }
+    server, values, trusted = cases[case]()
+    with server as port:
+        result = run(settings_for(dovecot, port=port, **values), trusted)
     assert not result.ok
     assert (result.cause.code, result.cause.field, result.failed_step.name) == (code, field, step)
-    assert result.message_count is None
-    later = [s.outcome for s in result.steps[[s.name for s in result.steps].index(step) + 1:]]
-    assert set(later) <= {"skipped"}
+    assert result.cause.message and result.cause.hint
+    after = [s.outcome for s in result.steps[[s.name for s in result.steps].index(step) + 1:]]
+    assert set(after) <= {"skipped"}
 
 
-def test_wrong_password_quotes_the_server(dovecot):
-    result = run(settings_for(dovecot, password="not-the-password"), dovecot.ca_file)
+def _tls_server(request, certificates_fixture, values):
+    ca_file, cert, key = request.getfixturevalue(certificates_fixture)
+    return purpose_built(greet_with(b"AUTH=PLAIN"), tls=(cert, key)), values, ca_file
+
+
+def _without_tls(request):
+    server = request.getfixturevalue("dovecot_without_tls")
+    return contextlib.nullcontext(server.imap_port), dict(host=server.host, security="starttls"), None
+
+
+# What the causes say.
+
+def test_a_wrong_password_quotes_the_server(dovecot):
+    result = run(settings_for(dovecot, password="not-it"), dovecot.ca_file)
     assert "AUTHENTICATIONFAILED" in result.cause.server_reply
     assert result.summary.startswith("Log in failed: The server rejected the username or password.")
 
 
-def test_folder_in_the_wrong_case_suggests_the_real_one(dovecot):
+def test_a_folder_in_the_wrong_case_suggests_the_real_one(dovecot):
     result = run(settings_for(dovecot, folder="team inbox"), dovecot.ca_file)
-    assert "Did you mean 'Team Inbox'?" in result.cause.hint
+    assert result.cause.hint == "Did you mean 'Team Inbox'? Folder names must match exactly."
 
 
-def test_certificate_failure_never_suggests_turning_verification_off(dovecot):
+def test_certificate_failures_never_suggest_turning_verification_off(dovecot, expired_certificates):
+    for cause in causes.CATALOGUE:
+        assert "disable" not in causes.CATALOGUE[cause][2].lower()
+        assert "verif" not in causes.CATALOGUE[cause][2].lower() or "stays on" in causes.CATALOGUE[cause][2]
     result = run(settings_for(dovecot))
     assert "MAILKEEP_CA_FILE" in result.cause.hint
-    assert "disable" not in result.cause.hint.lower()
 
 
-def test_password_is_not_sent_when_starttls_is_not_offered(dovecot_without_tls):
+def test_the_password_is_not_sent_when_starttls_is_not_offered(dovecot_without_tls):
     server = dovecot_without_tls
     result = run(settings_for(server, security="starttls", host=server.host, port=server.imap_port))
-    assert (result.cause.code, result.cause.field, result.failed_step.name) == (
-        "starttls_unavailable", "security", "starttls",
-    )
     assert outcomes(result)["authenticate"] == "skipped"
-
-
-@pytest.mark.parametrize(("security", "step"), [("starttls", "greeting"), ("ssl_tls", "tls")])
-def test_a_server_that_never_greets_ends_within_the_deadline(security, step):
-    with SocketServer(never_greet) as server:
-        result = run(probe.Settings("IMAP", "127.0.0.1", server.port, security, MAILBOX_USER, CANARY))
-    assert (result.cause.code, result.failed_step.name) == ("greeting_timeout", step)
-
-
-def drip(connection, stop):
-    """Greet one byte a second, forever: no single read ever times out."""
-    while not stop.wait(0.3):
-        try:
-            connection.send(b"*")
-        except OSError:
-            return
-
-
-def test_a_dripping_server_is_cut_off_at_the_deadline():
-    with SocketServer(drip) as server:
-        result = run(probe.Settings("IMAP", "127.0.0.1", server.port, "starttls", MAILBOX_USER, CANARY))
-    assert (result.cause.code, result.failed_step.name) == ("deadline_exceeded", "greeting")
-    assert f"within {DEADLINE:g} seconds" in result.cause.message
+    assert "so the password was not sent" in result.cause.message
 
 
 def test_the_port_of_the_other_mode_is_named_in_the_hint():
-    failure = Failure("tls_handshake_failed", reason="WRONG_VERSION_NUMBER")
     settings = probe.Settings("IMAP", "mail.example.com", 143, "ssl_tls", MAILBOX_USER, CANARY)
-    from probe.causes import security_mismatch_hint
-
-    hint = security_mismatch_hint(settings)
+    hint = causes.security_mismatch_hint(settings)
     assert hint == "Port 143 normally uses STARTTLS: choose STARTTLS, or use port 993 with SSL/TLS."
-    assert describe(Failure("tls_handshake_failed", hint=hint), settings, ()).hint == hint
-    assert describe(failure, settings, ()).message.endswith("(WRONG_VERSION_NUMBER).")
+    pop3 = probe.Settings("POP3", "mail.example.com", 995, "starttls", MAILBOX_USER, CANARY)
+    assert causes.security_mismatch_hint(pop3) == \
+        "Port 995 normally uses SSL/TLS: choose SSL/TLS, or use port 110 with STARTTLS."
 
 
-def test_a_server_echoing_the_password_has_it_redacted():
-    settings = probe.Settings("IMAP", "mail.example.com", 993, "ssl_tls", MAILBOX_USER, CANARY)
-    cause = describe(Failure("auth_failed", reply=f"NO you said {CANARY}"), settings, (CANARY, None))
-    assert CANARY not in cause.server_reply
-    assert redact(f"x{CANARY}y", (CANARY,)) == "x••••••y"
+def test_a_known_provider_adds_its_advice_to_auth_failed():
+    settings = probe.Settings("IMAP", "imap.gmail.com", 993, "ssl_tls", "someone@gmail.com", CANARY)
+    cause = describe(Failure("auth_failed"), settings, ())
+    assert "Gmail: Gmail accepts a password only as an App Password" in cause.hint
+    office = probe.Settings("IMAP", "outlook.office365.com", 993, "ssl_tls", "a@contoso.com", CANARY)
+    assert "use OAuth2" in describe(Failure("auth_failed"), office, ()).hint
 
 
-def test_the_watchdog_does_not_leave_threads_behind():
-    before = threading.active_count()
+def test_server_replies_are_truncated():
+    settings = probe.Settings("IMAP", "h", 993, "ssl_tls", MAILBOX_USER, CANARY)
+    cause = describe(Failure("auth_failed", reply="x" * 5000), settings, ())
+    assert len(cause.server_reply) == probe.result.REPLY_LENGTH
+
+
+# Hostile and slow servers: every one ends within the deadline, with a named cause and bounded memory.
+
+@pytest.mark.parametrize(
+    ("handle", "security", "code", "step", "words"),
+    [
+        (oversized_line, "starttls", "protocol_error", "greeting", "more than 1000000 bytes"),
+        (huge_literal, "starttls", "protocol_error", "greeting", "literal of 5000000000 bytes"),
+        (flood, "starttls", "protocol_error", "greeting", "sent more than"),
+        (close_mid_command, "starttls", "protocol_error", "starttls", "EOF"),
+        (greet_then_stall, "starttls", "deadline_exceeded", "starttls", "stalled at the step 'STARTTLS'"),
+        (speak_http, "starttls", "protocol_error", "greeting", "answered like a web server"),
+    ],
+    ids=["line over 1 MB", "literal of gigabytes", "endless lines", "hangs up mid-command", "stalls after greeting",
+         "speaks HTTP"],
+)
+def test_hostile_servers(handle, security, code, step, words):
+    with SocketServer(handle) as server:
+        result = run(probe.Settings("IMAP", "127.0.0.1", server.port, security, MAILBOX_USER, CANARY))
+    assert (result.cause.code, result.failed_step.name) == (code, step)
+    assert words in result.cause.message
+
+
+def test_the_watchdog_cuts_a_dripping_server_off(dovecot):
     with SocketServer(drip) as server:
-        run(probe.Settings("IMAP", "127.0.0.1", server.port, "starttls", MAILBOX_USER, CANARY))
-    deadline = time.monotonic() + 2
-    while threading.active_count() > before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert threading.active_count() <= before
+        result = run(probe.Settings("IMAP", "127.0.0.1", server.port, "starttls", MAILBOX_USER, CANARY))
+        assert result.cause.code == "deadline_exceeded"
+        # The server is still dripping: only the watchdog's shutdown can have ended the connection.
+        assert server.closed_by_client.wait(3)
+        deadline = time.monotonic() + 3
+        while any(t.name == "connection-test" for t in threading.enumerate()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(t.name == "connection-test" for t in threading.enumerate())
+
+
+def test_a_server_echoing_secrets_has_them_redacted_everywhere(certificates):
+    ca_file, cert, key = certificates
+    with SocketServer(echo_secrets, tls=(cert, key)) as server:
+        result = run(probe.Settings("IMAP", "127.0.0.1", server.port, "ssl_tls", MAILBOX_USER, CANARY), ca_file)
+    # The BYE ends the session (a protocol error); its text, password and all, is in the message.
+    assert result.cause.code == "protocol_error" and "you said LOGIN" in result.cause.message
+    assert "••••••" in result.cause.message
+    assert CANARY not in str(result.as_dict())
+
+
+def test_redact_replaces_every_secret():
+    assert redact(f"a {CANARY} b {CLIENT_SECRET} c", (CANARY, None, "")) == "a •••••• b client-•••••• c"
+
+
+# Concurrency: a bounded number of tests at once.
+
+def test_no_slot_free_means_busy_and_a_finished_test_frees_its_slot():
+    slots = threading.BoundedSemaphore(1)
+    with SocketServer(never_greet) as server:
+        settings = probe.Settings("IMAP", "127.0.0.1", server.port, "starttls", MAILBOX_USER, CANARY)
+        first = threading.Thread(target=probe.run, args=(settings,), kwargs={"deadline": 1.0, "slots": slots})
+        first.start()
+        time.sleep(0.2)
+        with pytest.raises(probe.Busy):
+            probe.run(settings, deadline=1.0, slots=slots)
+        first.join()
+        deadline = time.monotonic() + 2
+        while not slots.acquire(blocking=False):
+            assert time.monotonic() < deadline, "the slot was never given back"
+            time.sleep(0.05)
+        slots.release()
+
+
+def test_token_endpoints_must_be_https_except_on_loopback():
+    assert oauth.token_url_problem("https://login.example.com/token") is None
+    assert oauth.token_url_problem("http://127.0.0.1:8080/token") is None
+    assert oauth.token_url_problem("http://localhost/token") is None
+    assert oauth.token_url_problem("http://login.example.com/token")
+    assert oauth.token_url_problem("ftp://login.example.com/token")
+    settings = probe.Settings("IMAP", "h", 993, "ssl_tls", MAILBOX_USER, auth=protocols.OAUTH2, client_id="c",
+                              client_secret="s", token_url="http://login.example.com/token")
+    result = run(settings)
+    assert (result.cause.code, result.cause.field) == ("token_request_failed", "token_url")

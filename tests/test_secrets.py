@@ -4,11 +4,12 @@ The autouse fixture in conftest.py checks every test for the canary; these tests
 walk a credential's whole life and check that the check itself can fail.
 """
 
+import logging
 import sqlite3
 
 import models
 from models import Credential
-from testdata import CANARY, canary_leaks
+from testdata import CANARY, LogRecorder, canary_leaks
 
 HTMX = {"HX-Request": "true"}
 
@@ -40,3 +41,10 @@ def test_the_canary_check_finds_a_planted_secret(tmp_path):
     leaks = canary_leaks([b"<p>" + CANARY.encode() + b"</p>"], f"DEBUG {CANARY}", tmp_path)
     assert leaks == [f"response {b'<p>' + CANARY.encode() + b'</p>'!r}", "the log", "planted.db"]
     (tmp_path / "planted.db").unlink()
+
+
+def test_the_log_check_sees_what_the_test_itself_logs():
+    """The autouse check reads every record of the test, not only those of its teardown."""
+    recorder = next(h for h in logging.getLogger().handlers if isinstance(h, LogRecorder))
+    logging.getLogger("mailkeep.test").debug("a line logged during the call")
+    assert recorder.lines[-1] == "a line logged during the call"

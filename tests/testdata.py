@@ -1,9 +1,15 @@
 """Values the tests share, and the check that the shared secret never leaks."""
 
+import logging
+
 # The one secret the suite uses everywhere: the test mailbox's password, and so what the credentials
 # store. After every test it must not appear in a response body, a log record or the database files.
 CANARY = "canary-7f3c9e2b-do-not-leak"
 MAILBOX_USER = "alice@example.test"
+# The OAuth2 client secret contains the canary, so the same check catches it leaking.
+CLIENT_ID = "mailkeep-test"
+CLIENT_SECRET = f"client-{CANARY}"
+NO_TOKEN_CLIENT_ID = "broken-provider"
 
 
 def canary_leaks(bodies, log_text, folder):
@@ -13,3 +19,14 @@ def canary_leaks(bodies, log_text, folder):
         leaks.append("the log")
     leaks += [path.name for path in folder.glob("*.db*") if CANARY.encode() in path.read_bytes()]
     return leaks
+
+
+class LogRecorder(logging.Handler):
+    """Every log record of a test, from every thread, formatted as text."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))

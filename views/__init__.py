@@ -11,17 +11,13 @@ pages, but an htmx request gets 200 with the error fragment: Chromium logs every
 clean console.
 """
 
-from flask import current_app, flash, redirect, render_template, request, url_for
-
-import probe
-from encryption import UndecryptableSecret
-from forms import ConnectionForm, field_values
+from flask import abort, flash, redirect, render_template, request, url_for
 
 UNPROCESSABLE = 422
 CONFLICT = 409
 TOO_MANY_REQUESTS = 429
-TOO_MANY_TESTS = "Too many connection tests are running; try again in a few seconds."
-UNREADABLE_SECRET = "This secret cannot be read with the current keys; set it again."
+# SQLite integers are 64-bit; a bigger id in a URL cannot name a row.
+LARGEST_ID = 2**63 - 1
 
 
 def is_htmx():
@@ -34,11 +30,6 @@ def respond(fragment, title, status=200, **context):
     if is_htmx():
         return render_template(fragment, **context), 200
     return render_template("page.html", fragment=fragment, title=title, **context), status
-
-
-def keyring():
-    """The application's ``encryption.KeyRing``."""
-    return current_app.extensions["mailkeep.keyring"]
 
 
 def refuse(fragment, title, **context):
@@ -55,33 +46,10 @@ def finish(message, endpoint, **values):
     return redirect(url_for(endpoint, **values), 303)
 
 
-def run_connection_test(settings):
-    """Run a connection test with the app's deadline, CA file and concurrency slots.
 
-    Raises probe.Busy when all slots are taken.
-    """
-    return probe.run(
-        settings,
-        deadline=current_app.config["CONNECTION_TEST_DEADLINE"],
-        ca_file=current_app.config["CA_FILE"],
-        slots=current_app.extensions["mailkeep.test_slots"],
-    )
-
-
-def test_saved_credential(credential):
-    """Test a saved credential with its stored secret and record the outcome; return the probe.Result or None.
-
-    None means the secret could not be decrypted, which is recorded as the
-    outcome instead. Raises probe.Busy when all slots are taken.
-    """
-    try:
-        secret = credential.secret(keyring(), credential.login_secret)
-    except UndecryptableSecret:
-        credential.record_test(False, UNREADABLE_SECRET)
-        return None
-    settings = probe.Settings(
-        **{credential.login_secret: secret}, **field_values(credential, ConnectionForm.CONNECTION_FIELDS)
-    )
-    result = run_connection_test(settings)
-    credential.record_test(result.ok, result.summary)
-    return result
+def id_arg(name):
+    """The query argument `name` as a row id, None when absent; 404 when it cannot be one."""
+    value = request.args.get(name, type=int)
+    if value is not None and not 0 < value <= LARGEST_ID:
+        abort(404)
+    return value

@@ -14,8 +14,9 @@ import probe
 from forms import ConnectionForm, field_values
 from models import Credential
 
-from . import TOO_MANY_REQUESTS, TOO_MANY_TESTS, UNPROCESSABLE, UNREADABLE_SECRET, run_connection_test, \
-    test_saved_credential
+from services import TOO_MANY_TESTS, UNREADABLE_SECRET, run_connection_test, test_saved_credential
+
+from . import TOO_MANY_REQUESTS, UNPROCESSABLE
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

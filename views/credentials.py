@@ -20,18 +20,9 @@ from forms import (
 )
 from models import Alias, Credential, Group
 
-from . import (
-    TOO_MANY_REQUESTS,
-    UNPROCESSABLE,
-    UNREADABLE_SECRET,
-    finish,
-    is_htmx,
-    keyring,
-    refuse,
-    respond,
-    run_connection_test,
-    test_saved_credential,
-)
+from services import UNREADABLE_SECRET, keyring, run_connection_test, test_saved_credential
+
+from . import TOO_MANY_REQUESTS, UNPROCESSABLE, finish, id_arg, is_htmx, refuse, respond
 
 bp = Blueprint("credentials", __name__, url_prefix="/credentials")
 log = logging.getLogger(__name__)
@@ -48,14 +39,14 @@ SECRET_LABELS = {"password": "password", "client_secret": "client secret"}
 def index():
     filters = {
         "q": request.args.get("q", "").strip(),
-        "group": request.args.get("group", type=int),
+        "group": id_arg("group"),
         "protocol": request.args.get("protocol") or None,
     }
     pages = PaginatedQuery(
         Credential.search(filters["q"], filters["group"], filters["protocol"]),
         paginate_by=current_app.config["PAGE_SIZE"],
-        check_bounds=False,
     )
+    pages.page = min(pages.get_page(), max(pages.get_page_count(), 1))  # past the end shows the last page
     template = "credentials/_list.html" if is_htmx() else "credentials/index.html"
     return render_template(
         template,

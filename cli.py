@@ -1,0 +1,104 @@
+"""The command line: ``flask --app app credentials list|add|test`` and ``flask --app app keys generate``.
+
+Other tools add an entry and keep the id it prints; a secret is read from a
+hidden prompt or, with ``--secret-stdin``, from standard input, never from the
+command line where other users could see it.
+"""
+
+import sys
+
+import click
+from flask.cli import AppGroup
+from werkzeug.datastructures import MultiDict
+
+import encryption
+import probe
+import protocols
+from forms import CredentialForm, field_values
+from models import Credential, Group
+from services import TOO_MANY_TESTS, keyring, test_saved_credential
+
+credentials_cli = AppGroup("credentials", help="List, add and test credentials.")
+keys_cli = AppGroup("keys", help="Encryption keys.")
+
+
+@credentials_cli.command("list")
+def list_credentials():
+    """Print every credential: id, name, server, username, last test."""
+    for credential in Credential.search():
+        outcome = "not tested" if credential.last_test_ok is None else ("ok" if credential.last_test_ok else "failing")
+        click.echo(
+            f"{credential.id}\t{credential.name}\t{credential.protocol} {credential.host}:{credential.port} "
+            f"{credential.security_label}\t{credential.username}\t{outcome}"
+        )
+
+
+@credentials_cli.command("add")
+@click.option("--name", required=True)
+@click.option("--description", required=True)
+@click.option("--group", "group_name", help="Group name; the default group when left out.")
+@click.option("--protocol", type=click.Choice(protocols.PROTOCOLS), default=protocols.IMAP, show_default=True)
+@click.option("--host", required=True)
+@click.option("--port", type=int, help="The standard port of the protocol and security when left out.")
+@click.option("--security", type=click.Choice(list(protocols.SECURITY_LABELS)), default=protocols.IMPLICIT_TLS,
+              show_default=True)
+@click.option("--username", required=True)
+@click.option("--folder", default="INBOX", show_default=True)
+@click.option("--auth", type=click.Choice(list(protocols.AUTHENTICATION_LABELS)), default=protocols.PASSWORD,
+              show_default=True)
+@click.option("--client-id", default="")
+@click.option("--token-url", default="")
+@click.option("--scope", default="")
+@click.option("--secret-stdin", is_flag=True, help="Read the password or client secret from standard input.")
+def add_credential(group_name, port, secret_stdin, **values):
+    """Add a credential and print its id. The secret is asked for (hidden) unless --secret-stdin."""
+    group = Group.matching(Group.name_key, group_name) if group_name else Group.default()
+    if group is None:
+        raise click.UsageError(f"there is no group called {group_name!r}")
+    secret_name = "client_secret" if values["auth"] == protocols.OAUTH2 else "password"
+    noun = secret_name.replace("_", " ")
+    secret = sys.stdin.readline().rstrip("\r\n") if secret_stdin else click.prompt(noun.capitalize(), hide_input=True)
+    if port is None:
+        port = protocols.default_port(values["protocol"], values["security"])
+    formdata = MultiDict({**values, "group": str(group.id), "port": str(port), secret_name: secret})
+    form = CredentialForm(formdata=formdata, meta={"csrf": False})
+    if not form.validate():
+        for name, errors in {**form.errors, "": form.form_errors}.items():
+            for error in errors:
+                click.echo(f"{name or 'credential'}: {error}", err=True)
+        sys.exit(1)
+    credential = Credential.add(
+        keyring(), form.secret_changes(), (), **field_values(form, Credential.EDITABLE)
+    )
+    click.echo(credential.id)
+
+
+@credentials_cli.command("test")
+@click.argument("credential_id", type=int)
+def test_credential(credential_id):
+    """Test a saved credential, print each step, and exit 0 when it works, 1 when it does not."""
+    credential = Credential.get_or_none(Credential.id == credential_id)
+    if credential is None:
+        raise click.UsageError(f"there is no credential with id {credential_id}")
+    try:
+        result = test_saved_credential(credential)
+    except probe.Busy:
+        click.echo(TOO_MANY_TESTS, err=True)
+        sys.exit(2)
+    if result is None:
+        click.echo(f"{credential.name}: {credential.last_test_summary}", err=True)
+        sys.exit(1)
+    for step in result.steps:
+        click.echo(f"{step.outcome:8} {step.title:18} {step.duration_ms:6} ms  {step.details}")
+    if result.cause:
+        click.echo(f"\n{result.summary}\n{result.cause.hint}", err=True)
+        if result.cause.server_reply:
+            click.echo(f"The server said: {result.cause.server_reply}", err=True)
+        sys.exit(1)
+    click.echo(f"\n{result.summary}")
+
+
+@keys_cli.command("generate")
+def generate_key():
+    """Print a new random encryption key (for MAILKEEP_ENCRYPTION_KEYS)."""
+    click.echo(encryption.generate_key())
