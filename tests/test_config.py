@@ -73,3 +73,23 @@ def test_missing_components_fail_under_ci_and_skip_elsewhere(monkeypatch):
     monkeypatch.setenv("CI", "false")
     with pytest.raises(pytest.skip.Exception):
         require_executable("/nonexistent/dovecot", "dovecot-imapd")
+
+
+def test_a_database_refuses_a_key_ring_without_its_key(bare_config, tmp_path):
+    create_app(bare_config)
+    (tmp_path / "instance" / ENCRYPTION_KEYS_FILE).unlink()  # lost; a new one gets generated
+    with pytest.raises(ConfigurationError, match="not among the configured encryption keys"):
+        create_app(bare_config)
+
+
+def test_a_new_key_in_front_of_the_old_one_is_accepted(bare_config, tmp_path):
+    create_app(bare_config)
+    old = (tmp_path / "instance" / ENCRYPTION_KEYS_FILE).read_text().strip()
+    create_app({**bare_config, "ENCRYPTION_KEYS": f"{encryption.generate_key()},{old}"})
+
+
+def test_an_unreadable_ca_file_or_a_bad_page_size_stops_start_up(bare_config, tmp_path):
+    with pytest.raises(ConfigurationError, match="MAILKEEP_CA_FILE: cannot read"):
+        create_app({**bare_config, "CA_FILE": str(tmp_path / "missing.pem")})
+    with pytest.raises(ConfigurationError, match="MAILKEEP_PAGE_SIZE must be a positive whole number"):
+        create_app({**bare_config, "PAGE_SIZE": "abc"})

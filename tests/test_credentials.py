@@ -2,13 +2,14 @@
 Test connection (against the real Dovecot), and deletion refused while aliases use a credential."""
 
 import re
+import threading
 from html import unescape
 
 import pytest
 
 import models
 from models import Alias, Credential, Group
-from testdata import CANARY, MAILBOX_USER
+from testdata import CANARY, CLIENT_SECRET, MAILBOX_USER
 
 HTMX = {"HX-Request": "true"}
 
@@ -219,13 +220,6 @@ def test_deleting_an_unused_credential(client):
         assert Credential.select().count() == 0
 
 
-def test_csrf_protects_every_form(app_config, app):
-    app.config["WTF_CSRF_ENABLED"] = True
-    client = app.test_client()
-    assert client.post("/credentials/new", data=form_values()).status_code == 400
-    assert client.post("/groups/", data={"name": "x"}).status_code == 400
-
-
 # Test connection, against the real Dovecot.
 
 def dovecot_values(dovecot, **overrides):
@@ -296,3 +290,128 @@ def test_an_unreadable_secret_is_reported_not_crashed_on(dovecot, client):
         Credential.update(password_ciphertext="mk1$0000$AAAA").execute()
     row = client.post(f"/credentials/{stored().id}/test", headers=HTMX).get_data(as_text=True)
     assert "This secret cannot be read with the current keys" in row
+
+
+# A stored secret stays bound to the login it was typed for.
+
+def test_changing_the_server_asks_for_the_password_again(app, client):
+    add(client)
+    credential = stored()
+    moved = client.post(f"/credentials/{credential.id}/edit", data=form_values(host="evil.example.com", password=None))
+    assert moved.status_code == 422
+    assert field_error(moved.get_data(as_text=True), "password") == \
+        "The server or login changed: type the password again for it."
+    assert stored().host == "imap.example.com"
+    retyped = client.post(f"/credentials/{credential.id}/edit", data=form_values(host="new.example.com", password="fresh"))
+    assert retyped.status_code == 303
+    assert stored().secret(app.extensions["mailkeep.keyring"], "password") == "fresh"
+
+
+def test_a_secret_whose_login_changed_is_forgotten_when_not_typed_again(app, client, token_server):
+    add(client)
+    credential = stored()
+    to_oauth2 = form_values(host="new.example.com", password=None, auth="oauth2_client_credentials",
+                            client_id="app", client_secret="client-secret", token_url=token_server.token_url)
+    assert client.post(f"/credentials/{credential.id}/edit", data=to_oauth2).status_code == 303
+    after = stored()
+    assert after.password_ciphertext is None  # never to be sent to new.example.com
+    assert after.secret(app.extensions["mailkeep.keyring"], "client_secret") == "client-secret"
+
+
+def test_oauth2_needs_its_fields_and_an_https_token_endpoint(client):
+    response = add(client, auth="oauth2_client_credentials", password=None, token_url="http://login.example.com/t")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert field_error(html, "client_id") == "OAuth2 needs the Client ID of your application."
+    assert field_error(html, "token_url") == "The token endpoint must be an https:// URL (plain http only to this machine)."
+    assert field_error(html, "client_secret") == "Enter the client secret."
+
+
+def test_a_pop3_credential_reads_inbox(client):
+    assert add(client, protocol="POP3", port="995", folder="Archive").status_code == 303
+    assert (stored().protocol, stored().folder) == ("POP3", "INBOX")
+
+
+def test_the_client_secret_has_its_own_change_dialog(app, client):
+    add(client, auth="oauth2_client_credentials", password=None, client_id="app", client_secret="one",
+        token_url="https://login.example.com/token")
+    credential = stored()
+    html = client.get(f"/credentials/{credential.id}/edit").get_data(as_text=True)
+    assert "Change client secret" in html and 'name="client_secret"' not in html
+    dialog = client.get(f"/credentials/{credential.id}/client-secret", headers=HTMX).get_data(as_text=True)
+    assert "New client secret" in dialog and "Confirm client secret" in dialog
+    client.post(f"/credentials/{credential.id}/client-secret", data={"new_secret": "two", "confirm_secret": "two"})
+    assert stored().secret(app.extensions["mailkeep.keyring"], "client_secret") == "two"
+
+
+def test_a_password_change_and_an_edit_at_once_both_stay(app, client):
+    add(client)
+    stale = stored()  # an edit that read the row before the password changed
+    client.post(f"/credentials/{stale.id}/password", data={"new_secret": "newer", "confirm_secret": "newer"})
+    stale.change(app.extensions["mailkeep.keyring"], {}, description="Edited meanwhile")
+    after = stored()
+    assert after.description == "Edited meanwhile"
+    assert after.secret(app.extensions["mailkeep.keyring"], "password") == "newer"
+
+
+def test_names_differing_only_in_non_ascii_case_are_one_name(client):
+    assert add(client, name="Équipe").status_code == 303
+    response = add(client, name="équipe", username="other@example.com")
+    assert field_error(response.get_data(as_text=True), "name") == "Another credential is already called 'Équipe'."
+
+
+def test_out_of_range_page_and_group_do_not_break_the_list(client):
+    add(client)
+    assert "Support desk" in client.get("/credentials/?page=99999999999999999999").get_data(as_text=True)
+    assert client.get("/credentials/?group=99999999999999999999").status_code == 404
+
+
+def test_autodetect_offers_the_provider_settings(client):
+    html = client.get("/credentials/autodetect?username=someone@gmail.com&protocol=IMAP", headers=HTMX).get_data(as_text=True)
+    assert "Gmail" in html and "imap.gmail.com" in html and "App Password" in html
+    assert 'data-fill=\'{"host": "imap.gmail.com", "port": 993, "security": "ssl_tls"}\'' in html
+    assert "offers no POP3" in client.get("/credentials/autodetect?username=a@icloud.com&protocol=POP3").get_data(as_text=True)
+    assert client.get("/credentials/autodetect?username=a@unknown.example").get_data(as_text=True).strip() == ""
+
+
+def test_every_page_sends_the_security_headers(client):
+    response = client.get("/credentials/")
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_csrf_protects_every_form_post(app):
+    app.config["WTF_CSRF_ENABLED"] = True
+    client = app.test_client()
+    posts = [rule for rule in app.url_map.iter_rules() if "POST" in rule.methods and not rule.rule.startswith("/api/")]
+    assert len(posts) >= 10
+    for rule in posts:
+        url = rule.rule.replace("<int:credential_id>", "1").replace("<int:alias_id>", "1").replace("<int:group_id>", "1")
+        assert client.post(url, data={"name": "x"}).status_code == 400, url
+
+
+# Test connection in the form, issue 3: OAuth2, the folder picker, too many at once.
+
+def test_oauth2_on_screen_goes_green_and_a_wrong_client_secret_red(dovecot, token_server, client):
+    values = dovecot_values(dovecot, password=None, auth="oauth2_client_credentials", client_id="mailkeep-test",
+                            client_secret=CLIENT_SECRET, token_url=token_server.token_url)
+    ok = client.post("/credentials/test", data=values, headers=HTMX).get_data(as_text=True)
+    assert "We were able to connect to your mailbox." in ok and "Get OAuth2 token" in ok
+    wrong = client.post("/credentials/test", data={**values, "client_secret": "nope"}, headers=HTMX).get_data(as_text=True)
+    assert "Get OAuth2 token failed." in wrong and "invalid_client" in wrong
+    assert re.search(r'<small id="test-blame-client_secret" class="test-blame" hx-swap-oob="true">The token', wrong)
+
+
+def test_a_successful_test_offers_the_folders(dovecot, client):
+    html = client.post("/credentials/test", data=dovecot_values(dovecot), headers=HTMX).get_data(as_text=True)
+    assert '<div id="folder-picker" aria-live="polite" hx-swap-oob="true">' in html
+    assert 'data-fill=\'{"folder": "Team Inbox"}\'' in html
+
+
+def test_too_many_tests_at_once_are_turned_away(app, client):
+    app.extensions["mailkeep.test_slots"] = threading.BoundedSemaphore(1)
+    assert app.extensions["mailkeep.test_slots"].acquire(blocking=False)
+    busy = client.post("/credentials/test", data=form_values(), headers=HTMX)
+    assert "Too many connection tests are running" in busy.get_data(as_text=True)
+    assert client.post("/credentials/test", data=form_values()).status_code == 429

@@ -4,7 +4,7 @@ import re
 
 from playwright.sync_api import expect
 
-from testdata import CANARY, MAILBOX_USER
+from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER
 
 
 def label(page, text):
@@ -32,19 +32,33 @@ def test_from_the_first_test_to_a_guarded_delete(page, live_server, dovecot, con
     page.get_by_role("button", name="Add credential").click()
     test_button = page.get_by_role("button", name="Test connection")
     expect(test_button).to_be_disabled()
-    fill_credential(page, dovecot, password="not-the-password")
+    fill_credential(page, dovecot, password="")
+    expect(test_button).to_be_disabled()  # everything but the password
+    label(page, "Password").fill("not-the-password")
+    label(page, "Host").fill("")
+    expect(test_button).to_be_disabled()  # everything but the host
+    label(page, "Host").fill("localhost")
     expect(test_button).to_be_enabled()
 
+    calm = label(page, "Password").evaluate("input => getComputedStyle(input).borderColor")
     test_button.click()
-    expect(page.locator("#test-result")).to_contain_text("Log in failed.")
+    result = page.locator("#test-result")
+    expect(result).to_contain_text("Log in failed.")
     expect(page.locator("#test-blame-password")).to_have_text("The server rejected the username or password.")
-    expect(label(page, "Password")).to_have_css("border-color", re.compile(r"rgb\((?!0, 0, 0)"))
+    alarm = page.locator("#test-blame-password").evaluate("slot => getComputedStyle(slot).color")
+    expect(label(page, "Password")).to_have_css("border-color", alarm)
+    assert alarm != calm
+    expect(result.locator(".timeline li.failed")).to_have_text(re.compile(r"^\s*Log in\s+failed"))
+    expect(result.locator(".timeline li.ok")).to_have_count(4)  # resolve, connect, TLS, greeting
+    expect(result.locator(".timeline li.skipped")).to_have_count(2)
 
     label(page, "Password").fill(CANARY)
     test_button.click()
-    expect(page.locator("#test-result")).to_contain_text("We were able to connect to your mailbox.")
-    expect(page.locator("#test-result")).to_contain_text("INBOX holds 3 messages")
+    expect(result).to_contain_text("We were able to connect to your mailbox.")
+    expect(result).to_contain_text("INBOX holds 3 messages")
+    expect(result.locator(".timeline li.ok")).to_have_count(7)
     expect(page.locator("#test-blame-password")).to_be_empty()
+    expect(label(page, "Password")).to_have_css("border-color", calm)
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#messages")).to_contain_text("Saved Support desk.")
 
@@ -141,14 +155,21 @@ def test_search_filters_the_list_as_you_type(page, live_server, dovecot, console
 
 def test_every_page_renders_without_console_errors(page, live_server, dovecot, console_errors):
     add_credential(page, live_server, dovecot)
+    page.goto(f"{live_server}/aliases/new")
+    label(page, "Address").fill("help@example.com")
+    page.get_by_role("button", name="Save").click()
+    page.goto(f"{live_server}/groups/")
+    label(page, "Name").fill("Customers")
+    page.get_by_role("button", name="Add group").click()
     for path in ("/credentials/", "/credentials/new", "/credentials/1/edit", "/credentials/1/password",
-                 "/credentials/1/delete", "/aliases/", "/aliases/new", "/groups/", "/groups/1/edit"):
+                 "/credentials/1/client-secret", "/credentials/1/delete", "/aliases/", "/aliases/new",
+                 "/aliases/1/edit", "/aliases/1/delete", "/groups/", "/groups/1/edit", "/groups/2/delete"):
         response = page.goto(f"{live_server}{path}")
         assert response.status == 200, path
         expect(page.locator("h1")).to_be_visible()
     page.goto(f"{live_server}/groups/")
     page.get_by_role("button", name="Rename Default").click()
-    row = page.locator("tbody tr").first
+    row = page.locator("tbody tr", has=page.locator("input[value='Default']"))
     label(row, "Name").fill("")
     row.get_by_role("button", name="Save").click()
     expect(page.locator("tbody")).to_contain_text("This field is required.")
@@ -185,3 +206,62 @@ def test_create_edit_and_delete_work_without_javascript(browser, live_server, do
     expect(page.locator("#messages")).to_contain_text("Deleted Support desk.")
     expect(page.locator("tbody tr")).to_have_count(0)
     context.close()
+
+
+def test_autodetect_fills_the_server_when_the_user_takes_it(page, live_server, console_errors):
+    page.goto(f"{live_server}/credentials/new")
+    label(page, "Username").fill("someone@gmail.com")
+    suggestion = page.locator("#autodetect")
+    expect(suggestion).to_contain_text("Gmail (from Mailkeep's provider list)")
+    expect(suggestion).to_contain_text("App Password")
+    expect(label(page, "Host")).to_have_value("")  # nothing changes until the user confirms
+    suggestion.get_by_role("button", name="Use these settings").click()
+    expect(label(page, "Host")).to_have_value("imap.gmail.com")
+    expect(label(page, "Port")).to_have_value("993")
+    expect(label(page, "Security")).to_have_value("ssl_tls")
+    label(page, "Protocol").select_option("POP3")
+    expect(label(page, "Port")).to_have_value("995")
+    expect(label(page, "Folder")).to_have_value("INBOX")
+    assert console_errors == []
+
+
+def test_a_folder_is_picked_from_the_server_list(page, live_server, dovecot, console_errors):
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot)
+    label(page, "Folder").fill("team inbox")
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator("#test-result")).to_contain_text("Did you mean 'Team Inbox'?")
+    label(page, "Folder").fill("INBOX")
+    page.get_by_role("button", name="Test connection").click()
+    picker = page.locator("#folder-picker")
+    expect(picker).to_contain_text("Folders on the server:")
+    picker.get_by_role("button", name="Team Inbox").click()
+    expect(label(page, "Folder")).to_have_value("Team Inbox")
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator("#test-result")).to_contain_text("Team Inbox holds 0 messages")
+    assert console_errors == []
+
+
+def test_an_oauth2_credential_tests_green_and_red_with_a_wrong_client_secret(
+        page, live_server, dovecot, token_server, console_errors):
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot, password="")
+    label(page, "Authentication").select_option("OAuth2 client credentials")
+    expect(label(page, "Password")).to_be_hidden()
+    label(page, "Client ID").fill(CLIENT_ID)
+    label(page, "Token endpoint").fill(token_server.token_url)
+    label(page, "Client secret").fill("not-the-secret")
+    page.get_by_role("button", name="Test connection").click()
+    result = page.locator("#test-result")
+    expect(result).to_contain_text("Get OAuth2 token failed.")
+    expect(result).to_contain_text("invalid_client")
+    expect(page.locator("#test-blame-client_secret")).to_contain_text("did not give Mailkeep an access token")
+    label(page, "Client secret").fill(CLIENT_SECRET)
+    page.get_by_role("button", name="Test connection").click()
+    expect(result).to_contain_text("We were able to connect to your mailbox.")
+    expect(result).to_contain_text("AUTHENTICATE XOAUTH2")
+    page.get_by_role("button", name="Save").click()
+    row = page.locator("tr", has_text="Support desk")
+    row.get_by_role("button", name="Test Support desk").click()
+    expect(row).to_contain_text("Working · just now")
+    assert console_errors == []

@@ -1,0 +1,51 @@
+"""The command line: add a credential and keep its id, list them, test one, make a key."""
+
+import encryption
+import models
+from models import Credential
+from testdata import CANARY, MAILBOX_USER
+
+
+def test_add_prints_the_new_id_and_the_secret_comes_from_stdin(app, tmp_path):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["credentials", "add", "--name", "Support", "--description", "Helpdesk",
+                                 "--host", "imap.example.com", "--username", "help@example.com", "--secret-stdin"],
+                           input="s3cret\n")
+    assert result.exit_code == 0, result.output
+    credential_id = int(result.output.strip())
+    with models.db.connection_context():
+        credential = Credential.get_by_id(credential_id)
+        assert (credential.port, credential.security) == (993, "ssl_tls")
+        assert credential.secret(app.extensions["mailkeep.keyring"], "password") == "s3cret"
+    listed = runner.invoke(args=["credentials", "list"])
+    assert f"{credential_id}\tSupport\tIMAP imap.example.com:993 SSL/TLS\thelp@example.com\tnot tested" in listed.output
+
+
+def test_add_refuses_bad_values_field_by_field(app):
+    result = app.test_cli_runner().invoke(
+        args=["credentials", "add", "--name", "X", "--description", "x", "--host", "bad host",
+              "--username", "a@", "--secret-stdin"], input="pw\n")
+    assert result.exit_code == 1
+    assert "host: Enter a host name" in result.output and "username: There must be something after the @-sign." in result.output
+
+
+def test_test_exits_0_when_the_credential_works_and_1_when_not(app, dovecot):
+    runner = app.test_cli_runner()
+
+    def add(name, secret):
+        result = runner.invoke(args=["credentials", "add", "--name", name, "--description", "x", "--host", "localhost",
+                                     "--port", str(dovecot.imaps_port), "--username", MAILBOX_USER,
+                                     "--folder", "INBOX" if secret == CANARY else "Archive", "--secret-stdin"],
+                               input=secret + "\n")
+        return result.output.strip()
+
+    good, bad = add("Good", CANARY), add("Bad", "not-it")
+    ok = runner.invoke(args=["credentials", "test", good])
+    assert ok.exit_code == 0 and "Connected; INBOX holds 3 messages" in ok.output
+    failed = runner.invoke(args=["credentials", "test", bad])
+    assert failed.exit_code == 1 and "Log in failed" in failed.output
+
+
+def test_keys_generate_prints_a_usable_key(app):
+    key = app.test_cli_runner().invoke(args=["keys", "generate"]).output.strip()
+    assert len(encryption.parse_keys(key)) == 1

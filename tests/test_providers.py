@@ -1,0 +1,28 @@
+"""The provider table: look-ups by username domain and by server host."""
+
+import protocols
+import providers
+
+
+def test_every_provider_the_issue_names_is_known():
+    names = {provider.name for provider in providers.PROVIDERS}
+    for wanted in ("Gmail", "Outlook / Office 365", "Yahoo Mail", "iCloud Mail", "Fastmail", "Zoho Mail", "GMX",
+                   "AOL Mail", "Yandex Mail"):
+        assert wanted in names
+
+
+def test_look_up_by_username_and_by_host():
+    gmail = providers.for_username("Someone@GMAIL.com")
+    assert gmail.name == "Gmail"
+    assert gmail.server(protocols.IMAP) == ("imap.gmail.com", 993, protocols.IMPLICIT_TLS)
+    assert gmail.server(protocols.POP3) == ("pop.gmail.com", 995, protocols.IMPLICIT_TLS)
+    assert providers.for_host("outlook.office365.com").name == "Outlook / Office 365"
+    assert providers.for_host("IMAP.mail.me.com.").name == "iCloud Mail"
+    assert providers.for_username("a@icloud.com").server(protocols.POP3) is None
+    assert providers.for_username("nobody@example.org") is None and providers.for_host("mail.example.org") is None
+
+
+def test_the_notes_carry_the_facts_users_trip_on():
+    assert "App Password" in providers.for_username("a@gmail.com").auth_note
+    assert "OAuth2" in providers.for_username("a@outlook.com").auth_note
+    assert "app-specific password" in providers.for_username("a@icloud.com").auth_note
