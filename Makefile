@@ -1,4 +1,5 @@
-# Mailkeep. `make run` serves the dashboard; `make test` runs every test. Both set up what they need first.
+# Mailkeep. `make run` serves the dashboard; `make test` runs every test; `make demo` shows it against
+# real servers. Each sets up what it needs first.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ THREADS ?= 8
 # Debian packages the tests run against for real (make test installs them when root).
 TEST_PACKAGES := dovecot-imapd dovecot-pop3d chromium
 
-.PHONY: run test system-packages
+.PHONY: run test demo system-packages
 
 run: $(VENV)/.installed
 	@echo "Mailkeep: http://$(HOST):$(PORT)/  (Ctrl-C stops it)"
@@ -18,6 +19,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test system-packages
 	$(VENV)/bin/python -m pytest
+
+# A throwaway Dovecot and OAuth2 endpoint, and the dashboard seeded to test against them.
+demo: $(VENV)/.installed system-packages
+	HOST=$(HOST) PORT=$(PORT) $(VENV)/bin/python demo.py
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(call apt_install,python3-venv)

@@ -1,0 +1,90 @@
+"""``make demo``: Mailkeep with real servers to test against, for a first look.
+
+Starts a throwaway Dovecot (IMAP and POP3, with a demo mailbox) and an OAuth2
+token endpoint on loopback, then the dashboard on a fresh instance folder,
+seeded with credentials that work (IMAP, POP3, OAuth2), one with a wrong
+password, and an alias. Prints the URL; Ctrl-C stops everything and deletes
+the lot. ``HOST`` and ``PORT`` choose where the dashboard listens.
+"""
+
+import os
+import pathlib
+import sys
+import tempfile
+
+from werkzeug.serving import make_server
+
+# The demo's servers are the ones the test suite runs against.
+sys.path.insert(0, str(pathlib.Path(__file__).parent / "tests"))
+
+from dovecot import Dovecot, MailUser  # noqa: E402
+from token_server import OAuthClient, TokenServer  # noqa: E402
+
+import models  # noqa: E402
+import protocols  # noqa: E402
+from app import create_app  # noqa: E402
+
+MAILBOX = MailUser("demo@example.test", "demo-password")
+CLIENT_ID, CLIENT_SECRET = "mailkeep-demo", "demo-client-secret"
+
+
+def seed(app, mail, tokens):
+    """Add the demo credentials, a group and an alias."""
+    keyring = app.extensions["mailkeep.keyring"]
+    server = {"host": "localhost", "username": MAILBOX.username, "folder": "INBOX"}
+    with models.db.connection_context():
+        default, customers = models.Group.default(), models.Group.create(name="Customers", description="Shared inboxes")
+        support = models.Credential.add(
+            keyring, {"password": MAILBOX.password}, [("queue", "support-l1")], name="Support inbox",
+            description="Tickets for the helpdesk, over IMAP", group=default, protocol=protocols.IMAP,
+            port=mail.imaps_port, security=protocols.IMPLICIT_TLS, **server,
+        )
+        models.Credential.add(
+            keyring, {"password": MAILBOX.password}, (), name="Team mailbox (POP3)",
+            description="Read by the old fax gateway, over POP3 with STARTTLS", group=default,
+            protocol=protocols.POP3, port=mail.pop3_port, security=protocols.STARTTLS, **server,
+        )
+        models.Credential.add(
+            keyring, {"client_secret": CLIENT_SECRET}, (), name="Integration (OAuth2)",
+            description="The CRM's mailbox, with OAuth2 client credentials", group=customers,
+            protocol=protocols.IMAP, port=mail.imaps_port, security=protocols.IMPLICIT_TLS,
+            auth=protocols.OAUTH2, client_id=CLIENT_ID, token_url=tokens.token_url, **dict(server, folder="Team Inbox"),
+        )
+        models.Credential.add(
+            keyring, {"password": "an-old-password"}, (), name="Billing (wrong password)",
+            description="Its password was changed on the server; press Test to see", group=customers,
+            protocol=protocols.IMAP, port=mail.imaps_port, security=protocols.IMPLICIT_TLS,
+            **dict(server, folder="Archive"),
+        )
+        models.Alias.create(address="support@example.test", credential=support, workspace="Helpdesk",
+                            project_type="Ticket", client="ACME", description="First-line support")
+
+
+def main():
+    host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "5000"))
+    with tempfile.TemporaryDirectory(prefix="mailkeep-demo-") as workdir:
+        workdir = pathlib.Path(workdir)
+        clients = {CLIENT_ID: OAuthClient(CLIENT_SECRET, MAILBOX.username)}
+        with TokenServer(clients) as tokens, Dovecot(
+            workdir / "dovecot", users=[MAILBOX], oauth2_introspection_url=tokens.introspection_url
+        ) as mail:
+            app = create_app({
+                "INSTANCE_PATH": str(workdir / "instance"),
+                "DATABASE_URL": f"sqlite:///{workdir / 'instance' / 'mailkeep.db'}",
+                "CA_FILE": str(mail.ca_file),
+            })
+            seed(app, mail, tokens)
+            server = make_server(host, port, app, threaded=True)
+            print(f"Mailkeep demo: http://{host}:{port}/  (Ctrl-C stops it and deletes everything)")
+            print(f"Mail server: localhost, IMAP {mail.imaps_port} (SSL/TLS) and {mail.imap_port} (STARTTLS), "
+                  f"POP3 {mail.pop3s_port} and {mail.pop3_port}; login {MAILBOX.username} / {MAILBOX.password}")
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                print("\nStopping the demo.")
+            finally:
+                server.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Take the README's screenshots: runs the demo, drives Debian's Chromium through Playwright, writes docs/*.png.
+
+Run from the project folder after ``make test`` has set up .venv:
+``.venv/bin/python docs/screenshots.py``.
+"""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+
+from playwright.sync_api import sync_playwright
+
+DOCS = pathlib.Path(__file__).parent
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"]
+
+
+def main():
+    with socket.create_server(("127.0.0.1", 0)) as free:
+        port = free.getsockname()[1]
+    with subprocess.Popen([sys.executable, "demo.py"], env={**os.environ, "PORT": str(port)},
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as demo:
+        try:
+            demo.stdout.readline()  # the URL line: the dashboard is up
+            shoot(f"http://127.0.0.1:{port}")
+        finally:
+            demo.send_signal(signal.SIGINT)
+            demo.wait(timeout=15)
+
+
+def shoot(base):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        page.goto(f"{base}/credentials/")
+        for row in page.locator("tbody tr").all():
+            row.get_by_role("button", name="Test").click()
+        page.locator("tbody .badge.untested").first.wait_for(state="detached")
+        page.screenshot(path=DOCS / "credentials.png", full_page=True)
+
+        page.get_by_role("button", name="Edit Billing (wrong password)").click()
+        page.get_by_role("button", name="Test connection").click()
+        page.locator(".test-result.failed").wait_for()
+        page.locator(".test-connection").scroll_into_view_if_needed()
+        page.screenshot(path=DOCS / "failed-test.png", full_page=True)
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()

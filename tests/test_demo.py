@@ -1,0 +1,56 @@
+"""``make demo``: the demo starts, serves a seeded dashboard whose credentials test as promised, and stops."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from components import DOVECOT, require_executable
+
+
+@pytest.fixture
+def demo():
+    require_executable(DOVECOT, "dovecot-imapd")
+    with socket.create_server(("127.0.0.1", 0)) as probe_socket:
+        port = probe_socket.getsockname()[1]
+    with subprocess.Popen(
+        [sys.executable, "demo.py"], env={**os.environ, "PORT": str(port)}, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True,
+    ) as process:
+        try:
+            first_line = process.stdout.readline()
+            assert re.match(rf"Mailkeep demo: http://127\.0\.0\.1:{port}/ ", first_line), first_line
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=15) == 0
+
+
+def test_the_demo_shows_both_outcomes_and_stops_on_ctrl_c(demo):
+    url = demo
+    page = fetch(f"{url}/credentials/")
+    links = re.findall(r'<a href="/credentials/(\d+)/edit"><strong>([^<]+)', page)
+    ids = {name: int(number) for number, name in links}
+    assert set(ids) == {"Support inbox", "Team mailbox (POP3)", "Integration (OAuth2)", "Billing (wrong password)"}
+    assert "support@example.test" in fetch(f"{url}/aliases/")
+    outcomes = {}
+    for name, credential_id in ids.items():
+        request = urllib.request.Request(
+            f"{url}/api/v1/connection-tests", data=json.dumps({"credential_id": credential_id}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        result = json.loads(fetch(request))
+        outcomes[name] = result["cause"]["code"] if result["cause"] else "ok"
+    assert outcomes == {"Support inbox": "ok", "Team mailbox (POP3)": "ok", "Integration (OAuth2)": "ok",
+                        "Billing (wrong password)": "auth_failed"}
+
+
+def fetch(request):
+    with urllib.request.urlopen(request) as response:
+        return response.read().decode()
