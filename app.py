@@ -54,10 +54,12 @@ def create_app(test_config=None):
 
     @app.before_request
     def open_database():
+        """Open this thread's database connection for the request (peewee connections are per thread)."""
         g.opened_database = models.db.connect(reuse_if_open=True)
 
     @app.teardown_request
     def close_database(exc):
+        """Close the connection the request opened."""
         # Close only what this request opened; a caller's own connection (a CLI command, a test) stays.
         if g.pop("opened_database", False):
             models.db.close()
@@ -74,6 +76,7 @@ def create_app(test_config=None):
 
     @app.after_request
     def headers(response):
+        """Add Vary and the security headers to every response."""
         # The same URL answers a fragment or a page depending on this header; caches must know.
         response.vary.add("HX-Request")
         response.headers.update(SECURITY_HEADERS)

@@ -67,9 +67,7 @@ def add_credential(group_name, port, secret_stdin, **values):
             for error in errors:
                 click.echo(f"{name or 'credential'}: {error}", err=True)
         sys.exit(1)
-    credential = Credential.add(
-        keyring(), form.secret_changes(), (), **field_values(form, Credential.EDITABLE)
-    )
+    credential = Credential().store(keyring(), form.secret_changes(), (), **field_values(form, Credential.EDITABLE))
     click.echo(credential.id)
 
 

@@ -34,23 +34,23 @@ def seed(app, mail, tokens):
     server = {"host": "localhost", "username": MAILBOX.username, "folder": "INBOX"}
     with models.db.connection_context():
         default, customers = models.Group.default(), models.Group.create(name="Customers", description="Shared inboxes")
-        support = models.Credential.add(
+        support = models.Credential().store(
             keyring, {"password": MAILBOX.password}, [("queue", "support-l1")], name="Support inbox",
             description="Tickets for the helpdesk, over IMAP", group=default, protocol=protocols.IMAP,
             port=mail.imaps_port, security=protocols.IMPLICIT_TLS, **server,
         )
-        models.Credential.add(
+        models.Credential().store(
             keyring, {"password": MAILBOX.password}, (), name="Team mailbox (POP3)",
             description="Read by the old fax gateway, over POP3 with STARTTLS", group=default,
             protocol=protocols.POP3, port=mail.pop3_port, security=protocols.STARTTLS, **server,
         )
-        models.Credential.add(
+        models.Credential().store(
             keyring, {"client_secret": CLIENT_SECRET}, (), name="Integration (OAuth2)",
             description="The CRM's mailbox, with OAuth2 client credentials", group=customers,
             protocol=protocols.IMAP, port=mail.imaps_port, security=protocols.IMPLICIT_TLS,
             auth=protocols.OAUTH2, client_id=CLIENT_ID, token_url=tokens.token_url, **dict(server, folder="Team Inbox"),
         )
-        models.Credential.add(
+        models.Credential().store(
             keyring, {"password": "an-old-password"}, (), name="Billing (wrong password)",
             description="Its password was changed on the server; press Test to see", group=customers,
             protocol=protocols.IMAP, port=mail.imaps_port, security=protocols.IMPLICIT_TLS,
@@ -61,6 +61,7 @@ def seed(app, mail, tokens):
 
 
 def main():
+    """Run the demo until Ctrl-C."""
     host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "5000"))
     with tempfile.TemporaryDirectory(prefix="mailkeep-demo-") as workdir:
         workdir = pathlib.Path(workdir)

@@ -149,6 +149,7 @@ class ConnectionForm(ModelForm):
 
     @property
     def oauth2(self):
+        """True when OAuth2 client credentials are chosen."""
         return self.auth.data == protocols.OAUTH2
 
     @property
@@ -157,10 +158,12 @@ class ConnectionForm(ModelForm):
         return "client_secret" if self.oauth2 else "password"
 
     def validate_client_id(self, field):
+        """OAuth2 needs a client ID."""
         if self.oauth2 and not field.data:
             raise ValidationError("OAuth2 needs the Client ID of your application.")
 
     def validate_token_url(self, field):
+        """OAuth2 needs a token endpoint: https, or plain http only to loopback."""
         if not self.oauth2:
             return
         problem = oauth.token_url_problem(field.data) if field.data else \
@@ -169,7 +172,7 @@ class ConnectionForm(ModelForm):
             raise ValidationError(problem)
 
     def validate(self, extra_validators=None):
-        # POP3 has one mailbox per login, so a POP3 folder is always INBOX.
+        """Validate the fields; a POP3 folder is always INBOX, as POP3 has one mailbox per login."""
         if self.protocol.data == protocols.POP3:
             self.folder.data = protocols.POP3_FOLDER
         return super().validate(extra_validators)
@@ -233,6 +236,7 @@ class CredentialForm(ConnectionForm):
             self.group.data = Group.default().id
 
     def validate_custom_data(self, field):
+        """Every value needs a key, and no key may appear twice (ignoring case)."""
         seen = set()
         for row in field:
             key = row.key.data
@@ -293,6 +297,7 @@ class SecretChangeForm(FlaskForm):
         self.confirm_secret.label.text = f"Confirm {label}"
 
     def validate_confirm_secret(self, field):
+        """The two typings must match."""
         if field.data != self.new_secret.data:
             raise ValidationError(f"The two {self.noun}s do not match.")
 

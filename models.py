@@ -72,6 +72,7 @@ class BaseModel(Model):
         only_save_dirty = True
 
     def save(self, *args, **kwargs):
+        """Refresh the ``*_key`` columns, then save (only the changed columns of an existing row)."""
         for source, key in self.FOLDED:
             setattr(self, key, fold(getattr(self, source)))
         return super().save(*args, **kwargs)
@@ -162,6 +163,7 @@ class Credential(BaseModel):
 
     @property
     def security_label(self):
+        """The security mode as users read it: "SSL/TLS" or "STARTTLS"."""
         return protocols.SECURITY_LABELS.get(self.security, self.security)
 
     @classmethod
@@ -210,38 +212,30 @@ class Credential(BaseModel):
             query = query.where(cls.id != exclude_id)
         return query.first()
 
-    @classmethod
-    def add(cls, keyring, secrets, custom_data=(), **fields):
-        """Create a credential with its encrypted secrets and custom data; return it.
+    def store(self, keyring, secrets, custom_data=(), **fields):
+        """Save the ``EDITABLE`` columns, the custom data and the secrets named in `secrets`; return self.
 
-        `secrets` maps names in ``SECRETS`` to plaintext, `fields` are the
-        ``EDITABLE`` columns, `custom_data` ordered (key, value) pairs. Raises
-        peewee.IntegrityError on a duplicate name or mailbox.
-        """
-        with db.atomic():
-            credential = cls.create(**fields)  # the id binds the ciphertexts to this row
-            credential.change(keyring, secrets, custom_data)
-        return credential
-
-    def change(self, keyring, secrets, custom_data=(), **fields):
-        """Update the ``EDITABLE`` columns, the custom data, and the secrets named in `secrets`.
-
-        `secrets` maps names in ``SECRETS`` to new plaintext, or to None to
-        forget the stored one; secrets not named stay. Raises
-        peewee.IntegrityError on a duplicate name or mailbox.
+        A new credential is inserted first, since its id binds its ciphertexts to
+        it. `secrets` maps names in ``SECRETS`` to new plaintext, or to None to
+        forget the stored one; secrets not named stay. `custom_data` is ordered
+        (key, value) pairs. Raises peewee.IntegrityError on a duplicate name or mailbox.
         """
         for name, value in fields.items():
             setattr(self, name, value)
-        for name, plaintext in secrets.items():
-            if plaintext is None:
-                setattr(self, f"{name}_ciphertext", None)
-            else:
-                self.set_secret(keyring, name, plaintext)
         with db.atomic():
+            if self.id is None:
+                self.save()
+            for name, plaintext in secrets.items():
+                if plaintext is None:
+                    setattr(self, f"{name}_ciphertext", None)
+                else:
+                    self.set_secret(keyring, name, plaintext)
             self.save()
             self.replace_custom_data(custom_data)
+        return self
 
     def save(self, *args, **kwargs):
+        """Save with the host in lowercase (host names ignore case) and a fresh ``updated_at``."""
         self.host = self.host.lower()
         self.updated_at = utcnow()
         return super().save(*args, **kwargs)
@@ -255,6 +249,7 @@ class Credential(BaseModel):
         setattr(self, f"{name}_ciphertext", keyring.encrypt(plaintext, self._secret_context(name)))
 
     def has_secret(self, name):
+        """True when the secret `name` (one of ``SECRETS``) is stored."""
         return getattr(self, f"{name}_ciphertext") is not None
 
     @property

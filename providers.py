@@ -26,6 +26,7 @@ class Provider:
         return self.servers.get(protocol)
 
     def serves(self, host):
+        """True when `host` is one of this provider's mail servers."""
         host = host.lower().rstrip(".")
         return host in self.hosts or any(server[0] == host for server in self.servers.values())
 

@@ -19,6 +19,7 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
 
 
 def main():
+    """Start the demo on a free port, take the screenshots, stop the demo."""
     with socket.create_server(("127.0.0.1", 0)) as free:
         port = free.getsockname()[1]
     with subprocess.Popen([sys.executable, "demo.py"], env={**os.environ, "PORT": str(port)},
@@ -32,6 +33,7 @@ def main():
 
 
 def shoot(base):
+    """Write docs/credentials.png (every credential tested) and docs/failed-test.png (a failed test's timeline)."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 720})

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import protocols
 
-from . import imap, network, oauth, pop3
+from . import dialogue, network, oauth
 from .causes import Failure, describe, redact
 from .result import FAILED, OK, Cause, Result, Settings, Step
 
@@ -29,9 +29,6 @@ log = logging.getLogger(__name__)
 # How long after the deadline the watchdog waits before cutting the connection,
 # so a step whose socket timed out right at the deadline can report its own cause.
 GRACE_SECONDS = 0.5
-
-
-PROTOCOL_MODULES = {protocols.IMAP: imap, protocols.POP3: pop3}
 
 
 class Busy(Exception):
@@ -67,7 +64,7 @@ def _plan(settings):
     steps += [("resolve", "Resolve host"), ("connect", "Connect")]
     if settings.security == protocols.IMPLICIT_TLS:
         steps.append(("tls", "TLS handshake"))
-    return steps + PROTOCOL_MODULES[settings.protocol].plan(settings.security)
+    return steps + dialogue.plan(settings.protocol, settings.security)
 
 
 def _milliseconds_since(moment):
@@ -102,6 +99,7 @@ class _Attempt:
         self._tls_context = None
 
     def seconds_left(self):
+        """Seconds until the deadline, never quite zero (a socket timeout of 0 would mean non-blocking)."""
         return max(self.started + self.deadline - time.monotonic(), 0.01)
 
     def tls_context(self):
@@ -136,6 +134,7 @@ class _Attempt:
                 step.duration_ms = _milliseconds_since(began)
 
     def execute(self):
+        """The worker thread's body: run the steps, keep the failure, always close up and free the slot."""
         try:
             self.message_count, self.folders = self._converse()
         except Failure as failure:
@@ -174,7 +173,7 @@ class _Attempt:
             with self.step("tls") as step:
                 self.sock = self.tls_context().wrap_socket(self.sock, server_hostname=settings.host)
                 step.details = network.describe_tls(self.sock)
-        return PROTOCOL_MODULES[settings.protocol].converse(self)
+        return dialogue.converse(self)
 
     def abort(self):
         """The deadline passed: record it against the current step and cut the connection."""

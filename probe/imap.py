@@ -24,12 +24,9 @@ MAX_FOLDERS = 500
 SASL_PREFIX = b"AUTH="
 
 
-def plan(security):
-    """The IMAP steps as (name, title) pairs, after the connection (and implicit TLS) is up."""
-    steps = [("greeting", "Greeting")]
-    if security == protocols.STARTTLS:
-        steps.append(("starttls", "STARTTLS"))
-    return steps + [("authenticate", "Log in"), ("folder", "Open folder"), ("logout", "Log out")]
+# How this protocol names the steps that differ from POP3's (see probe.dialogue).
+STARTTLS_TITLE = "STARTTLS"
+COUNT_STEP = ("folder", "Open folder")
 
 
 class _IMAP4OnSocket(imaplib.IMAP4):
@@ -52,6 +49,7 @@ class _IMAP4OnSocket(imaplib.IMAP4):
         return self.guard.seen(super()._get_line())
 
     def read(self, size):
+        """Read a literal of `size` bytes, refusing one over MAX_LITERAL_BYTES before reading it."""
         if size > MAX_LITERAL_BYTES:
             raise self.abort(f"the server announced a literal of {size} bytes")
         return self.guard.seen(super().read(size))
@@ -78,54 +76,59 @@ class _Client(IMAPClient):
         return line if tag in ("*", "+") else rest
 
 
-def converse(attempt):
-    """Run the IMAP steps on ``attempt.sock``; return (message count, folder names).
+class Session:
+    """One IMAP conversation for a connection test, a step per method (see probe.dialogue)."""
 
-    `attempt` is the running test (``probe._Attempt``). Raises Failure naming the cause.
-    """
-    settings = attempt.settings
-    with attempt.step("greeting") as step:
-        client = _Client(settings.host, settings.port, attempt.sock, attempt.guard)
-        capabilities = set(client.capabilities())
-        step.details = f"{_greeting_text(client.welcome)} Capabilities: {_describe(capabilities)}."
-    try:
-        return _after_greeting(attempt, client, capabilities)
-    finally:
-        # imaplib's reader holds its own reference to the socket; only shutdown() releases both.
-        # After LOGOUT it has run already, and on a broken connection it may fail: both are fine.
-        with contextlib.suppress(OSError):
-            client.shutdown()
+    def __init__(self, attempt):
+        self.attempt = attempt
+        self.settings = attempt.settings
+        self.client = None
+        self.capabilities = set()
 
+    def greet(self):
+        """Read the greeting and the capabilities; return what they say."""
+        self.client = _Client(self.settings.host, self.settings.port, self.attempt.sock, self.attempt.guard)
+        self.capabilities = set(self.client.capabilities())
+        return f"{_greeting_text(self.client.welcome)} Capabilities: {_describe(self.capabilities)}."
 
-def _after_greeting(attempt, client, capabilities):
-    settings = attempt.settings
-    if settings.security == protocols.STARTTLS:
-        with attempt.step("starttls") as step:
-            if b"STARTTLS" not in capabilities:
-                raise Failure("starttls_unavailable", reply=_greeting_text(client.welcome))
-            client.starttls(attempt.tls_context())
-            attempt.sock = client.socket()
-            capabilities = set(client.capabilities())
-            step.details = network.describe_tls(attempt.sock)
+    def starttls(self):
+        """Upgrade to TLS (RFC 3501 section 6.2.1), refusing a server that does not offer it."""
+        if b"STARTTLS" not in self.capabilities:
+            raise Failure("starttls_unavailable", reply=_greeting_text(self.client.welcome))
+        self.client.starttls(self.attempt.tls_context())
+        self.attempt.sock = self.client.socket()
+        self.capabilities = set(self.client.capabilities())
+        return network.describe_tls(self.attempt.sock)
 
-    with attempt.step("authenticate") as step:
-        step.details = _authenticate(client, capabilities, settings, attempt.token)
+    def authenticate(self):
+        """Log in; return how."""
+        return _authenticate(self.client, self.capabilities, self.settings, self.attempt.token)
 
-    with attempt.step("folder") as step:
+    def count(self):
+        """EXAMINE the folder and LIST the folders; return (message count, folder names, details)."""
+        folder = self.settings.folder
         try:
-            folder = client.select_folder(settings.folder, readonly=True)
+            examined = self.client.select_folder(folder, readonly=True)
         except IMAPClientAbortError:
             raise
         except IMAPClientError:
-            reply = client.last_reply
-            raise Failure("folder_not_found", reply=reply, hint=_folder_hint(client, settings.folder)) from None
-        count = folder[b"EXISTS"]
-        names = _folder_names(client)
-        step.details = f"EXAMINE {settings.folder}: {count} messages; LIST: {len(names)} folders"
+            reply = self.client.last_reply
+            raise Failure("folder_not_found", reply=reply, hint=_folder_hint(self.client, folder)) from None
+        count = examined[b"EXISTS"]
+        names = _folder_names(self.client)
+        return count, names, f"EXAMINE {folder}: {count} messages; LIST: {len(names)} folders"
 
-    with attempt.step("logout") as step:
-        step.details = client.logout().decode("utf-8", "replace")
-    return count, names
+    def logout(self):
+        """Say LOGOUT; return the server's farewell."""
+        return self.client.logout().decode("utf-8", "replace")
+
+    def close(self):
+        """Release the connection, whatever state it is in."""
+        # imaplib's reader holds its own reference to the socket; only shutdown() releases both.
+        # After LOGOUT it has run already, and on a broken connection it may fail: both are fine.
+        if self.client is not None:
+            with contextlib.suppress(OSError):
+                self.client.shutdown()
 
 
 def _authenticate(client, capabilities, settings, token):

@@ -145,6 +145,7 @@ class ReplyGuard:
         self.received = 0
 
     def seen(self, data):
+        """Check one line (bytes) the server sent and return it; raises Failure as the class says."""
         if not self.received and data.startswith(b"HTTP/"):
             raise Failure("protocol_error", reason="it answered like a web server (HTTP)", reply=_text(data))
         self.received += len(data)

@@ -14,12 +14,9 @@ from . import network, oauth
 from .causes import Failure
 
 
-def plan(security):
-    """The POP3 steps as (name, title) pairs, after the connection (and implicit TLS) is up."""
-    steps = [("greeting", "Greeting")]
-    if security == protocols.STARTTLS:
-        steps.append(("starttls", "STLS"))
-    return steps + [("authenticate", "Log in"), ("stat", "Count messages"), ("logout", "Log out")]
+# How this protocol names the steps that differ from IMAP's (see probe.dialogue).
+STARTTLS_TITLE = "STLS"
+COUNT_STEP = ("stat", "Count messages")
 
 
 class _POP3OnSocket(poplib.POP3):
@@ -58,45 +55,49 @@ class _POP3OnSocket(poplib.POP3):
         return line
 
 
-def converse(attempt):
-    """Run the POP3 steps on ``attempt.sock``; return (message count, no folder names).
+class Session:
+    """One POP3 conversation for a connection test, a step per method (see probe.dialogue)."""
 
-    `attempt` is the running test (``probe._Attempt``). Raises Failure naming the cause.
-    """
-    settings = attempt.settings
-    with attempt.step("greeting") as step:
-        client = _POP3OnSocket(settings.host, attempt.sock, attempt.guard)
-        capabilities = _capabilities(client)
-        step.details = f"{client.getwelcome().decode('utf-8', 'replace')[4:]} Capabilities: {_describe(capabilities)}."
-    try:
-        return _after_greeting(attempt, client, capabilities), []
-    finally:
-        # Closes poplib's reader and the socket together; after QUIT this has run already.
-        with contextlib.suppress(OSError):
-            client.close()
+    def __init__(self, attempt):
+        self.attempt = attempt
+        self.settings = attempt.settings
+        self.client = None
+        self.capabilities = {}
 
+    def greet(self):
+        """Read the greeting and the capabilities (CAPA); return what they say."""
+        self.client = _POP3OnSocket(self.settings.host, self.attempt.sock, self.attempt.guard)
+        self.capabilities = _capabilities(self.client)
+        greeting = self.client.getwelcome().decode("utf-8", "replace").removeprefix("+OK ")
+        return f"{greeting} Capabilities: {_describe(self.capabilities)}."
 
-def _after_greeting(attempt, client, capabilities):
-    settings = attempt.settings
-    if settings.security == protocols.STARTTLS:
-        with attempt.step("starttls") as step:
-            if "STLS" not in capabilities:
-                raise Failure("starttls_unavailable", reply=client.getwelcome().decode("utf-8", "replace"))
-            client.stls(attempt.tls_context())
-            attempt.sock = client.sock
-            capabilities = _capabilities(client)  # RFC 2595 section 4: forget what was said before TLS
-            step.details = network.describe_tls(attempt.sock)
+    def starttls(self):
+        """Upgrade to TLS with STLS, refusing a server that does not offer it."""
+        if "STLS" not in self.capabilities:
+            raise Failure("starttls_unavailable", reply=self.client.getwelcome().decode("utf-8", "replace"))
+        self.client.stls(self.attempt.tls_context())
+        self.attempt.sock = self.client.sock
+        self.capabilities = _capabilities(self.client)  # RFC 2595 section 4: forget what was said before TLS
+        return network.describe_tls(self.attempt.sock)
 
-    with attempt.step("authenticate") as step:
-        step.details = _authenticate(client, capabilities, settings, attempt.token)
+    def authenticate(self):
+        """Log in; return how."""
+        return _authenticate(self.client, self.capabilities, self.settings, self.attempt.token)
 
-    with attempt.step("stat") as step:
-        count, size = client.stat()
-        step.details = f"STAT: {count} messages, {size} bytes"
+    def count(self):
+        """STAT; return (message count, no folder names, details)."""
+        count, size = self.client.stat()
+        return count, [], f"STAT: {count} messages, {size} bytes"
 
-    with attempt.step("logout") as step:
-        step.details = client.quit().decode("utf-8", "replace")
-    return count
+    def logout(self):
+        """Say QUIT; return the server's farewell."""
+        return self.client.quit().decode("utf-8", "replace")
+
+    def close(self):
+        """Release the connection, whatever state it is in (after QUIT it is closed already)."""
+        if self.client is not None:
+            with contextlib.suppress(OSError):
+                self.client.close()
 
 
 def _capabilities(client):

@@ -90,10 +90,12 @@ class Result:
 
     @property
     def ok(self):
+        """True when every step passed."""
         return self.cause is None
 
     @property
     def failed_step(self):
+        """The Step that failed, or None."""
         return next((step for step in self.steps if step.outcome == FAILED), None)
 
     @property

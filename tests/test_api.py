@@ -34,7 +34,7 @@ def test_a_failure_names_code_field_step_and_reply(dovecot, client):
 
 def test_a_saved_credential_is_tested_with_its_stored_password_and_recorded(app, dovecot, client):
     with models.db.connection_context():
-        credential = Credential.add(
+        credential = Credential().store(
             app.extensions["mailkeep.keyring"], {"password": CANARY}, (), name="Support", description="x",
             group=Group.default(), protocol="IMAP", host="localhost", port=dovecot.imaps_port, security="ssl_tls",
             username=MAILBOX_USER, folder="INBOX",

@@ -348,7 +348,7 @@ def test_a_password_change_and_an_edit_at_once_both_stay(app, client):
     add(client)
     stale = stored()  # an edit that read the row before the password changed
     client.post(f"/credentials/{stale.id}/password", data={"new_secret": "newer", "confirm_secret": "newer"})
-    stale.change(app.extensions["mailkeep.keyring"], {}, description="Edited meanwhile")
+    stale.store(app.extensions["mailkeep.keyring"], {}, description="Edited meanwhile")
     after = stored()
     assert after.description == "Edited meanwhile"
     assert after.secret(app.extensions["mailkeep.keyring"], "password") == "newer"

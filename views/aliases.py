@@ -15,45 +15,33 @@ bp = Blueprint("aliases", __name__, url_prefix="/aliases")
 
 @bp.get("/")
 def index():
+    """Every alias, with the credential it routes through."""
     return render_template("aliases/index.html", aliases=Alias.ordered())
 
 
-@bp.route("/new", methods=["GET", "POST"])
-def create():
-    form = AliasForm()
-    if form.validate_on_submit():
-        try:
-            alias = Alias.create(**field_values(form, AliasForm.FIELDS))
-        except IntegrityError:
-            form.address.errors.append("This alias was added meanwhile.")
-        else:
-            return finish(f"Added {alias.address}.", ".index")
-    return _form_page(form, None)
-
-
+@bp.route("/new", methods=["GET", "POST"], defaults={"alias_id": None})
 @bp.route("/<int:alias_id>/edit", methods=["GET", "POST"])
 def edit(alias_id):
-    alias = get_object_or_404(Alias, Alias.id == alias_id)
-    form = AliasForm(data=model_to_dict(alias, recurse=False), instance=alias)
+    """Add an alias (no id) or edit one."""
+    alias = get_object_or_404(Alias, Alias.id == alias_id) if alias_id else None
+    form = AliasForm(data=model_to_dict(alias, recurse=False) if alias else None, instance=alias)
     if form.validate_on_submit():
+        saved = alias or Alias()
         for name, value in field_values(form, AliasForm.FIELDS).items():
-            setattr(alias, name, value)
+            setattr(saved, name, value)
         try:
-            alias.save()
+            saved.save()
         except IntegrityError:
-            form.address.errors.append("This address was given to another alias meanwhile.")
+            form.address.errors.append("Another alias took this address meanwhile.")
         else:
-            return finish(f"Saved {alias.address}.", ".index")
-    return _form_page(form, alias)
-
-
-def _form_page(form, alias):
+            return finish(f"Saved {saved.address}.", ".index")
     status = UNPROCESSABLE if form.errors else 200
     return render_template("aliases/form.html", form=form, alias=alias), status
 
 
 @bp.route("/<int:alias_id>/delete", methods=["GET", "POST"])
 def delete(alias_id):
+    """Ask (GET, for browsers without JavaScript), then delete the alias."""
     alias = get_object_or_404(Alias, Alias.id == alias_id)
     if request.method == "GET":
         return respond("_delete_confirm.html", f"Delete {alias.address}", thing=f"the alias {alias.address}")

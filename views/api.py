@@ -25,6 +25,7 @@ RETRY_AFTER_SECONDS = 5
 
 @bp.post("/connection-tests")
 def connection_tests():
+    """Run a connection test for the settings or the saved credential in the JSON body; answer the result."""
     if not request.is_json:
         return {"error": "Send a JSON object with Content-Type: application/json."}, 415
     payload = request.get_json(silent=True)

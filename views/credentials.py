@@ -11,6 +11,7 @@ import protocols
 import providers
 from encryption import UndecryptableSecret
 from forms import (
+    CUSTOM_DATA_ACTION,
     ConnectionForm,
     CredentialForm,
     SecretChangeForm,
@@ -37,6 +38,7 @@ SECRET_LABELS = {"password": "password", "client_secret": "client secret"}
 
 @bp.get("/")
 def index():
+    """The credentials, filtered and paged; htmx gets the list alone (filters and page links swap it)."""
     filters = {
         "q": request.args.get("q", "").strip(),
         "group": id_arg("group"),
@@ -58,34 +60,19 @@ def index():
     )
 
 
-@bp.route("/new", methods=["GET", "POST"])
-def create():
-    formdata, add_row = _form_input()
-    form = CredentialForm(formdata=formdata)
-    if add_row:
-        form.custom_data.append_entry()
-    if _wants_save() and form.validate():
-        try:
-            credential = Credential.add(
-                keyring(), form.secret_changes(), form.custom_data_pairs(), **field_values(form, Credential.EDITABLE)
-            )
-        except IntegrityError:
-            form.form_errors.append("Another credential was saved with the same name or mailbox meanwhile.")
-        else:
-            return finish(f"Saved {credential.name}.", ".index")
-    return _form_page(form, None)
-
-
+@bp.route("/new", methods=["GET", "POST"], defaults={"credential_id": None})
 @bp.route("/<int:credential_id>/edit", methods=["GET", "POST"])
 def edit(credential_id):
-    credential = get_object_or_404(Credential, Credential.id == credential_id)
+    """Add a credential (no id) or edit one; the custom data editor's buttons re-render without saving."""
+    credential = get_object_or_404(Credential, Credential.id == credential_id) if credential_id else None
     formdata, add_row = _form_input()
-    form = CredentialForm(formdata=formdata, data=credential_data(credential), instance=credential)
+    form = CredentialForm(formdata=formdata, data=credential_data(credential) if credential else None,
+                          instance=credential)
     if add_row:
         form.custom_data.append_entry()
     if _wants_save() and form.validate():
         try:
-            credential.change(
+            credential = (credential or Credential()).store(
                 keyring(), form.secret_changes(), form.custom_data_pairs(), **field_values(form, Credential.EDITABLE)
             )
         except IntegrityError:
@@ -104,7 +91,7 @@ def _form_input():
 
 def _wants_save():
     """A POST from the Save button, not from the custom data editor's Add row / Remove."""
-    return request.method == "POST" and not request.form.get("custom_data_action")
+    return request.method == "POST" and not request.form.get(CUSTOM_DATA_ACTION)
 
 
 def _form_page(form, credential, test_result=None, status=None):
