@@ -13,12 +13,17 @@ from pathlib import Path
 
 import encryption
 import models
+import probe
+from probe.policy import PolicyError
 
 DEFAULTS = {
     # Seconds a whole connection test may take, from dialling to LOGOUT.
     "CONNECTION_TEST_DEADLINE": 15.0,
     # Connection tests that may run at once in one process; more are told to try again (HTTP 429).
     "CONNECTION_TEST_LIMIT": 8,
+    # Where connection tests may go: these ports, at public addresses and in these networks (CIDR, comma-separated).
+    "ALLOWED_PORTS": "993,995,143,110",
+    "ALLOWED_NETWORKS": "",
     # Extra PEM file of CA certificates trusted besides the system store.
     "CA_FILE": None,
     "PAGE_SIZE": 20,
@@ -36,8 +41,10 @@ class ConfigurationError(RuntimeError):
 def load(app, test_config=None):
     """Fill ``app.config`` and return the encryption key ring.
 
-    Raises ConfigurationError when an encryption key is malformed or the
-    deadline is not a positive number of seconds.
+    Also puts the outbound-connection policy (a probe.Policy) into
+    ``app.extensions["mailkeep.policy"]``. Raises ConfigurationError when a
+    value cannot be used: a malformed key, a deadline that is not a positive
+    number of seconds, an unreadable CA file, a bad port or network list.
     """
     instance = Path(app.instance_path)
     instance.mkdir(parents=True, exist_ok=True)
@@ -58,6 +65,10 @@ def load(app, test_config=None):
     _positive(app, "PAGE_SIZE", int, "a positive whole number")
     if app.config["CA_FILE"] and not os.access(app.config["CA_FILE"], os.R_OK):
         raise ConfigurationError(f"MAILKEEP_CA_FILE: cannot read {app.config['CA_FILE']}")
+    try:
+        app.extensions["mailkeep.policy"] = probe.Policy.parse(app.config["ALLOWED_PORTS"], app.config["ALLOWED_NETWORKS"])
+    except PolicyError as error:
+        raise ConfigurationError(f"MAILKEEP_ALLOWED_PORTS or MAILKEEP_ALLOWED_NETWORKS: {error}") from None
     try:
         return encryption.KeyRing(encryption.parse_keys(str(keys_text)))
     except encryption.InvalidKeyError as error:

@@ -73,6 +73,9 @@ def main():
                 "INSTANCE_PATH": str(workdir / "instance"),
                 "DATABASE_URL": f"sqlite:///{workdir / 'instance' / 'mailkeep.db'}",
                 "CA_FILE": str(mail.ca_file),
+                # The demo's servers are on loopback, at ports the system picks.
+                "ALLOWED_PORTS": "1-65535",
+                "ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
             })
             seed(app, mail, tokens)
             server = make_server(host, port, app, threaded=True)

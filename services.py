@@ -17,15 +17,15 @@ def keyring():
 
 
 def run_connection_test(settings):
-    """Run a connection test with the app's deadline, CA file and concurrency slots; return the probe.Result.
-
-    Raises probe.Busy when all slots are taken.
+    """Run a connection test with the app's deadline, CA file, concurrency slots and outbound policy;
+    return the probe.Result. Raises probe.Busy when all slots are taken.
     """
     return probe.run(
         settings,
         deadline=current_app.config["CONNECTION_TEST_DEADLINE"],
         ca_file=current_app.config["CA_FILE"],
         slots=current_app.extensions["mailkeep.test_slots"],
+        policy=current_app.extensions["mailkeep.policy"],
     )
 
 

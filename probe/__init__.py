@@ -20,9 +20,10 @@ import protocols
 
 from . import dialogue, network, oauth
 from .causes import Failure, describe, redact
+from .policy import Policy
 from .result import FAILED, OK, Cause, Result, Settings, Step
 
-__all__ = ["Busy", "Cause", "Result", "Settings", "Step", "run"]
+__all__ = ["Busy", "Cause", "Policy", "Result", "Settings", "Step", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +36,19 @@ class Busy(Exception):
     """All the slots for connection tests are taken; try again when one finishes."""
 
 
-def run(settings, deadline=15.0, ca_file=None, slots=None):
+def run(settings, deadline=15.0, ca_file=None, slots=None, policy=Policy()):
     """Test `settings` against the real server and return a Result.
 
     `deadline` is the wall-clock budget in seconds for the whole test;
     `ca_file` an optional PEM file of extra trusted CA certificates; `slots` a
-    ``threading.BoundedSemaphore`` shared by the tests that may run at once.
-    Raises Busy when no slot is free; never raises for anything the server or
-    network does, which is in the Result.
+    ``threading.BoundedSemaphore`` shared by the tests that may run at once;
+    `policy` says which ports and addresses may be dialled (by default mail
+    ports at public addresses). Raises Busy when no slot is free; never raises
+    for anything the server or network does, which is in the Result.
     """
     if slots is not None and not slots.acquire(blocking=False):
         raise Busy()
-    attempt = _Attempt(settings, deadline, ca_file, slots)
+    attempt = _Attempt(settings, deadline, ca_file, slots, policy)
     worker = threading.Thread(target=attempt.execute, name="connection-test", daemon=True)
     worker.start()
     if not attempt.finished.wait(deadline + GRACE_SECONDS):
@@ -78,11 +80,12 @@ class _Attempt:
     The lock keeps the watchdog's verdict from being overwritten by the worker.
     """
 
-    def __init__(self, settings, deadline, ca_file, slots):
+    def __init__(self, settings, deadline, ca_file, slots, policy):
         self.settings = settings
         self.deadline = deadline
         self.ca_file = ca_file
         self.slots = slots
+        self.policy = policy
         self.steps = {name: Step(name, title) for name, title in _plan(settings)}
         self.started = time.monotonic()
         self.sock = None  # what the current step talks over; replaced when TLS starts
@@ -159,11 +162,14 @@ class _Attempt:
         settings = self.settings
         if settings.auth == protocols.OAUTH2:
             with self.step("token") as step:
-                self.token = oauth.fetch_token(settings, self.seconds_left(), self.tls_context())
+                self.token = oauth.fetch_token(settings, self.seconds_left(), self.tls_context(), self.policy)
                 step.details = f"client-credentials grant at {settings.token_url}: access token received"
         with self.step("resolve") as step:
+            self.policy.check_port(settings.port)  # before even asking DNS
             addresses = network.resolve(settings.host, settings.port)
             step.details = ", ".join(sockaddr[0] for _, sockaddr in addresses)
+            # Every address is checked, and only these are dialled: no second lookup to rebind.
+            self.policy.check_addresses(addresses)
         with self.step("connect") as step:
             sock, sockaddr = network.connect(addresses, self.seconds_left)
             with self._lock:

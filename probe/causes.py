@@ -21,6 +21,12 @@ CATALOGUE = {
         "The host name {host} was not found{reason}.",
         "Check the Host for typos. Mail servers are often called imap.<your domain>.",
     ),
+    "destination_not_allowed": (
+        "host",
+        "Mailkeep may not connect to {host}:{port}{reason}.",
+        "Connection tests go only to public addresses and mail ports (993, 995, 143, 110). An administrator "
+        "can allow more with MAILKEEP_ALLOWED_NETWORKS and MAILKEEP_ALLOWED_PORTS.",
+    ),
     "connect_refused": (
         "port",
         "{host} refused the connection on port {port}: nothing accepts connections there.",

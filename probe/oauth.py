@@ -11,6 +11,7 @@ import httpx2
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
 
+from . import network
 from .causes import Failure
 
 LOOPBACK_NAMES = ("localhost",)
@@ -33,16 +34,29 @@ def _is_loopback(host):
         return host.lower() in LOOPBACK_NAMES
 
 
-def fetch_token(settings, timeout, context):
+def fetch_token(settings, timeout, context, policy):
     """Get an access token for `settings` (client id and secret, token URL, scope); return it as text.
 
-    `timeout` is seconds for the whole HTTP exchange, `context` the SSLContext
-    that verifies an https endpoint. Raises Failure ``token_request_failed``
-    with the endpoint's ``error`` and ``error_description`` when it refuses.
+    `timeout` is seconds for each HTTP operation, `context` the SSLContext that
+    verifies an https endpoint, `policy` the probe.policy.Policy whose address
+    rules the endpoint's addresses must pass (checked before the request; the
+    HTTP client resolves the name again). Raises Failure ``token_request_failed``
+    with the endpoint's ``error`` and ``error_description`` when it refuses, or
+    ``destination_not_allowed``.
     """
     problem = token_url_problem(settings.token_url)
     if problem:
         raise Failure("token_request_failed", reason=problem, field="token_url")
+    endpoint = urlsplit(settings.token_url)
+    host, port = endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        addresses = network.resolve(host, port)
+    except Failure:
+        raise Failure("token_request_failed", field="token_url", reason=f"the host name {host} was not found") from None
+    for _, sockaddr in addresses:
+        problem = policy.address_problem(sockaddr[0])
+        if problem:
+            raise Failure("destination_not_allowed", field="token_url", host=host, port=port, reason=problem)
     client = OAuth2Client(
         settings.client_id, settings.client_secret, scope=settings.scope or None, timeout=timeout, verify=context,
     )

@@ -12,7 +12,9 @@ import models
 from app import create_app
 from components import CHROMIUM, DOVECOT, require_executable
 from dovecot import Dovecot, MailUser, write_certificates
-from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER, NO_TOKEN_CLIENT_ID, LogRecorder, canary_leaks
+from testdata import (
+    CANARY, CLIENT_ID, CLIENT_SECRET, LOOPBACK_POLICY, MAILBOX_USER, NO_TOKEN_CLIENT_ID, LogRecorder, canary_leaks,
+)
 from token_server import OAuthClient, TokenServer
 
 CHROMIUM_FLAGS = [
@@ -40,6 +42,9 @@ def app_config(tmp_path):
         "ENCRYPTION_KEYS": encryption.generate_key(),
         "CA_FILE": None,
         "CONNECTION_TEST_DEADLINE": 5.0,
+        # The test servers listen on loopback, on ports the system picks.
+        "ALLOWED_PORTS": LOOPBACK_POLICY["ports"],
+        "ALLOWED_NETWORKS": LOOPBACK_POLICY["networks"],
         "WTF_CSRF_ENABLED": False,
     }
 

@@ -26,9 +26,10 @@ from servers import (
     speak_http,
     unanswered_port,
 )
-from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER, NO_TOKEN_CLIENT_ID
+from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, LOOPBACK_POLICY, MAILBOX_USER, NO_TOKEN_CLIENT_ID
 
 DEADLINE = 2.0
+TEST_POLICY = probe.Policy.parse(LOOPBACK_POLICY["ports"], LOOPBACK_POLICY["networks"])
 IMAP_STEPS = ["resolve", "connect", "tls", "greeting", "authenticate", "folder", "logout"]
 
 
@@ -49,10 +50,10 @@ def oauth2(token_server, client_id=CLIENT_ID, client_secret=CLIENT_SECRET):
             "token_url": token_server.token_url}
 
 
-def run(settings, ca_file=None):
+def run(settings, ca_file=None, policy=TEST_POLICY):
     """Run a test and check the promise every test makes: done within the deadline plus one second."""
     started = time.monotonic()
-    result = probe.run(settings, deadline=DEADLINE, ca_file=ca_file and str(ca_file))
+    result = probe.run(settings, deadline=DEADLINE, ca_file=ca_file and str(ca_file), policy=policy)
     assert time.monotonic() - started <= DEADLINE + 1
     return result
 
@@ -334,11 +335,12 @@ def test_no_slot_free_means_busy_and_a_finished_test_frees_its_slot():
     slots = threading.BoundedSemaphore(1)
     with SocketServer(never_greet) as server:
         settings = probe.Settings("IMAP", "127.0.0.1", server.port, "starttls", MAILBOX_USER, CANARY)
-        first = threading.Thread(target=probe.run, args=(settings,), kwargs={"deadline": 1.0, "slots": slots})
+        limits = {"deadline": 1.0, "slots": slots, "policy": TEST_POLICY}
+        first = threading.Thread(target=probe.run, args=(settings,), kwargs=limits)
         first.start()
         time.sleep(0.2)
         with pytest.raises(probe.Busy):
-            probe.run(settings, deadline=1.0, slots=slots)
+            probe.run(settings, **limits)
         first.join()
         deadline = time.monotonic() + 2
         while not slots.acquire(blocking=False):
@@ -357,3 +359,75 @@ def test_token_endpoints_must_be_https_except_on_loopback():
                               client_secret="s", token_url="http://login.example.com/token")
     result = run(settings)
     assert (result.cause.code, result.cause.field) == ("token_request_failed", "token_url")
+
+
+# The outbound policy: a connection test is no port scanner.
+
+@pytest.mark.parametrize(
+    ("host", "port", "field", "words"),
+    [
+        ("169.254.169.254", 993, "host", "169.254.169.254 is a link-local, metadata"),
+        ("fd00:ec2::254", 993, "host", "fd00:ec2::254 is a link-local, metadata"),
+        ("::ffff:169.254.169.254", 993, "host", "169.254.169.254 is a link-local, metadata"),
+        ("10.1.2.3", 993, "host", "10.1.2.3 is a private or loopback address"),
+        ("127.0.0.1", 993, "host", "127.0.0.1 is a private or loopback address"),
+        ("0.0.0.0", 993, "host", "unspecified address"),
+        ("224.0.0.1", 993, "host", "multicast"),
+        ("93.184.215.14", 22, "port", "port 22 is not one of 110, 143, 993, 995"),
+    ],
+)
+def test_the_default_policy_refuses_without_sending_a_packet(monkeypatch, host, port, field, words):
+    dialled = []
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address: dialled.append(address))
+    result = run(probe.Settings("IMAP", host, port, "ssl_tls", MAILBOX_USER, CANARY), policy=probe.Policy())
+    assert (result.cause.code, result.cause.field, result.failed_step.name) == ("destination_not_allowed", field, "resolve")
+    assert words in result.cause.message
+    assert dialled == []
+
+
+def test_listed_networks_are_allowed_but_metadata_never():
+    policy = probe.Policy.parse("993, 2000-2002", "10.0.0.0/8, 169.254.0.0/16")
+    assert policy.ports == {993, 2000, 2001, 2002}
+    assert policy.address_problem("10.9.8.7") is None
+    assert policy.address_problem("8.8.8.8") is None
+    assert "never allowed" in policy.address_problem("169.254.169.254")
+    with pytest.raises(probe.policy.PolicyError):
+        probe.Policy.parse("99999", "")
+    with pytest.raises(probe.policy.PolicyError):
+        probe.Policy.parse("993", "not-a-network")
+
+
+def test_a_host_is_resolved_once_and_only_the_checked_address_is_dialled(monkeypatch):
+    """DNS rebinding: a name that answers a public address, then a private one, must not reach the private one."""
+    answers = iter([[(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 993))],
+                    [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.1", 993))]])
+    lookups, dialled = [], []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *args, **kwargs: lookups.append(host) or next(answers))
+
+    def connect(self, address):
+        dialled.append(address)
+        raise ConnectionRefusedError
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    result = run(probe.Settings("IMAP", "rebind.example", 993, "ssl_tls", MAILBOX_USER, CANARY), policy=probe.Policy())
+    assert lookups == ["rebind.example"] and dialled == [("93.184.215.14", 993)]
+    assert result.cause.code == "connect_refused"
+
+
+def test_a_rebinding_name_with_any_private_answer_is_refused(monkeypatch):
+    both = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 993)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.1", 993))]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: both)
+    result = run(probe.Settings("IMAP", "rebind.example", 993, "ssl_tls", MAILBOX_USER, CANARY), policy=probe.Policy())
+    assert result.cause.code == "destination_not_allowed" and "10.0.0.1" in result.cause.message
+
+
+def test_the_token_endpoint_must_pass_the_policy_too(token_server):
+    settings = probe.Settings("IMAP", "93.184.215.14", 993, "ssl_tls", MAILBOX_USER, auth=protocols.OAUTH2,
+                              client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token_url=token_server.token_url)
+    asked_before = len(token_server.requests)
+    result = run(settings, policy=probe.Policy())
+    assert (result.cause.code, result.cause.field, result.failed_step.name) == (
+        "destination_not_allowed", "token_url", "token")
+    assert result.cause.message.startswith("Mailkeep may not connect to 127.0.0.1:")
+    assert len(token_server.requests) == asked_before  # the endpoint never heard of it

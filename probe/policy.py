@@ -1,0 +1,86 @@
+"""Where a connection test may connect: which ports, and which addresses.
+
+A connection test dials wherever a user points it, so without limits it is a
+port scanner and a way into internal services and cloud metadata endpoints
+(Apache Airflow turned its test button off for this, CVE-2023-37379). The host
+is resolved once, every address is checked, and only checked addresses are
+dialled (the TLS certificate is still verified against the host name), so a
+DNS answer that changes between check and dial cannot slip through.
+"""
+
+import ipaddress
+from dataclasses import dataclass
+
+from .causes import Failure
+
+MAIL_PORTS = frozenset({993, 995, 143, 110})
+
+# Never reachable, whatever is configured: link-local (cloud metadata lives at 169.254.169.254)
+# and AWS's IPv6 metadata address.
+FORBIDDEN_NETWORKS = tuple(
+    ipaddress.ip_network(network) for network in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
+)
+
+
+class PolicyError(ValueError):
+    """A port or network list in the configuration cannot be read."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Allowed destination `ports` (a frozenset of ints) and `networks` (ip_network objects) that may be
+    reached although they are loopback or private. Public addresses are always allowed."""
+
+    ports: frozenset = MAIL_PORTS
+    networks: tuple = ()
+
+    @classmethod
+    def parse(cls, ports, networks):
+        """A Policy from configuration text: ports like ``"993,995,2000-2100"``, networks like
+        ``"127.0.0.0/8, 10.1.0.0/16"``. Raises PolicyError naming the item it cannot read."""
+        allowed = set()
+        for item in filter(None, (part.strip() for part in str(ports).split(","))):
+            low, _, high = item.partition("-")
+            try:
+                first, last = int(low), int(high or low)
+            except ValueError:
+                raise PolicyError(f"{item!r} is not a port or a range of ports") from None
+            if not 1 <= first <= last <= 65535:
+                raise PolicyError(f"{item!r} is not within 1-65535")
+            allowed.update(range(first, last + 1))
+        try:
+            listed = tuple(ipaddress.ip_network(item.strip()) for item in str(networks).split(",") if item.strip())
+        except ValueError as error:
+            raise PolicyError(str(error)) from None
+        return cls(frozenset(allowed), listed)
+
+    def port_problem(self, port):
+        """Why `port` may not be dialled, or None."""
+        if port not in self.ports:
+            shown = ", ".join(str(p) for p in sorted(self.ports)[:8]) + (", ..." if len(self.ports) > 8 else "")
+            return f"port {port} is not one of {shown}"
+        return None
+
+    def address_problem(self, address):
+        """Why the IP address text `address` may not be dialled, or None."""
+        ip = ipaddress.ip_address(address.split("%")[0])  # an IPv6 zone index is not part of the address
+        ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:169.254.169.254 is 169.254.169.254
+        if any(ip in network for network in FORBIDDEN_NETWORKS) or ip.is_multicast or ip.is_unspecified:
+            return f"{ip} is a link-local, metadata, multicast or unspecified address, never allowed"
+        if any(ip in network for network in self.networks) or ip.is_global:
+            return None
+        return f"{ip} is a private or loopback address"
+
+    def check_port(self, port):
+        """Raise Failure ``destination_not_allowed``, blaming the port, unless `port` may be dialled."""
+        problem = self.port_problem(port)
+        if problem:
+            raise Failure("destination_not_allowed", field="port", reason=problem)
+
+    def check_addresses(self, addresses):
+        """Raise Failure ``destination_not_allowed`` unless every address of `addresses`
+        (``network.resolve`` pairs) may be dialled."""
+        for _, sockaddr in addresses:
+            problem = self.address_problem(sockaddr[0])
+            if problem:
+                raise Failure("destination_not_allowed", reason=problem)
