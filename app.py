@@ -10,12 +10,12 @@ import os
 import threading
 
 from flask import Flask, g, redirect, url_for
-from flask_wtf.csrf import CSRFProtect
 
+import access
 import cli
 import config
 import models
-from views import aliases, api, credentials, groups
+from views import aliases, api, auth, credentials, events, groups, tokens, users
 
 
 # No inline script or style anywhere (htmx is configured not to need them), so the policy can be strict.
@@ -45,8 +45,6 @@ def create_app(test_config=None):
     keyring = config.load(app, test_config)
     app.extensions["mailkeep.keyring"] = keyring
     app.extensions["mailkeep.test_slots"] = threading.BoundedSemaphore(app.config["CONNECTION_TEST_LIMIT"])
-    # A CSRF token lives as long as the session, so a form left open for hours still saves.
-    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     models.bind(app.config["DATABASE_URL"])
@@ -64,14 +62,12 @@ def create_app(test_config=None):
         if g.pop("opened_database", False):
             models.db.close()
 
-    csrf = CSRFProtect(app)
-    # The JSON API accepts only application/json, which a cross-site form cannot send without CORS.
-    csrf.exempt(api.bp)
-    for blueprint in (credentials.bp, aliases.bp, groups.bp, api.bp):
+    access.init_app(app)
+    for blueprint in (auth.bp, credentials.bp, aliases.bp, groups.bp, users.bp, tokens.bp, events.bp, api.bp):
         app.register_blueprint(blueprint)
-    app.add_url_rule("/", "home", lambda: redirect(url_for("credentials.index")))
-    app.cli.add_command(cli.credentials_cli)
-    app.cli.add_command(cli.keys_cli)
+    app.add_url_rule("/", "home", access.requires("viewer")(lambda: redirect(url_for("credentials.index"))))
+    for command in (cli.credentials_cli, cli.users_cli, cli.keys_cli):
+        app.cli.add_command(command)
     app.add_template_filter(ago)
 
     @app.after_request

@@ -1,4 +1,5 @@
-"""The command line: ``flask --app app credentials list|add|test`` and ``flask --app app keys generate``.
+"""The command line: ``flask --app app credentials list|add|test``, ``users create|set-role|disable``,
+``keys generate|rotate``.
 
 Other tools add an entry and keep the id it prints; a secret is read from a
 hidden prompt or, with ``--secret-stdin``, from standard input, never from the
@@ -11,14 +12,16 @@ import click
 from flask.cli import AppGroup
 from werkzeug.datastructures import MultiDict
 
+import audit
 import encryption
 import probe
 import protocols
-from forms import CredentialForm, field_values
-from models import Credential, Group
+from forms import MIN_PASSWORD_LENGTH, CredentialForm, field_values
+from models import ROLES, Credential, Group, User, db
 from services import TOO_MANY_TESTS, keyring, test_saved_credential
 
 credentials_cli = AppGroup("credentials", help="List, add and test credentials.")
+users_cli = AppGroup("users", help="Create users, change their role, disable them.")
 keys_cli = AppGroup("keys", help="Encryption keys.")
 
 
@@ -67,7 +70,9 @@ def add_credential(group_name, port, secret_stdin, **values):
             for error in errors:
                 click.echo(f"{name or 'credential'}: {error}", err=True)
         sys.exit(1)
-    credential = Credential().store(keyring(), form.secret_changes(), (), **field_values(form, Credential.EDITABLE))
+    with db.atomic():
+        credential = Credential().store(keyring(), form.secret_changes(), (), **field_values(form, Credential.EDITABLE))
+        audit.record("create", credential)
     click.echo(credential.id)
 
 
@@ -100,3 +105,55 @@ def test_credential(credential_id):
 def generate_key():
     """Print a new random encryption key (for MAILKEEP_ENCRYPTION_KEYS)."""
     click.echo(encryption.generate_key())
+
+
+@users_cli.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def create_user(username, role, password_stdin):
+    """Create a user; the password is asked for (hidden, twice) unless --password-stdin."""
+    if User.matching(User.username_key, username):
+        raise click.UsageError(f"{username} exists already")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise click.UsageError(f"use a password of at least {MIN_PASSWORD_LENGTH} characters")
+    with db.atomic():
+        user = User.add(username, password, role)
+        audit.record("user_create", user, details=f"role {role}")
+    click.echo(f"Created {user.username} ({role}).")
+
+
+@users_cli.command("set-role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(ROLES))
+def set_role(username, role):
+    """Give a user another role."""
+    user = _user(username)
+    with db.atomic():
+        before, user.role = user.role, role
+        user.save()
+        audit.record("role_change", user, details=f"{before} to {role}")
+    click.echo(f"{user.username} is now {role}.")
+
+
+@users_cli.command("disable")
+@click.argument("username")
+def disable_user(username):
+    """Disable a user: they cannot sign in, their sessions and API tokens stop working."""
+    user = _user(username)
+    with db.atomic():
+        user.active = False
+        user.save()
+        audit.record("user_disable", user)
+    click.echo(f"{user.username} is disabled.")
+
+
+def _user(username):
+    user = User.matching(User.username_key, username)
+    if user is None:
+        raise click.UsageError(f"there is no user {username!r}")
+    return user

@@ -9,6 +9,7 @@ when not configured, are generated once into files in the instance folder
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import encryption
@@ -24,6 +25,13 @@ DEFAULTS = {
     # Where connection tests may go: these ports, at public addresses and in these networks (CIDR, comma-separated).
     "ALLOWED_PORTS": "993,995,143,110",
     "ALLOWED_NETWORKS": "",
+    # Flask-Limiter limits: sign-in attempts per address, connection tests per user.
+    "LOGIN_RATE_LIMIT": "10 per minute",
+    "TEST_RATE_LIMIT": "30 per minute",
+    # A session ends after this many minutes without a request.
+    "SESSION_IDLE_MINUTES": 30,
+    # Set when Mailkeep is served over HTTPS, so the session cookie is sent over HTTPS only.
+    "HTTPS": False,
     # Extra PEM file of CA certificates trusted besides the system store.
     "CA_FILE": None,
     "PAGE_SIZE": 20,
@@ -63,6 +71,15 @@ def load(app, test_config=None):
     _positive(app, "CONNECTION_TEST_DEADLINE", float, "a positive number of seconds")
     _positive(app, "CONNECTION_TEST_LIMIT", int, "a positive whole number")
     _positive(app, "PAGE_SIZE", int, "a positive whole number")
+    _positive(app, "SESSION_IDLE_MINUTES", float, "a positive number of minutes")
+    app.config.update(
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=app.config["SESSION_IDLE_MINUTES"]),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=app.config["HTTPS"] in (True, 1, "1", "true"),
+        # A CSRF token lives as long as the session, so a form left open still saves while signed in.
+        WTF_CSRF_TIME_LIMIT=None,
+    )
     if app.config["CA_FILE"] and not os.access(app.config["CA_FILE"], os.R_OK):
         raise ConfigurationError(f"MAILKEEP_CA_FILE: cannot read {app.config['CA_FILE']}")
     try:

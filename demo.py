@@ -2,9 +2,10 @@
 
 Starts a throwaway Dovecot (IMAP and POP3, with a demo mailbox) and an OAuth2
 token endpoint on loopback, then the dashboard on a fresh instance folder,
-seeded with credentials that work (IMAP, POP3, OAuth2), one with a wrong
-password, and an alias. Prints the URL; Ctrl-C stops everything and deletes
-the lot. ``HOST`` and ``PORT`` choose where the dashboard listens.
+seeded with an admin, credentials that work (IMAP, POP3, OAuth2), one with a
+wrong password, and an alias. Prints the URL, the admin's password and an API
+token (all throwaway); Ctrl-C stops everything and deletes the lot. ``HOST``
+and ``PORT`` choose where the dashboard listens.
 """
 
 import os
@@ -26,13 +27,16 @@ from app import create_app  # noqa: E402
 
 MAILBOX = MailUser("demo@example.test", "demo-password")
 CLIENT_ID, CLIENT_SECRET = "mailkeep-demo", "demo-client-secret"
+ADMIN, ADMIN_PASSWORD = "demo", "demo-admin-password"
 
 
 def seed(app, mail, tokens):
-    """Add the demo credentials, a group and an alias."""
+    """Add an admin, the demo credentials, a group and an alias; return an API token of the admin."""
     keyring = app.extensions["mailkeep.keyring"]
     server = {"host": "localhost", "username": MAILBOX.username, "folder": "INBOX"}
     with models.db.connection_context():
+        admin = models.User.add(ADMIN, ADMIN_PASSWORD, "admin")
+        _, api_token = models.ApiToken.issue(admin, "demo")
         default, customers = models.Group.default(), models.Group.create(name="Customers", description="Shared inboxes")
         support = models.Credential().store(
             keyring, {"password": MAILBOX.password}, [("queue", "support-l1")], name="Support inbox",
@@ -58,6 +62,7 @@ def seed(app, mail, tokens):
         )
         models.Alias.create(address="support@example.test", credential=support, workspace="Helpdesk",
                             project_type="Ticket", client="ACME", description="First-line support")
+    return api_token
 
 
 def main():
@@ -77,9 +82,10 @@ def main():
                 "ALLOWED_PORTS": "1-65535",
                 "ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
             })
-            seed(app, mail, tokens)
+            api_token = seed(app, mail, tokens)
             server = make_server(host, port, app, threaded=True)
             print(f"Mailkeep demo: http://{host}:{port}/  (Ctrl-C stops it and deletes everything)")
+            print(f"Sign in as {ADMIN} / {ADMIN_PASSWORD}; API token: {api_token}")
             print(f"Mail server: localhost, IMAP {mail.imaps_port} (SSL/TLS) and {mail.imap_port} (STARTTLS), "
                   f"POP3 {mail.pop3s_port} and {mail.pop3_port}; login {MAILBOX.username} / {MAILBOX.password}")
             try:

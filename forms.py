@@ -21,7 +21,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
 
 import protocols
-from models import Alias, Credential, Group
+from models import ROLES, Alias, Credential, Group, User
 from probe import oauth
 
 # CR, LF, NUL and other control characters would split an IMAP or POP3 command line.
@@ -30,6 +30,7 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 DNS_NAME = re.compile(r"^(?=.{1,253}\.?$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.?$")
 
 CUSTOM_DATA_ACTION = "custom_data_action"
+MIN_PASSWORD_LENGTH = 12
 # A stored secret stays bound to where it was typed for: change any of these and it must be typed again,
 # so it is never sent to a server (or token endpoint) the person who typed it did not choose.
 SAME_LOGIN_FIELDS = {
@@ -354,3 +355,40 @@ def apply_custom_data_action(formdata):
         prefix = f"custom_data-{action.removeprefix('remove-')}-"
         formdata = MultiDict([(k, v) for k, v in formdata.items(multi=True) if not k.startswith(prefix)])
     return formdata, action == "add"
+
+
+class LoginForm(FlaskForm):
+    """Username and password."""
+
+    username = StringField("Username", [DataRequired(), Length(max=100)], filters=[strip])
+    password = PasswordField("Password", [DataRequired()])
+
+
+def strong_password(form, field):
+    """Validator: at least MIN_PASSWORD_LENGTH characters."""
+    if field.data and len(field.data) < MIN_PASSWORD_LENGTH:
+        raise ValidationError(f"Use at least {MIN_PASSWORD_LENGTH} characters.")
+
+
+class AccountForm(ModelForm):
+    """A new account: a username nobody has, and a password typed twice."""
+
+    username = StringField(
+        "Username",
+        [DataRequired(), Length(max=100), no_control_characters, unique(User.username_key, "{other.username} exists already.")],
+        filters=[strip],
+    )
+    password = PasswordField("Password", [DataRequired(), strong_password])
+    confirm_password = PasswordField("Confirm password", [DataRequired()])
+    role = SelectField("Role", choices=[SelectChoice(role, role.capitalize()) for role in ROLES], default="viewer")
+
+    def validate_confirm_password(self, field):
+        """The two typings must match."""
+        if field.data != self.password.data:
+            raise ValidationError("The two passwords do not match.")
+
+
+class TokenForm(FlaskForm):
+    """A name for a new API token, to tell it apart when revoking."""
+
+    name = StringField("Name", [DataRequired(), Length(max=100)], filters=[strip])

@@ -7,6 +7,8 @@ folds ASCII only), and references between rows by foreign keys with
 ``ON DELETE RESTRICT``, so the database itself refuses what the forms refuse.
 """
 
+import hashlib
+import secrets
 from datetime import datetime, timezone
 
 from peewee import (
@@ -19,10 +21,12 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    SqliteDatabase,
     TextField,
     fn,
 )
 from playhouse import db_url
+from werkzeug.security import check_password_hash, generate_password_hash
 
 import protocols
 
@@ -42,8 +46,18 @@ def bind(url):
     options = {"pragmas": SQLITE_PRAGMAS} if url.startswith("sqlite") else {}
     db.initialize(db_url.connect(url, **options))
     with db.connection_context():
-        db.create_tables([Setting, Group, Credential, CustomDataItem, Alias], safe=True)
+        db.create_tables([Setting, Group, Credential, CustomDataItem, Alias, User, ApiToken, AuditEvent], safe=True)
         Group.default()
+
+
+def checkpoint():
+    """Fold SQLite's write-ahead log into the database file and empty it (no-op on other databases).
+
+    With ``secure_delete`` on, a deleted row's pages are zeroed in the file; the
+    checkpoint makes sure no copy of them is left in the ``-wal`` file either.
+    """
+    if isinstance(db.obj, SqliteDatabase):
+        db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def fold(text):
@@ -334,3 +348,121 @@ class Alias(BaseModel):
         """All aliases by address, with their credential."""
         return cls.select(cls, Credential).join(Credential).order_by(cls.address_key)
 
+
+
+ROLES = ("viewer", "editor", "admin")
+
+
+class User(BaseModel):
+    """A person who signs in. `role` is one of ``ROLES``; each may do what the one before may, and more:
+    a viewer reads the lists, an editor changes entries and runs tests, an admin also manages users.
+
+    Carries the four attributes Flask-Login asks of a user object.
+    """
+
+    username = CharField(max_length=100)
+    username_key = CharField(max_length=100, unique=True)
+    password_hash = CharField(max_length=255)
+    role = CharField(max_length=16, default="viewer")
+    active = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+
+    FOLDED = (("username", "username_key"),)
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self):
+        return self.active
+
+    def get_id(self):
+        return str(self.id)
+
+    @classmethod
+    def add(cls, username, password, role):
+        """Create an active user with `role` (one of ``ROLES``); return it."""
+        user = cls(username=username, role=role)
+        user.set_password(password)
+        user.save()
+        return user
+
+    def set_password(self, password):
+        """Keep only a salted hash of `password` (Werkzeug's default, scrypt)."""
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password):
+        return check_password_hash(self.password_hash, password)
+
+    def may(self, role):
+        """True when this user's role includes `role` (one of ``ROLES``)."""
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+    @classmethod
+    def active_admins(cls):
+        return cls.select().where((cls.role == "admin") & (cls.active == True))  # noqa: E712 (peewee expression)
+
+
+class ApiToken(BaseModel):
+    """A personal API token, sent as ``Authorization: Bearer <token>``; it acts with its user's role.
+
+    Only the SHA-256 of the token is kept (it is 32 random bytes, so a plain
+    hash suffices); the token itself is shown once, when it is made.
+    """
+
+    user = ForeignKeyField(User, backref="tokens", on_delete="CASCADE")
+    name = CharField(max_length=100)
+    digest = CharField(max_length=64, unique=True)
+    created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)
+
+    PREFIX = "mkp_"
+
+    @staticmethod
+    def _digest(token):
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user, name):
+        """Make a token for `user`; return (the ApiToken row, the token text, never stored)."""
+        token = cls.PREFIX + secrets.token_urlsafe(32)
+        return cls.create(user=user, name=name, digest=cls._digest(token)), token
+
+    @classmethod
+    def holder(cls, token):
+        """The active user a token text belongs to, or None; notes when the token was last used."""
+        row = cls.select(cls, User).join(User).where(cls.digest == cls._digest(token)).first()
+        if row is None or not row.user.active:
+            return None
+        cls.update(last_used_at=utcnow()).where(cls.id == row.id).execute()
+        return row.user
+
+
+class AuditEvent(BaseModel):
+    """One thing that happened: who (`actor`, a username, "" when nobody was signed in), when, what
+    (`action`), to which entry (type, id, name), how it ended (`outcome`: "ok", "refused", "failed" or a
+    connection test's cause code) and `details` in words. Never a secret."""
+
+    at = DateTimeField(default=utcnow, index=True)
+    actor = CharField(max_length=100, default="", index=True)
+    action = CharField(max_length=40, index=True)
+    entry_type = CharField(max_length=20, default="")
+    entry_id = IntegerField(null=True)
+    entry_name = CharField(max_length=320, default="")
+    outcome = CharField(max_length=60, default="ok")
+    details = TextField(default="")
+
+    @classmethod
+    def search(cls, actor="", entry="", action="", since=None, until=None):
+        """Events, newest first, filtered by actor (exact), entry name (part of it), action and a date range."""
+        query = cls.select().order_by(cls.at.desc(), cls.id.desc())
+        if actor:
+            query = query.where(cls.actor == actor)
+        if entry:
+            query = query.where(cls.entry_name.contains(entry))
+        if action:
+            query = query.where(cls.action == action)
+        if since:
+            query = query.where(cls.at >= since)
+        if until:
+            query = query.where(cls.at < until)
+        return query

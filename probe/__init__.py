@@ -36,7 +36,11 @@ class Busy(Exception):
     """All the slots for connection tests are taken; try again when one finishes."""
 
 
-def run(settings, deadline=15.0, ca_file=None, slots=None, policy=Policy()):
+# Mail ports at public addresses only.
+DEFAULT_POLICY = Policy()
+
+
+def run(settings, deadline=15.0, ca_file=None, slots=None, policy=DEFAULT_POLICY):
     """Test `settings` against the real server and return a Result.
 
     `deadline` is the wall-clock budget in seconds for the whole test;

@@ -7,13 +7,22 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
+import access
 import encryption
 import models
 from app import create_app
 from components import CHROMIUM, DOVECOT, require_executable
 from dovecot import Dovecot, MailUser, write_certificates
 from testdata import (
-    CANARY, CLIENT_ID, CLIENT_SECRET, LOOPBACK_POLICY, MAILBOX_USER, NO_TOKEN_CLIENT_ID, LogRecorder, canary_leaks,
+    CANARY,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    LOOPBACK_POLICY,
+    MAILBOX_USER,
+    NO_TOKEN_CLIENT_ID,
+    USER_PASSWORD,
+    LogRecorder,
+    canary_leaks,
 )
 from token_server import OAuthClient, TokenServer
 
@@ -46,23 +55,50 @@ def app_config(tmp_path):
         "ALLOWED_PORTS": LOOPBACK_POLICY["ports"],
         "ALLOWED_NETWORKS": LOOPBACK_POLICY["networks"],
         "WTF_CSRF_ENABLED": False,
+        # Tests sign in and test a lot; the limits themselves have tests of their own.
+        "LOGIN_RATE_LIMIT": "1000 per minute",
+        "TEST_RATE_LIMIT": "1000 per minute",
     }
 
 
 @pytest.fixture
 def app(request, app_config):
-    """The application on a fresh database; a test that uses ``dovecot`` gets one trusting its CA."""
+    """The application on a fresh database with one user of each role (named after it, password
+    USER_PASSWORD); a test that uses ``dovecot`` gets one trusting its CA."""
     if "dovecot" in request.fixturenames:
         app_config["CA_FILE"] = str(request.getfixturevalue("dovecot").ca_file)
     application = create_app(app_config)
     application.after_request(_record_response)
+    access.limiter.reset()
+    with models.db.connection_context():
+        for role in models.ROLES:
+            models.User.add(role, USER_PASSWORD, role)
     yield application
     models.db.close()
 
 
+def signed_in(app, username):
+    """A test client with a session of `username`."""
+    client = app.test_client()
+    response = client.post("/login", data={"username": username, "password": USER_PASSWORD})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    return client
+
+
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    """A test client signed in as the admin."""
+    return signed_in(app, "admin")
+
+
+@pytest.fixture
+def api(app):
+    """A test client whose requests carry the admin's API token."""
+    with models.db.connection_context():
+        _, token = models.ApiToken.issue(models.User.get(models.User.username == "admin"), "tests")
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client
 
 
 @pytest.fixture

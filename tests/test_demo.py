@@ -26,24 +26,27 @@ def demo():
         try:
             first_line = process.stdout.readline()
             assert re.match(rf"Mailkeep demo: http://127\.0\.0\.1:{port}/ ", first_line), first_line
-            yield f"http://127.0.0.1:{port}"
+            token = re.search(r"API token: (\S+)", process.stdout.readline()).group(1)
+            yield f"http://127.0.0.1:{port}", token
         finally:
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=15) == 0
 
 
 def test_the_demo_shows_both_outcomes_and_stops_on_ctrl_c(demo):
-    url = demo
-    page = fetch(f"{url}/credentials/")
-    links = re.findall(r'<a href="/credentials/(\d+)/edit"><strong>([^<]+)', page)
-    ids = {name: int(number) for number, name in links}
+    url, token = demo
+    assert "Sign in" in fetch(f"{url}/credentials/")  # nobody gets in without an account
+    signed = {"Authorization": f"Bearer {token}"}
+    credentials = json.loads(fetch(urllib.request.Request(f"{url}/api/v1/credentials", headers=signed)))["items"]
+    ids = {credential["name"]: credential["id"] for credential in credentials}
     assert set(ids) == {"Support inbox", "Team mailbox (POP3)", "Integration (OAuth2)", "Billing (wrong password)"}
-    assert "support@example.test" in fetch(f"{url}/aliases/")
+    aliases = json.loads(fetch(urllib.request.Request(f"{url}/api/v1/aliases", headers=signed)))["items"]
+    assert [alias["address"] for alias in aliases] == ["support@example.test"]
     outcomes = {}
     for name, credential_id in ids.items():
         request = urllib.request.Request(
             f"{url}/api/v1/connection-tests", data=json.dumps({"credential_id": credential_id}).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **signed},
         )
         result = json.loads(fetch(request))
         outcomes[name] = result["cause"]["code"] if result["cause"] else "ok"

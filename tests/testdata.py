@@ -10,6 +10,8 @@ MAILBOX_USER = "alice@example.test"
 CLIENT_ID = "mailkeep-test"
 CLIENT_SECRET = f"client-{CANARY}"
 NO_TOKEN_CLIENT_ID = "broken-provider"
+# The password of the test users "viewer", "editor" and "admin".
+USER_PASSWORD = "a long test password"
 # Test servers listen on loopback at ports the system picks: the outbound policy must allow both.
 LOOPBACK_POLICY = {"ports": "1-65535", "networks": "127.0.0.0/8,::1/128"}
 

@@ -5,8 +5,10 @@ from peewee import IntegrityError
 from playhouse.flask_utils import get_object_or_404
 from playhouse.shortcuts import model_to_dict
 
-from forms import AliasForm, field_values
+from access import requires
+from forms import AliasForm
 from models import Alias
+from services import delete_entry, save_entry
 
 from . import UNPROCESSABLE, finish, respond
 
@@ -14,6 +16,7 @@ bp = Blueprint("aliases", __name__, url_prefix="/aliases")
 
 
 @bp.get("/")
+@requires("viewer")
 def index():
     """Every alias, with the credential it routes through."""
     return render_template("aliases/index.html", aliases=Alias.ordered())
@@ -26,11 +29,8 @@ def edit(alias_id):
     alias = get_object_or_404(Alias, Alias.id == alias_id) if alias_id else None
     form = AliasForm(data=model_to_dict(alias, recurse=False) if alias else None, instance=alias)
     if form.validate_on_submit():
-        saved = alias or Alias()
-        for name, value in field_values(form, AliasForm.FIELDS).items():
-            setattr(saved, name, value)
         try:
-            saved.save()
+            saved = save_entry(form, alias or Alias())
         except IntegrityError:
             form.address.errors.append("Another alias took this address meanwhile.")
         else:
@@ -45,5 +45,5 @@ def delete(alias_id):
     alias = get_object_or_404(Alias, Alias.id == alias_id)
     if request.method == "GET":
         return respond("_delete_confirm.html", f"Delete {alias.address}", thing=f"the alias {alias.address}")
-    alias.delete_instance()
+    delete_entry(alias)
     return finish(f"Deleted {alias.address}.", ".index")

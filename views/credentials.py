@@ -6,9 +6,11 @@ from flask import Blueprint, current_app, render_template, request
 from peewee import IntegrityError
 from playhouse.flask_utils import PaginatedQuery, get_object_or_404
 
+import audit
 import probe
 import protocols
 import providers
+from access import limiter, requires, user_key
 from encryption import UndecryptableSecret
 from forms import (
     CUSTOM_DATA_ACTION,
@@ -19,9 +21,17 @@ from forms import (
     credential_data,
     field_values,
 )
-from models import Alias, Credential, Group
-
-from services import UNREADABLE_SECRET, keyring, run_connection_test, test_saved_credential
+from models import Credential, Group, db
+from services import (
+    UNREADABLE_SECRET,
+    StillInUse,
+    audit_connection_test,
+    delete_entry,
+    keyring,
+    run_connection_test,
+    save_credential,
+    test_saved_credential,
+)
 
 from . import TOO_MANY_REQUESTS, UNPROCESSABLE, finish, id_arg, is_htmx, refuse, respond
 
@@ -37,6 +47,7 @@ SECRET_LABELS = {"password": "password", "client_secret": "client secret"}
 
 
 @bp.get("/")
+@requires("viewer")
 def index():
     """The credentials, filtered and paged; htmx gets the list alone (filters and page links swap it)."""
     filters = {
@@ -72,9 +83,7 @@ def edit(credential_id):
         form.custom_data.append_entry()
     if _wants_save() and form.validate():
         try:
-            credential = (credential or Credential()).store(
-                keyring(), form.secret_changes(), form.custom_data_pairs(), **field_values(form, Credential.EDITABLE)
-            )
+            credential = save_credential(form, credential)
         except IntegrityError:
             form.form_errors.append("Another credential was saved with the same name or mailbox meanwhile.")
         else:
@@ -147,8 +156,10 @@ def change_secret(credential_id, name):
     credential = get_object_or_404(Credential, Credential.id == credential_id)
     form = SecretChangeForm(label=SECRET_LABELS[name])
     if form.validate_on_submit():
-        credential.set_secret(keyring(), name, form.new_secret.data)
-        credential.save()
+        with db.atomic():
+            credential.set_secret(keyring(), name, form.new_secret.data)
+            credential.save()
+            audit.record("secret_change", credential, details=f"{SECRET_LABELS[name]} changed")
         if is_htmx():
             return render_template("credentials/_secret_dialog.html", credential=credential, name=name, form=None)
         return finish(f"The {form.noun} of {credential.name} was changed.", ".edit", credential_id=credential.id)
@@ -161,6 +172,7 @@ def change_secret(credential_id, name):
 
 @bp.post("/test", defaults={"credential_id": None})
 @bp.post("/<int:credential_id>/test-form")
+@limiter.limit(lambda: current_app.config["TEST_RATE_LIMIT"], key_func=user_key)
 def test_form(credential_id):
     """Test the values on screen, before or without saving them.
 
@@ -172,13 +184,16 @@ def test_form(credential_id):
     form = ConnectionForm(instance=credential)
     try:
         outcome = _test_values_on_screen(form, credential)
+        if outcome["result"]:
+            with db.atomic():
+                audit_connection_test(outcome["result"], credential, "values on screen")
     except probe.Busy:
         outcome = _outcome(busy=True)
+    status = TOO_MANY_REQUESTS if outcome["busy"] else 200
     if is_htmx():
         return render_template(
             "credentials/_test_result.html", blamable_fields=BLAMABLE_FIELDS, oob=True, form=form, **outcome
-        )
-    status = TOO_MANY_REQUESTS if outcome["busy"] else 200
+        ), status
     return _form_page(CredentialForm(instance=credential), credential, test_result=outcome, status=status)
 
 
@@ -210,6 +225,7 @@ def _outcome(result=None, blamed=None, ask_secret=None, busy=False):
 
 
 @bp.post("/<int:credential_id>/test")
+@limiter.limit(lambda: current_app.config["TEST_RATE_LIMIT"], key_func=user_key)
 def test_saved(credential_id):
     """Test the saved credential and record the outcome on its health badge."""
     credential = _listed_or_404(credential_id)
@@ -217,7 +233,7 @@ def test_saved(credential_id):
         test_saved_credential(credential)
     except probe.Busy:
         if is_htmx():
-            return render_template("credentials/_row.html", credential=credential, busy=True)
+            return render_template("credentials/_row.html", credential=credential, busy=True), TOO_MANY_REQUESTS
         return respond("credentials/_busy.html", "Try again in a moment", TOO_MANY_REQUESTS)
     if is_htmx():
         return render_template("credentials/_row.html", credential=credential)
@@ -239,15 +255,13 @@ def delete(credential_id):
     if request.method == "GET":
         return respond("_delete_confirm.html", f"Delete {credential.name}", thing=f"the credential {credential.name}")
     try:
-        credential.delete_instance()
-    except IntegrityError:
-        aliases = list(credential.aliases.order_by(Alias.address))
-        log.warning(
-            "refused to delete credential %s (%s): still used by aliases %s",
-            credential.id, credential.name, ", ".join(alias.address for alias in aliases),
-        )
+        delete_entry(credential)
+    except StillInUse as refused:
+        addresses = ", ".join(alias.address for alias in refused.references)
+        log.warning("refused to delete credential %s (%s): still used by aliases %s",
+                    credential.id, credential.name, addresses)
         return refuse(
             "credentials/_delete_blocked.html", f"{credential.name} is still in use",
-            credential=credential, aliases=aliases,
+            credential=credential, aliases=refused.references,
         )
     return finish(f"Deleted {credential.name}.", ".index")

@@ -4,21 +4,30 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from peewee import IntegrityError
 from playhouse.flask_utils import get_object_or_404
 
-from forms import GroupForm, field_values
+from access import requires
+from forms import GroupForm
 from models import Group
+from services import StillInUse, delete_entry, save_entry
 
 from . import UNPROCESSABLE, finish, is_htmx, refuse, respond
 
 bp = Blueprint("groups", __name__, url_prefix="/groups")
 
 
-@bp.route("/", methods=["GET", "POST"])
+@bp.get("/")
+@requires("viewer")
 def index():
     """The list, with the form that adds a group."""
+    return _page(GroupForm(formdata=None))
+
+
+@bp.post("/")
+def add():
+    """Add a group."""
     new_form = GroupForm()
-    if new_form.validate_on_submit():
+    if new_form.validate():
         try:
-            group = Group.create(**field_values(new_form, GroupForm.FIELDS))
+            group = save_entry(new_form, Group())
         except IntegrityError:
             new_form.name.errors.append("A group with this name was added meanwhile.")
         else:
@@ -38,9 +47,8 @@ def edit(group_id):
     group = _listed_or_404(group_id)
     form = GroupForm(obj=group, instance=group)
     if form.validate_on_submit():
-        form.populate_obj(group)
         try:
-            group.save()
+            save_entry(form, group)
         except IntegrityError:
             form.name.errors.append("A group with this name was added meanwhile.")
         else:
@@ -71,10 +79,8 @@ def delete(group_id):
     group = _listed_or_404(group_id)
     if request.method == "GET":
         return respond("_delete_confirm.html", f"Delete {group.name}", thing=f"the group {group.name}")
-    if group.is_default:
-        return refuse("groups/_delete_blocked.html", f"{group.name} is still needed", group=group)
     try:
-        group.delete_instance()
-    except IntegrityError:
+        delete_entry(group)
+    except StillInUse:
         return refuse("groups/_delete_blocked.html", f"{group.name} is still in use", group=group)
     return finish(f"Deleted the group {group.name}.", ".index")

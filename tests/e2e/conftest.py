@@ -2,6 +2,8 @@
 
 import pytest
 
+from testdata import USER_PASSWORD
+
 
 @pytest.fixture
 def app_config(app_config):
@@ -11,8 +13,18 @@ def app_config(app_config):
 
 
 @pytest.fixture
-def page(page):
-    """Every confirmation (hx-confirm) is accepted, as a user who means it would."""
+def page(page, live_server):
+    """A page signed in as the admin; every confirmation (hx-confirm) is accepted, as a user who means it would."""
     page.on("dialog", lambda dialog: dialog.accept())
     page.set_default_timeout(10_000)
+    sign_in(page, live_server, "admin")
     return page
+
+
+def sign_in(page, live_server, username):
+    """Sign `page` in through the sign-in form."""
+    page.goto(f"{live_server}/login")
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(USER_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server}/credentials/")

@@ -4,6 +4,7 @@ import re
 
 from playwright.sync_api import expect
 
+from e2e.conftest import sign_in
 from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER
 
 
@@ -180,6 +181,7 @@ def test_every_page_renders_without_console_errors(page, live_server, dovecot, c
 def test_create_edit_and_delete_work_without_javascript(browser, live_server, dovecot):
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
+    sign_in(page, live_server, "editor")
     page.goto(f"{live_server}/credentials/new")
     fill_credential(page, dovecot)
     label(page, "Port").fill("99999")

@@ -1,0 +1,131 @@
+"""Who may do what: sign-in (Flask-Login sessions for people, Bearer tokens for the API), the role each
+view needs, CSRF for every browser request, and rate limits (Flask-Limiter).
+
+Every view needs at least an editor unless marked otherwise with ``requires``;
+forgetting the mark never opens a door wider. Until the first administrator
+exists, every page leads to the set-up page, and there is no default password.
+"""
+
+import time
+
+from flask import current_app, g, jsonify, redirect, render_template, request, url_for
+from flask_limiter import Limiter, RateLimitExceeded
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager, current_user
+from flask_wtf.csrf import CSRFProtect
+
+from models import ApiToken, User
+
+PUBLIC = "public"
+DEFAULT_ROLE = "editor"
+API_PREFIX = "/api/"
+
+login_manager = LoginManager()
+csrf = CSRFProtect()
+limiter = Limiter(key_func=get_remote_address, storage_uri="memory://")
+TOO_MANY_REQUESTS = 429
+
+
+def requires(role):
+    """Mark a view with the least role it needs: ``PUBLIC`` or one of ``models.ROLES``."""
+    def mark(view):
+        view.required_role = role
+        return view
+    return mark
+
+
+def init_app(app):
+    """Wire sign-in, the access check, CSRF and rate limits into `app`."""
+    # CSRF is checked in check_access, where API token requests (which carry no cookies) are told apart.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.user_loader(_load_user)
+    limiter.init_app(app)
+    app.before_request(check_access)
+    app.register_error_handler(RateLimitExceeded, too_many_requests)
+
+
+def _load_user(user_id):
+    # A disabled user's sessions end here, on their next request.
+    user = User.get_or_none(User.id == int(user_id))
+    return user if user is not None and user.active else None
+
+
+def acting_user():
+    """The user behind this request: the API token's, else the signed-in one's, else None."""
+    if "api_user" in g:
+        return g.api_user
+    return current_user if current_user.is_authenticated else None
+
+
+def user_key():
+    """Rate-limit key: the acting user, or the remote address before anyone is known."""
+    user = acting_user()
+    return f"user:{user.id}" if user else get_remote_address()
+
+
+def check_access():
+    """Before every request: set-up first, then sign-in, then role; CSRF for browser requests."""
+    view = current_app.view_functions.get(request.endpoint)
+    if view is None or request.endpoint == "static":
+        return None
+    if not User.select().exists():
+        if request.endpoint != "auth.setup":
+            return _refuse(503, "Mailkeep is not set up yet.", url_for("auth.setup"))
+        return _protect()
+    role = getattr(view, "required_role", DEFAULT_ROLE)
+    if request.path.startswith(API_PREFIX):
+        return None if role == PUBLIC else _check_token(role)
+    _protect()
+    if role == PUBLIC:
+        return None
+    if not current_user.is_authenticated:
+        return _refuse(401, "Sign in first.", url_for("auth.login", next=request.full_path))
+    if not current_user.may(role):
+        return _refuse(403, f"This needs the {role} role; you are a {current_user.role}.")
+    return None
+
+
+def _protect():
+    """Check the CSRF token of a browser request that changes something (Flask-WTF; 400 when wrong)."""
+    config = current_app.config
+    if config["WTF_CSRF_ENABLED"] and request.method in config["WTF_CSRF_METHODS"]:
+        csrf.protect()
+
+
+def _check_token(role):
+    """API requests carry a personal token and no cookies, so CSRF cannot reach them."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    user = ApiToken.holder(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+    if user is None:
+        return jsonify(error="Send a valid API token: Authorization: Bearer <token>."), 401
+    g.api_user = user
+    if not user.may(role):
+        return jsonify(error=f"This needs the {role} role; the token's user is a {user.role}."), 403
+    return None
+
+
+def too_many_requests(error):
+    """A rate limit was hit: say when to try again, in words and in Retry-After (seconds)."""
+    limit = limiter.current_limit
+    retry = max(int(limit.reset_at - time.time()), 1) if limit else 60
+    response = _refuse(TOO_MANY_REQUESTS, f"Too many requests for now; try again in {retry} seconds.")
+    response = current_app.make_response(response)
+    response.status_code = TOO_MANY_REQUESTS
+    response.headers["Retry-After"] = str(retry)
+    return response
+
+
+def _refuse(status, message, location=None):
+    """Refuse in the request's own terms: JSON for the API; else a redirect to `location` (one htmx
+    follows too), or the message: for htmx in the page's message area, otherwise as a page."""
+    if request.path.startswith(API_PREFIX):
+        return jsonify(error=message), status
+    htmx = request.headers.get("HX-Request") == "true"
+    if location is not None:
+        return ("", 204, {"HX-Redirect": location}) if htmx else redirect(location)
+    if htmx:
+        body = render_template("_refused.html", message=message)
+        return body, 200, {"HX-Retarget": "#messages", "HX-Reswap": "innerHTML"}
+    return render_template("page.html", fragment="_refused.html", title="Not allowed", message=message), status

@@ -1,0 +1,166 @@
+"""The OpenAPI 3.1 document of the JSON API (served at /api/v1/openapi.json), and the schemas tests check
+the API's answers against."""
+
+import protocols
+from probe import causes
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+BOOLEAN = {"type": "boolean"}
+TIMESTAMP = {"type": "string", "format": "date-time"}
+
+
+def _nullable(schema):
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _object(properties, required=None):
+    return {"type": "object", "properties": properties, "required": list(required or properties)}
+
+
+def _ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+CREDENTIAL_FIELDS = {
+    "name": STRING,
+    "description": STRING,
+    "protocol": {"enum": list(protocols.PROTOCOLS)},
+    "host": STRING,
+    "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+    "security": {"enum": list(protocols.SECURITY_LABELS)},
+    "username": STRING,
+    "folder": STRING,
+    "auth": {"enum": list(protocols.AUTHENTICATION_LABELS)},
+    "client_id": STRING,
+    "token_url": STRING,
+    "scope": STRING,
+    "group_id": INTEGER,
+    "custom_data": {"type": "array", "items": _object({"key": STRING, "value": STRING})},
+}
+SECRETS = {
+    "password": {"type": "string", "writeOnly": True},
+    "client_secret": {"type": "string", "writeOnly": True},
+}
+ALIAS_FIELDS = {"address": STRING, "credential_id": INTEGER, "workspace": STRING, "project_type": STRING,
+                "client": STRING, "description": STRING}
+GROUP_FIELDS = {"name": STRING, "description": STRING}
+
+SCHEMAS = {
+    "Credential": _object({
+        "id": INTEGER, **CREDENTIAL_FIELDS, "password_set": BOOLEAN, "client_secret_set": BOOLEAN,
+        "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
+        "last_test": _nullable(_object({"at": TIMESTAMP, "ok": BOOLEAN, "summary": STRING})),
+    }),
+    "CredentialInput": {"type": "object", "properties": {**CREDENTIAL_FIELDS, **SECRETS}},
+    "Alias": _object({"id": INTEGER, **ALIAS_FIELDS}),
+    "AliasInput": {"type": "object", "properties": ALIAS_FIELDS},
+    "Group": _object({"id": INTEGER, **GROUP_FIELDS, "is_default": BOOLEAN, "credential_count": INTEGER}),
+    "GroupInput": {"type": "object", "properties": GROUP_FIELDS},
+    "ConnectionTestInput": {
+        "type": "object",
+        "properties": {"credential_id": INTEGER, **{k: v for k, v in CREDENTIAL_FIELDS.items()
+                                                    if k not in ("name", "description", "group_id", "custom_data")},
+                       **SECRETS},
+    },
+    "ConnectionTestResult": _object({
+        "ok": BOOLEAN,
+        "summary": STRING,
+        "elapsed_ms": INTEGER,
+        "message_count": _nullable(INTEGER),
+        "folders": {"type": "array", "items": STRING},
+        "settings": {"type": "object"},
+        "steps": {"type": "array", "items": _object({
+            "name": STRING, "title": STRING, "outcome": {"enum": ["ok", "failed", "skipped"]},
+            "duration_ms": INTEGER, "details": STRING,
+        })},
+        "failed_step": _nullable(STRING),
+        "cause": _nullable(_object({
+            "code": {"enum": list(causes.CATALOGUE)}, "field": _nullable(STRING), "message": STRING,
+            "hint": STRING, "server_reply": STRING,
+        })),
+    }),
+    "Error": _object({"error": STRING}),
+    "ValidationErrors": _object({"errors": {"type": "object", "additionalProperties": {
+        "type": "array", "items": STRING}}}),
+}
+
+for _name in ("Credential", "Alias", "Group"):
+    SCHEMAS[f"{_name}Page"] = _object({"items": {"type": "array", "items": _ref(_name)}, "page": INTEGER,
+                                        "pages": INTEGER, "total": INTEGER})
+
+
+def _json(schema_name, description):
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema_name)}}}
+
+
+ERRORS = {
+    "401": _json("Error", "No valid API token."),
+    "403": _json("Error", "The token's user lacks the role."),
+}
+WRITE_ERRORS = {
+    **ERRORS,
+    "400": _json("Error", "The body is not a JSON object."),
+    "409": _json("Error", "Another request took this name or address meanwhile."),
+    "415": _json("Error", "The body is not JSON."),
+    "422": _json("ValidationErrors", "Invalid values, per field."),
+}
+NOT_FOUND = {"404": _json("Error", "No such entry.")}
+PAGING = [{"name": "page", "in": "query", "schema": INTEGER}, {"name": "per_page", "in": "query", "schema": INTEGER}]
+
+
+def _collection(name, plural, extra_parameters=()):
+    """The paths of one entry type: list and create, then get, update and delete by id."""
+    item = f"/{plural}/{{{name.lower()}_id}}"
+    id_parameter = [{"name": f"{name.lower()}_id", "in": "path", "required": True, "schema": INTEGER}]
+    body = {"required": True, "content": {"application/json": {"schema": _ref(f"{name}Input")}}}
+    return {
+        f"/{plural}": {
+            "get": {"summary": f"List {plural}", "parameters": PAGING + list(extra_parameters),
+                    "responses": {"200": _json(f"{name}Page", f"A page of {plural}."), **ERRORS}},
+            "post": {"summary": f"Add a {name.lower()}", "requestBody": body,
+                     "responses": {"201": _json(name, f"The new {name.lower()}, with its id."), **WRITE_ERRORS}},
+        },
+        item: {
+            "parameters": id_parameter,
+            "get": {"summary": f"One {name.lower()}", "responses": {"200": _json(name, name), **ERRORS, **NOT_FOUND}},
+            "patch": {"summary": f"Change a {name.lower()}: the fields sent", "requestBody": body,
+                      "responses": {"200": _json(name, f"The changed {name.lower()}."), **WRITE_ERRORS, **NOT_FOUND}},
+            "delete": {"summary": f"Delete a {name.lower()}",
+                       "responses": {"204": {"description": "Deleted."}, **ERRORS, **NOT_FOUND,
+                                     "409": _json("Error", "Still in use; nothing was deleted.")}},
+        },
+    }
+
+
+def document():
+    """The OpenAPI document as a dict."""
+    filters = [{"name": "q", "in": "query", "schema": STRING}, {"name": "group", "in": "query", "schema": INTEGER},
+               {"name": "protocol", "in": "query", "schema": STRING}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Mailkeep API", "version": "1",
+                 "description": "Credentials, aliases, groups and connection tests. Secrets are write-only."},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"token": []}],
+        "components": {
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer",
+                                          "description": "A personal API token, made on the API tokens page."}},
+            "schemas": SCHEMAS,
+        },
+        "paths": {
+            **_collection("Credential", "credentials", filters),
+            **_collection("Alias", "aliases"),
+            **_collection("Group", "groups"),
+            "/connection-tests": {"post": {
+                "summary": "Test a saved credential (credential_id) or the settings sent",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("ConnectionTestInput")}}},
+                "responses": {"200": _json("ConnectionTestResult", "The test's steps and, on failure, its cause."),
+                              **WRITE_ERRORS, **NOT_FOUND,
+                              "429": _json("Error", "Too many tests at once, or by this user; see Retry-After.")},
+            }},
+            "/openapi.json": {"get": {"summary": "This document", "security": [],
+                                      "responses": {"200": {"description": "The OpenAPI document."}}}},
+        },
+    }

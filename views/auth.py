@@ -1,0 +1,82 @@
+"""Signing in and out, and the one-time set-up of the first administrator."""
+
+import secrets
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
+from flask_login import login_user, logout_user
+
+import audit
+from access import PUBLIC, limiter, requires
+from forms import AccountForm, LoginForm
+from models import User, db
+
+from . import UNPROCESSABLE
+
+bp = Blueprint("auth", __name__)
+
+INVALID = "Invalid username or password."
+# Checked against when the username is unknown, so a wrong name takes as long as a wrong password.
+_UNKNOWN_USER = User()
+_UNKNOWN_USER.set_password(secrets.token_hex(16))
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+@requires(PUBLIC)
+def setup():
+    """Create the first administrator; there is no default password. Gone once anyone exists."""
+    if User.select().exists():
+        abort(404)
+    form = AccountForm()
+    if form.validate_on_submit():
+        with db.atomic():
+            user = User.add(form.username.data, form.password.data, "admin")
+            audit.record("user_create", user, actor=user.username, details="the first administrator, at set-up")
+        _start_session(user)
+        return redirect(url_for("credentials.index"), 303)
+    return render_template("auth/setup.html", form=form), UNPROCESSABLE if form.errors else 200
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@requires(PUBLIC)
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
+def login():
+    """Sign in. A failure says only that the username or password is invalid."""
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = User.matching(User.username_key, form.username.data)
+        if (user or _UNKNOWN_USER).check_password(form.password.data) and user and user.active:
+            with db.atomic():
+                audit.record("login", user, actor=user.username)
+            _start_session(user)
+            return redirect(_local(request.args.get("next")) or url_for("credentials.index"), 303)
+        with db.atomic():
+            # Only a known username is logged: an unknown one may be a password typed in the wrong box.
+            audit.record("login_failed", user, outcome="refused", actor=user.username if user else "")
+        form.form_errors.append(INVALID)
+    status = UNPROCESSABLE if form.errors or form.form_errors else 200
+    return render_template("auth/login.html", form=form), status
+
+
+@bp.post("/logout")
+@requires("viewer")
+def logout():
+    """Sign out and forget the session."""
+    with db.atomic():
+        audit.record("logout")
+    logout_user()
+    session.clear()
+    return redirect(url_for("auth.login"), 303)
+
+
+def _start_session(user):
+    # A new session on every sign-in: nothing from before it (a planted session, an old CSRF token) survives.
+    session.clear()
+    session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME without a request: the idle timeout
+    login_user(user)
+
+
+def _local(target):
+    """`target` if it is a path on this site (no scheme, no host), else None: no open redirects."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None

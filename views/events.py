@@ -1,0 +1,41 @@
+"""The audit log page (admins only): events filtered by user, entry, action and date, newest first."""
+
+from datetime import datetime, timedelta
+
+from flask import Blueprint, current_app, render_template, request
+from playhouse.flask_utils import PaginatedQuery
+
+from access import requires
+from audit import ACTIONS
+from models import AuditEvent, User
+
+from . import is_htmx
+
+bp = Blueprint("events", __name__, url_prefix="/audit")
+
+
+@bp.get("/")
+@requires("admin")
+def index():
+    """The events; htmx gets the list alone (the filters and page links swap it)."""
+    filters = {name: request.args.get(name, "").strip() for name in ("actor", "entry", "action", "since", "until")}
+    since, until = _day(filters["since"]), _day(filters["until"])
+    pages = PaginatedQuery(
+        AuditEvent.search(filters["actor"], filters["entry"], filters["action"], since,
+                          until + timedelta(days=1) if until else None),
+        paginate_by=current_app.config["PAGE_SIZE"],
+    )
+    pages.page = min(pages.get_page(), max(pages.get_page_count(), 1))
+    template = "events/_list.html" if is_htmx() else "events/index.html"
+    return render_template(
+        template, events=pages.get_object_list(), pages=pages, filters=filters, actions=ACTIONS,
+        users=User.select().order_by(User.username_key), page_args={k: v for k, v in filters.items() if v},
+    )
+
+
+def _day(text):
+    """A date from an <input type=date> (YYYY-MM-DD) as a datetime at midnight UTC, or None."""
+    try:
+        return datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        return None

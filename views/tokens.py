@@ -1,0 +1,51 @@
+"""Personal API tokens: each user makes and revokes their own. A token is shown once, when made."""
+
+from flask import Blueprint, render_template
+from flask_login import current_user
+from playhouse.flask_utils import get_object_or_404
+
+import audit
+from access import requires
+from forms import TokenForm
+from models import ApiToken, db
+
+from . import UNPROCESSABLE, finish
+
+bp = Blueprint("tokens", __name__, url_prefix="/tokens")
+
+
+@bp.get("/")
+@requires("viewer")
+def index():
+    """Your tokens, and the form that makes one."""
+    return _page(TokenForm(formdata=None))
+
+
+@bp.post("/")
+@requires("viewer")
+def create():
+    """Make a token; the page shows it this once (only its hash is kept)."""
+    form = TokenForm()
+    token = None
+    if form.validate():
+        with db.atomic():
+            row, token = ApiToken.issue(current_user, form.name.data)
+            audit.record("token_create", row)
+    return _page(form, token)
+
+
+def _page(form, token=None):
+    tokens = current_user.tokens.order_by(ApiToken.created_at.desc())
+    status = UNPROCESSABLE if form.errors else 200
+    return render_template("tokens/index.html", tokens=tokens, form=form, new_token=token), status
+
+
+@bp.post("/<int:token_id>/revoke")
+@requires("viewer")
+def revoke(token_id):
+    """Revoke one of your tokens: it stops working at once."""
+    token = get_object_or_404(ApiToken, (ApiToken.id == token_id) & (ApiToken.user == current_user.id))
+    with db.atomic():
+        audit.record("token_revoke", token)
+        token.delete_instance()
+    return finish(f"Revoked the token {token.name}.", ".index")
