@@ -6,7 +6,8 @@ VENV := .venv
 HOST ?= 127.0.0.1
 PORT ?= 5000
 WORKERS ?= 2
-THREADS ?= 8
+# More threads than connection-test slots (8), so a busy worker can still answer "try again".
+THREADS ?= 16
 # Debian packages the tests run against for real (make test installs them when root).
 TEST_PACKAGES := dovecot-imapd dovecot-pop3d chromium
 

@@ -9,6 +9,7 @@ Each test runs in a worker thread that holds one of the caller's `slots`
 until it has really finished, so the number of tests in flight stays bounded.
 """
 
+import base64
 import dataclasses
 import logging
 import socket
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 # How long after the deadline the watchdog waits before cutting the connection,
 # so a step whose socket timed out right at the deadline can report its own cause.
 GRACE_SECONDS = 0.5
+# A step's details quote the server (a greeting, a farewell): keep them to a line.
+DETAILS_LENGTH = 500
 
 
 class Busy(Exception):
@@ -102,7 +105,8 @@ class _Attempt:
         self.finished = threading.Event()
         self._lock = threading.Lock()
         self._aborted = False
-        self._kill_switch = None  # a duplicate of the TCP socket, to shut it down from the watchdog
+        self._kill_switches = []  # duplicates of every socket dialled, for the watchdog to shut down
+        self._sent_secrets = []  # secrets in the forms they went over the wire (SASL strings, base64)
         self._tls_context = None
 
     def seconds_left(self):
@@ -155,7 +159,7 @@ class _Attempt:
                     self.failure = Failure("protocol_error", reason="unexpected error in Mailkeep")
         finally:
             with self._lock:
-                for sock in (self.sock, self._kill_switch):
+                for sock in [self.sock, *self._kill_switches]:
                     if sock is not None:
                         sock.close()
             self.finished.set()
@@ -166,7 +170,7 @@ class _Attempt:
         settings = self.settings
         if settings.auth == protocols.OAUTH2:
             with self.step("token") as step:
-                self.token = oauth.fetch_token(settings, self.seconds_left(), self.tls_context(), self.policy)
+                self.token = oauth.fetch_token(self)
                 step.details = f"client-credentials grant at {settings.token_url}: access token received"
         with self.step("resolve") as step:
             self.policy.check_port(settings.port)  # before even asking DNS
@@ -176,8 +180,8 @@ class _Attempt:
             self.policy.check_addresses(addresses)
         with self.step("connect") as step:
             sock, sockaddr = network.connect(addresses, self.seconds_left)
-            with self._lock:
-                self.sock, self._kill_switch = sock, sock.dup()
+            self.sock = sock
+            self.watch(sock)
             step.details = network.format_address(sockaddr)
         if settings.security == protocols.IMPLICIT_TLS:
             with self.step("tls") as step:
@@ -185,21 +189,31 @@ class _Attempt:
                 step.details = network.describe_tls(self.sock)
         return dialogue.converse(self)
 
+    def redact_also(self, sent):
+        """Redact `sent` (a SASL string carrying a secret) and its base64 form from what the server says."""
+        self._sent_secrets += [sent, base64.b64encode(sent.encode()).decode()]
+
+    def watch(self, sock):
+        """Let the watchdog cut `sock` at the deadline (through a duplicate, which TLS wrapping leaves usable)."""
+        with self._lock:
+            self._kill_switches.append(sock.dup())
+
     def abort(self):
         """The deadline passed: record it against the current step and cut the connection."""
         with self._lock:
             if self.finished.is_set():
                 return
             self._aborted = True
-            self.failure = Failure("deadline_exceeded")
+            stalled_at_token = self.current is not None and self.current.name == "token"
+            self.failure = Failure("deadline_exceeded", field="token_url" if stalled_at_token else None)
             if self.current is not None:
                 self.current.outcome = FAILED
                 self.current.duration_ms = _milliseconds_since(self.started) - sum(
                     step.duration_ms for step in self.steps.values() if step is not self.current
                 )
-            if self._kill_switch is not None:
+            for sock in self._kill_switches:
                 try:
-                    self._kill_switch.shutdown(socket.SHUT_RDWR)
+                    sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass  # already closed by the peer
 
@@ -210,8 +224,9 @@ class _Attempt:
         server may echo a secret in any line.
         """
         with self._lock:
-            secrets = (self.settings.password, self.settings.client_secret, self.token)
-            steps = [dataclasses.replace(step, details=redact(step.details, secrets)) for step in self.steps.values()]
+            secrets = (self.settings.password, self.settings.client_secret, self.token, *self._sent_secrets)
+            steps = [dataclasses.replace(step, details=redact(step.details, secrets)[:DETAILS_LENGTH])
+                     for step in self.steps.values()]
             cause = None
             if self.failure is not None:
                 where = self.current.title if self.current else "start"

@@ -96,7 +96,7 @@ CATALOGUE = {
     ),
     "protocol_error": (
         "port",
-        "{host}:{port} did not answer like a {protocol} server{reason}.",
+        "{host}:{port} did not answer in {protocol}{reason}.",
         "Check that the Port belongs to the mail service and the Protocol matches it.",
     ),
     "deadline_exceeded": (
@@ -125,38 +125,45 @@ class Failure(Exception):
 
 
 def describe(failure, settings, secrets, **context):
-    """Turn a Failure into the Cause users read, with `secrets` redacted from the server's reply.
+    """Turn a Failure into the Cause users read.
 
-    `context` fills message fields the failure itself does not (``deadline``, ``step``).
-    An ``auth_failed`` against a known provider gets that provider's advice added.
+    `context` fills message fields the failure itself does not (``deadline``,
+    ``step``). What came from the server (the reply, the failure's own
+    context such as ``reason``) has `secrets` redacted; Mailkeep's own words
+    and the user's settings are left as they are. An ``auth_failed`` of a
+    password login at a known provider gets that provider's advice added.
     """
     field, message, hint = CATALOGUE[failure.code]
+    heard = {name: redact(value, secrets) if isinstance(value, str) else value
+             for name, value in failure.context.items()}
     context = {
         "host": settings.host, "port": settings.port, "folder": settings.folder, "protocol": settings.protocol,
-        **context, **failure.context,
+        **context, **heard,
     }
-    hint = failure.hint or hint
+    hint = redact(failure.hint, secrets) if failure.hint else hint  # a failure's own hint may quote the server
     provider = providers.for_host(settings.host) or providers.for_username(settings.username)
-    if failure.code == "auth_failed" and provider:
+    if failure.code == "auth_failed" and provider and settings.auth == protocols.PASSWORD:
         hint = f"{hint} {provider.name}: {provider.auth_note}"
     return Cause(
         code=failure.code,
         field=failure.field or field,
-        message=redact(message.format(**context), secrets),
-        hint=redact(hint, secrets),
+        message=message.format(**context),
+        hint=hint,
         server_reply=redact(failure.reply, secrets)[:REPLY_LENGTH],
     )
 
 
 def redact(text, secrets):
-    """`text` with every occurrence of each of `secrets` (passwords, client secrets, tokens) replaced by dots.
+    """`text` (from a server) with each of `secrets` replaced by dots, as typed and as it is written
+    quoted in IMAP (RFC 3501 section 4.3) or escaped in a Python error message.
 
-    Servers do not normally echo a secret, but a hostile one could, and the
-    reply is shown to users.
+    Servers do not normally echo a secret, but a hostile one could, and what
+    they say is shown to users and kept in the database.
     """
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "••••••")
+    for secret in filter(None, secrets):
+        quoted = secret.replace("\\", "\\\\").replace('"', '\\"')
+        for form in sorted({secret, quoted, repr(secret)[1:-1]}, key=len, reverse=True):
+            text = text.replace(form, "••••••")
     return text
 
 

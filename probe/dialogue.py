@@ -1,10 +1,11 @@
 """The protocol part of a connection test, the same shape for IMAP and POP3.
 
 A protocol module provides ``STARTTLS_TITLE``, ``COUNT_STEP`` (name, title)
-and a ``Session(attempt)`` with ``greet``, ``starttls``, ``authenticate``,
-``count``, ``logout`` and ``close``; each step method returns its one-line
-details (``count`` returns the message count and folder names too) and raises
-Failure to end the test with a cause.
+and a ``Session(attempt)`` with ``greet``, ``starttls``, ``mechanism``,
+``authenticate``, ``count``, ``logout`` and ``close``. Each step method but
+``authenticate`` returns its one-line details (``mechanism`` says how the
+login will go, so a failed login still shows it; ``count`` returns the message
+count and folder names too); any of them raises Failure to end the test.
 """
 
 import protocols
@@ -35,7 +36,8 @@ def converse(attempt):
             with attempt.step("starttls") as step:
                 step.details = session.starttls()
         with attempt.step("authenticate") as step:
-            step.details = session.authenticate()
+            step.details = session.mechanism()
+            session.authenticate()
         with attempt.step(module.COUNT_STEP[0]) as step:
             count, folders, step.details = session.count()
         with attempt.step("logout") as step:

@@ -14,7 +14,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 
 import protocols
 
-from . import network
+from . import network, oauth
 from .causes import Failure
 
 # Nothing this test reads is legitimately large: a bigger literal is a hostile or broken server.
@@ -84,6 +84,7 @@ class Session:
         self.settings = attempt.settings
         self.client = None
         self.capabilities = set()
+        self._mechanism = None
 
     def greet(self):
         """Read the greeting and the capabilities; return what they say."""
@@ -95,14 +96,56 @@ class Session:
         """Upgrade to TLS (RFC 3501 section 6.2.1), refusing a server that does not offer it."""
         if b"STARTTLS" not in self.capabilities:
             raise Failure("starttls_unavailable", reply=_greeting_text(self.client.welcome))
-        self.client.starttls(self.attempt.tls_context())
+        try:
+            self.client.starttls(self.attempt.tls_context())
+        except IMAPClientAbortError:
+            raise
+        except IMAPClientError:  # offered, then refused: the password is not sent either way
+            raise Failure("starttls_unavailable", reply=self.client.last_reply) from None
         self.attempt.sock = self.client.socket()
         self.capabilities = set(self.client.capabilities())
         return network.describe_tls(self.attempt.sock)
 
+    def mechanism(self):
+        """Choose how to log in (see ``_mechanism``); return it in words, e.g. ``"LOGIN as alice@example.com"``."""
+        self._mechanism = _mechanism(self.capabilities, self.settings)
+        command = "LOGIN" if self._mechanism == "LOGIN" else f"AUTHENTICATE {self._mechanism}"
+        return f"{command} as {self.settings.username}"
+
     def authenticate(self):
-        """Log in; return how."""
-        return _authenticate(self.client, self.capabilities, self.settings, self.attempt.token)
+        """Log in with the chosen mechanism. Raises Failure: ``auth_failed`` only when the server said NO."""
+        settings, mechanism = self.settings, self._mechanism
+        try:
+            if mechanism == "LOGIN":
+                # imaplib quotes the password but not the username, which may hold spaces.
+                self.client.login(_quoted(settings.username), settings.password)
+            elif mechanism == "PLAIN":
+                self.attempt.redact_also(f"\0{settings.username}\0{settings.password}")
+                self.client.plain_login(settings.username, settings.password)
+            else:
+                first = oauth.initial_response(mechanism, settings.username, self.attempt.token)
+                self.attempt.redact_also(first)
+                # An error challenge after the first response is answered with an empty one (RFC 7628 3.2.3).
+                responses = iter([first])
+                self.client.sasl_login(mechanism, lambda challenge: next(responses, ""))
+        except LoginError as error:
+            raise self._login_failure(error) from None
+
+    def _login_failure(self, error):
+        """The Failure for a failed login: what the server said decides, not that imapclient raised LoginError."""
+        if isinstance(error.__context__, IMAPClientAbortError):  # imapclient wraps a broken connection too
+            return error.__context__
+        line = self.attempt.guard.last_reply
+        reply = self.client.last_reply
+        status = reply.partition(" ")[0].upper() if not line.startswith(("*", "+")) else ""
+        if status == "NO" and "[PRIVACYREQUIRED]" in reply:
+            return Failure("plaintext_refused", reply=reply, reason="PRIVACYREQUIRED")
+        if status == "NO":
+            # With OAuth2 the client secret was good (the token came); the mailbox refused this login.
+            return Failure("auth_failed", reply=reply, field="username" if self.settings.auth == protocols.OAUTH2 else None)
+        if status == "BAD":
+            return Failure("protocol_error", reply=reply, reason="it refused the login command as malformed")
+        return Failure("protocol_error", reason=str(error)[:200])
 
     def count(self):
         """EXAMINE the folder and LIST the folders; return (message count, folder names, details)."""
@@ -131,29 +174,9 @@ class Session:
                 self.client.shutdown()
 
 
-def _authenticate(client, capabilities, settings, token):
-    """Log in with the mechanism ``_mechanism`` picks; return what was done, e.g. ``"LOGIN as alice@example.com"``."""
-    mechanism = _mechanism(capabilities, settings)
-    try:
-        if mechanism == "XOAUTH2":
-            client.oauth2_login(settings.username, token)
-        elif mechanism == "OAUTHBEARER":
-            client.oauthbearer_login(settings.username, token)
-        elif mechanism == "PLAIN":
-            client.plain_login(settings.username, settings.password)
-        else:
-            client.login(settings.username, settings.password)
-    except LoginError as error:
-        if isinstance(error.__context__, IMAPClientAbortError):  # imapclient wraps a broken connection too
-            raise error.__context__ from None
-        reply = client.last_reply
-        if "[PRIVACYREQUIRED]" in reply:
-            raise Failure("plaintext_refused", reply=reply, reason="PRIVACYREQUIRED") from None
-        # With OAuth2 the secret was accepted by the token endpoint; the mailbox refused this login.
-        blame = "username" if settings.auth == protocols.OAUTH2 else None
-        raise Failure("auth_failed", reply=reply, field=blame) from None
-    command = "LOGIN" if mechanism == "LOGIN" else f"AUTHENTICATE {mechanism}"
-    return f"{command} as {settings.username}"
+def _quoted(text):
+    """`text` as an IMAP quoted string (RFC 3501 section 4.3)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _mechanism(capabilities, settings):
@@ -162,13 +185,9 @@ def _mechanism(capabilities, settings):
 
     Raises Failure when the server offers no usable way.
     """
-    offered = {c[len(SASL_PREFIX):].decode() for c in capabilities if c.startswith(SASL_PREFIX)}
+    offered = _mechanisms(capabilities)
     if settings.auth == protocols.OAUTH2:
-        for mechanism in ("XOAUTH2", "OAUTHBEARER"):
-            if mechanism in offered:
-                return mechanism
-        raise Failure("auth_mechanism_unavailable", field="auth",
-                      reason="the server offers neither AUTH=XOAUTH2 nor AUTH=OAUTHBEARER")
+        return oauth.mechanism(offered)
     if b"LOGINDISABLED" in capabilities:
         raise Failure("plaintext_refused", reason="the server announced LOGINDISABLED")
     if (settings.username + settings.password).isascii():
@@ -185,13 +204,15 @@ def _greeting_text(welcome):
     return re.sub(r"^\*\s+\w+\s+(\[[^\]]*\]\s*)?", "", text).strip()
 
 
+def _mechanisms(capabilities):
+    """The SASL mechanisms offered (``AUTH=`` capabilities), as sorted names."""
+    return sorted(c[len(SASL_PREFIX):].decode() for c in capabilities if c.startswith(SASL_PREFIX))
+
+
 def _describe(capabilities):
-    """The capabilities that matter for the test: STARTTLS, LOGINDISABLED, SASL mechanisms, IDLE."""
-    named = [name for name in (b"STARTTLS", b"LOGINDISABLED", b"IDLE") if name in capabilities]
-    mechanisms = sorted(c[len(SASL_PREFIX):] for c in capabilities if c.startswith(SASL_PREFIX))
-    parts = [name.decode() for name in named]
-    parts.append("SASL " + (", ".join(m.decode() for m in mechanisms) if mechanisms else "none"))
-    return ", ".join(parts)
+    """The capabilities that matter for the test: STARTTLS, LOGINDISABLED, IDLE, the SASL mechanisms."""
+    named = [name.decode() for name in (b"STARTTLS", b"LOGINDISABLED", b"IDLE") if name in capabilities]
+    return network.summarize(named, _mechanisms(capabilities))
 
 
 def _folder_names(client):

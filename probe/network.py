@@ -162,3 +162,8 @@ class ReplyGuard:
 
 def _text(data):
     return data.decode("utf-8", "replace").rstrip("\r\n")
+
+
+def summarize(named, mechanisms):
+    """A capability summary: the named capabilities, then the SASL mechanisms, e.g. "STARTTLS, SASL PLAIN"."""
+    return ", ".join([*named, "SASL " + (", ".join(mechanisms) or "none")])

@@ -63,11 +63,12 @@ class Session:
         self.settings = attempt.settings
         self.client = None
         self.capabilities = {}
+        self._mechanism = None
 
     def greet(self):
         """Read the greeting and the capabilities (CAPA); return what they say."""
         self.client = _POP3OnSocket(self.settings.host, self.attempt.sock, self.attempt.guard)
-        self.capabilities = _capabilities(self.client)
+        self.capabilities = self._capabilities()
         greeting = self.client.getwelcome().decode("utf-8", "replace").removeprefix("+OK ")
         return f"{greeting} Capabilities: {_describe(self.capabilities)}."
 
@@ -75,14 +76,38 @@ class Session:
         """Upgrade to TLS with STLS, refusing a server that does not offer it."""
         if "STLS" not in self.capabilities:
             raise Failure("starttls_unavailable", reply=self.client.getwelcome().decode("utf-8", "replace"))
-        self.client.stls(self.attempt.tls_context())
+        try:
+            self.client.stls(self.attempt.tls_context())
+        except poplib.error_proto as error:  # offered, then refused: the password is not sent either way
+            raise self._refusal(error, Failure("starttls_unavailable", reply=self.attempt.guard.last_reply)) from None
         self.attempt.sock = self.client.sock
-        self.capabilities = _capabilities(self.client)  # RFC 2595 section 4: forget what was said before TLS
+        self.capabilities = self._capabilities()  # RFC 2595 section 4: forget what was said before TLS
         return network.describe_tls(self.attempt.sock)
 
+    def mechanism(self):
+        """Choose how to log in; return it in words, e.g. ``"USER/PASS as alice@example.com"``."""
+        if self.settings.auth == protocols.OAUTH2:
+            self._mechanism = oauth.mechanism(self.capabilities.get("SASL", []))
+            return f"AUTH {self._mechanism} as {self.settings.username}"
+        return f"USER/PASS as {self.settings.username}"
+
     def authenticate(self):
-        """Log in; return how."""
-        return _authenticate(self.client, self.capabilities, self.settings, self.attempt.token)
+        """Log in with the chosen mechanism. Raises Failure: ``auth_failed`` only when the server said -ERR."""
+        settings = self.settings
+        try:
+            if self._mechanism:
+                first = oauth.initial_response(self._mechanism, settings.username, self.attempt.token)
+                self.attempt.redact_also(first)
+                self.client.authenticate(self._mechanism, first)
+            else:
+                self.client.user(settings.username)
+                self.client.pass_(settings.password)
+        except poplib.error_proto as error:
+            reply = self.attempt.guard.last_reply
+            refused = Failure("plaintext_refused", reply=reply, reason="the server refuses USER/PASS here") \
+                if "plaintext authentication disallowed" in reply.lower() \
+                else Failure("auth_failed", reply=reply, field="username" if self._mechanism else None)
+            raise self._refusal(error, refused) from None
 
     def count(self):
         """STAT; return (message count, no folder names, details)."""
@@ -99,38 +124,26 @@ class Session:
             with contextlib.suppress(OSError):
                 self.client.close()
 
+    def _capabilities(self):
+        """CAPA as {name: [arguments]} (RFC 2449); empty when the server answers CAPA with -ERR."""
+        try:
+            return self.client.capa()
+        except poplib.error_proto as error:
+            self._refusal(error, None)
+            return {}
 
-def _capabilities(client):
-    """CAPA as {name: [arguments]} (RFC 2449); empty when the server does not know CAPA."""
-    try:
-        return client.capa()
-    except poplib.error_proto:
-        return {}
+    def _refusal(self, error, failure):
+        """`failure` when poplib's error is the server's own -ERR answer; else (poplib's own "-ERR EOF",
+        "line too long") raise a protocol_error Failure, since the server did not answer at all."""
+        message = error.args[0].decode("utf-8", "replace") if isinstance(error.args[0], bytes) else str(error)
+        if message.startswith("-ERR") and message == self.attempt.guard.last_reply:
+            return failure
+        if message == "-ERR EOF":
+            raise Failure("protocol_error", reason="the server closed the connection")
+        raise Failure("protocol_error", reason=message[:200])
 
 
 def _describe(capabilities):
-    named = [name for name in ("STLS", "USER") if name in capabilities]
-    mechanisms = capabilities.get("SASL", [])
-    return ", ".join(named + ["SASL " + (", ".join(mechanisms) if mechanisms else "none")])
-
-
-def _authenticate(client, capabilities, settings, token):
-    """Log in with USER/PASS, or SASL XOAUTH2 (else OAUTHBEARER) with `token`; return what was done."""
-    try:
-        if settings.auth == protocols.OAUTH2:
-            offered = capabilities.get("SASL", [])
-            mechanism = next((m for m in ("XOAUTH2", "OAUTHBEARER") if m in offered), None)
-            if mechanism is None:
-                raise Failure("auth_mechanism_unavailable", field="auth",
-                              reason="the server offers neither SASL XOAUTH2 nor OAUTHBEARER")
-            client.authenticate(mechanism, oauth.initial_response(mechanism, settings.username, token))
-            return f"AUTH {mechanism} as {settings.username}"
-        client.user(settings.username)
-        client.pass_(settings.password)
-        return f"USER/PASS as {settings.username}"
-    except poplib.error_proto as error:
-        reply = error.args[0].decode("utf-8", "replace") if isinstance(error.args[0], bytes) else str(error)
-        if "plaintext authentication disallowed" in reply.lower():
-            raise Failure("plaintext_refused", reply=reply, reason="the server refuses USER/PASS here") from None
-        blame = "username" if settings.auth == protocols.OAUTH2 else None
-        raise Failure("auth_failed", reply=reply, field=blame) from None
+    """The capabilities that matter for the test: STLS, USER, the SASL mechanisms."""
+    return network.summarize([name for name in ("STLS", "USER") if name in capabilities],
+                             capabilities.get("SASL", []))

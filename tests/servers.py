@@ -156,6 +156,8 @@ def flood(connection, stop):
 
 
 def speak_http(connection, stop):
-    """Answer like a web server."""
-    connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-    stop.wait()
+    """Behave like a web server giving up on a client that says nothing: after a moment, answer 408
+    Request Timeout (as Apache's RequestReadTimeout does) and hang up."""
+    if not stop.wait(0.3):
+        connection.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        connection.close()

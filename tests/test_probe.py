@@ -15,6 +15,7 @@ from probe.causes import Failure, describe, redact
 from servers import (
     SocketServer,
     close_mid_command,
+    converse,
     drip,
     echo_secrets,
     flood,
@@ -51,9 +52,15 @@ def oauth2(token_server, client_id=CLIENT_ID, client_secret=CLIENT_SECRET):
 
 
 def run(settings, ca_file=None, policy=TEST_POLICY):
-    """Run a test and check the promise every test makes: done within the deadline plus one second."""
+    """Run a test and check the promise every test makes: done within the deadline plus one second.
+
+    Done means the worker too: its slot must be free again by then, not only the answer given.
+    """
+    slots = threading.BoundedSemaphore(1)
     started = time.monotonic()
-    result = probe.run(settings, deadline=DEADLINE, ca_file=ca_file and str(ca_file), policy=policy)
+    result = probe.run(settings, deadline=DEADLINE, ca_file=ca_file and str(ca_file), policy=policy, slots=slots)
+    while not slots.acquire(timeout=0.05):
+        assert time.monotonic() - started <= DEADLINE + 1, "the worker still ran a second after the deadline"
     assert time.monotonic() - started <= DEADLINE + 1
     return result
 
@@ -431,3 +438,129 @@ def test_the_token_endpoint_must_pass_the_policy_too(token_server):
         "destination_not_allowed", "token_url", "token")
     assert result.cause.message.startswith("Mailkeep may not connect to 127.0.0.1:")
     assert len(token_server.requests) == asked_before  # the endpoint never heard of it
+
+
+# Hostile token endpoints: the token step is held to the same deadline, memory bound and watchdog.
+
+def _http(status_line, body=b"", content_type=b"application/json", pause=0.0):
+    """A handler that reads a request, waits `pause` seconds, and answers `status_line` with `body`."""
+    def handle(connection, stop):
+        connection.recv(65536)
+        if stop.wait(pause):
+            return
+        connection.sendall(b"HTTP/1.1 " + status_line + b"\r\nContent-Type: " + content_type +
+                           b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        stop.wait()
+    return handle
+
+
+def http_drip(connection, stop):
+    """Read a request, then answer one byte every 0.3 s, forever."""
+    connection.recv(65536)
+    while not stop.wait(0.3):
+        connection.send(b"H")
+
+
+def http_huge(connection, stop):
+    """Read a request, then announce 400 MB and send it."""
+    connection.recv(65536)
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400000000\r\n\r\n")
+    chunk = b" " * 65536
+    while not stop.is_set():
+        connection.sendall(chunk)
+
+
+@pytest.mark.parametrize(
+    ("handle", "code", "field", "words"),
+    [
+        (http_drip, "token_request_failed", "token_url", "did not answer in time"),
+        (http_huge, "token_request_failed", "token_url", "sent more than 65536 bytes"),
+        (_http(b"200 OK", b"[]"), "token_request_failed", "token_url", "not a JSON object with an access_token"),
+        (_http(b"200 OK", b'{"access_token": 5}'), "token_request_failed", "token_url", "has no access_token"),
+        (_http(b"403 Forbidden", b"<h1>Go away</h1>", b"text/html"), "token_request_failed", "token_url",
+         "HTTP 403 from the endpoint"),
+        (_http(b"401 Unauthorized", b'{"error": "invalid_client", "error_description": "no such client"}'),
+         "token_request_failed", "client_secret", "(invalid_client)"),
+    ],
+    ids=["drips", "sends 400 MB", "answers a list", "token is a number", "HTML error page", "invalid_client"],
+)
+def test_hostile_token_endpoints(handle, code, field, words):
+    with SocketServer(handle) as server:
+        settings = probe.Settings("IMAP", "127.0.0.1", 993, "ssl_tls", MAILBOX_USER, auth=protocols.OAUTH2,
+                                  client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                                  token_url=f"http://127.0.0.1:{server.port}/token")
+        result = run(settings)
+    assert (result.cause.code, result.cause.field, result.failed_step.name) == (code, field, "token")
+    assert words in result.cause.message
+    assert CLIENT_SECRET not in str(result.as_dict())
+
+
+# Server answers that are not a refusal must not be reported as one.
+
+@pytest.mark.parametrize(
+    ("answer", "code", "step", "words"),
+    [
+        (lambda tag, command: tag + b" NO [PRIVACYREQUIRED] Use TLS\r\n" if command.startswith(b"LOGIN") else None,
+         "plaintext_refused", "authenticate", "PRIVACYREQUIRED"),
+        (lambda tag, command: tag + b" BAD Unknown command\r\n" if command.startswith(b"LOGIN") else None,
+         "protocol_error", "authenticate", "refused the login command as malformed"),
+        (lambda tag, command: b"* OK " + b"x" * 1_100_000 + b"\r\n" if command.startswith(b"LOGIN") else None,
+         "protocol_error", "authenticate", "more than 1000000 bytes"),
+        (lambda tag, command: None, "protocol_error", "authenticate", "EOF"),
+    ],
+    ids=["NO [PRIVACYREQUIRED]", "BAD", "a line over 1 MB", "hangs up"],
+)
+def test_only_a_no_to_login_is_a_wrong_password(certificates, answer, code, step, words):
+    ca_file, cert, key = certificates
+    with SocketServer(lambda connection, stop: converse(connection, b"AUTH=PLAIN", answer), tls=(cert, key)) as server:
+        result = run(probe.Settings("IMAP", "127.0.0.1", server.port, "ssl_tls", MAILBOX_USER, CANARY), ca_file)
+    assert (result.cause.code, result.failed_step.name) == (code, step)
+    assert words in result.cause.message
+    assert result.steps[[s.name for s in result.steps].index("authenticate")].details == f"LOGIN as {MAILBOX_USER}"
+
+
+def test_a_starttls_that_is_offered_then_refused_sends_no_password():
+    with SocketServer(lambda connection, stop: converse(connection, b"STARTTLS AUTH=PLAIN")) as server:
+        result = run(probe.Settings("IMAP", "127.0.0.1", server.port, "starttls", MAILBOX_USER, CANARY))
+    assert (result.cause.code, result.failed_step.name) == ("starttls_unavailable", "starttls")
+
+
+def pop3_server(answers):
+    """A POP3 handler: greet, answer CAPA, then each command with `answers` (bytes, or None to hang up)."""
+    def handle(connection, stop):
+        connection.sendall(b"+OK purpose-built POP3 ready\r\n")
+        for line in connection.makefile("rb"):
+            command = line.split(b" ")[0].upper().strip()
+            if command == b"CAPA":
+                connection.sendall(b"+OK\r\nUSER\r\nSASL PLAIN\r\n.\r\n")
+                continue
+            answer = answers.get(command, b"-ERR unknown\r\n")
+            if answer is None:
+                connection.close()
+                return
+            connection.sendall(answer)
+    return handle
+
+
+@pytest.mark.parametrize(
+    ("answers", "code", "words"),
+    [
+        ({b"USER": b"+OK\r\n", b"PASS": b"-ERR [AUTH] Authentication failed.\r\n"}, "auth_failed", ""),
+        ({b"USER": b"+OK\r\n", b"PASS": None}, "protocol_error", "the server closed the connection"),
+        ({b"USER": b"+OK " + b"x" * 4000 + b"\r\n"}, "protocol_error", "line too long"),
+    ],
+    ids=["-ERR to PASS", "hangs up at PASS", "a line too long"],
+)
+def test_pop3_refusals_and_breakdowns(certificates, answers, code, words):
+    ca_file, cert, key = certificates
+    with SocketServer(pop3_server(answers), tls=(cert, key)) as server:
+        result = run(probe.Settings("POP3", "127.0.0.1", server.port, "ssl_tls", MAILBOX_USER, CANARY), ca_file)
+    assert (result.cause.code, result.failed_step.name) == (code, "authenticate")
+    assert words in result.cause.message
+
+
+def test_secrets_echoed_quoted_or_escaped_are_redacted_too():
+    secret = 'quo"te-secret\\2'
+    echoed = f'you said "{secret.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}" and {secret!r}'
+    assert secret.replace("\\", "") not in redact(echoed, (secret,)).replace("\\", "")
+    assert redact("Token endpoint", ("p",)) == "Token end••••••oint"  # server text only: callers never pass ours
