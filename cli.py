@@ -13,6 +13,7 @@ from flask.cli import AppGroup
 from werkzeug.datastructures import MultiDict
 
 import audit
+import config
 import encryption
 import probe
 import protocols
@@ -99,6 +100,31 @@ def test_credential(credential_id):
             click.echo(f"The server said: {result.cause.server_reply}", err=True)
         sys.exit(1)
     click.echo(f"\n{result.summary}")
+
+
+@keys_cli.command("rotate")
+@click.option("--dry-run", is_flag=True, help="Count what would change, change nothing.")
+def rotate_keys(dry_run):
+    """Re-encrypt every stored secret with the first configured key.
+
+    Put the new key first and the old one after it in MAILKEEP_ENCRYPTION_KEYS
+    (or instance/encryption_keys), run this, then drop the old key. It all
+    happens in one transaction: interrupted, nothing changes and every secret
+    stays readable with the old key.
+    """
+    ring = keyring()
+    with db.atomic() as transaction:
+        counts = [credential.reencrypt(ring) for credential in Credential.select()]
+        done, unreadable = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        config.record_key(ring)
+        audit.record("key_rotation", outcome="ok" if not unreadable else "failed",
+                     details=f"{done} secrets re-encrypted, {unreadable} unreadable{' (dry run)' if dry_run else ''}")
+        if dry_run:
+            transaction.rollback()
+    click.echo(f"{'Would re-encrypt' if dry_run else 'Re-encrypted'} {done} secrets with key {ring.active_fingerprint}.")
+    if unreadable:
+        click.echo(f"{unreadable} secrets cannot be read with any configured key; set them again.", err=True)
+        sys.exit(1)
 
 
 @keys_cli.command("generate")

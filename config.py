@@ -32,6 +32,8 @@ DEFAULTS = {
     "SESSION_IDLE_MINUTES": 30,
     # Set when Mailkeep is served over HTTPS, so the session cookie is sent over HTTPS only.
     "HTTPS": False,
+    # Set to allow credentials without TLS ("None (insecure)"): the password then crosses the network readable.
+    "ALLOW_INSECURE": False,
     # Extra PEM file of CA certificates trusted besides the system store.
     "CA_FILE": None,
     "PAGE_SIZE": 20,
@@ -76,14 +78,16 @@ def load(app, test_config=None):
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=app.config["SESSION_IDLE_MINUTES"]),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=app.config["HTTPS"] in (True, 1, "1", "true"),
+        SESSION_COOKIE_SECURE=_flag(app.config["HTTPS"]),
         # A CSRF token lives as long as the session, so a form left open still saves while signed in.
         WTF_CSRF_TIME_LIMIT=None,
     )
     if app.config["CA_FILE"] and not os.access(app.config["CA_FILE"], os.R_OK):
         raise ConfigurationError(f"MAILKEEP_CA_FILE: cannot read {app.config['CA_FILE']}")
     try:
-        app.extensions["mailkeep.policy"] = probe.Policy.parse(app.config["ALLOWED_PORTS"], app.config["ALLOWED_NETWORKS"])
+        app.extensions["mailkeep.policy"] = probe.Policy.parse(
+            app.config["ALLOWED_PORTS"], app.config["ALLOWED_NETWORKS"], plaintext=_flag(app.config["ALLOW_INSECURE"])
+        )
     except PolicyError as error:
         raise ConfigurationError(f"MAILKEEP_ALLOWED_PORTS or MAILKEEP_ALLOWED_NETWORKS: {error}") from None
     try:
@@ -102,13 +106,23 @@ def check_key(keyring):
     with models.db.connection_context():
         stored = models.Setting.get_or_none(models.Setting.name == KEY_FINGERPRINT_SETTING)
         if stored is None:
-            models.Setting.create(name=KEY_FINGERPRINT_SETTING, value=keyring.active_fingerprint)
+            record_key(keyring)
         elif stored.value not in keyring.fingerprints:
             raise ConfigurationError(
                 f"the database's secrets are encrypted with the key {stored.value}, which is not among the "
                 "configured encryption keys (MAILKEEP_ENCRYPTION_KEYS or instance/encryption_keys). Restore that "
                 "key from your backup; every instance sharing this database needs it."
             )
+
+
+def _flag(value):
+    """A yes/no setting: true for True, 1, "1", "true", "yes" (environment variables arrive as text or JSON)."""
+    return value is True or str(value).strip().lower() in ("1", "true", "yes")
+
+
+def record_key(keyring):
+    """Remember the active key's fingerprint in the database (after the first start, and after rotation)."""
+    models.Setting.replace(name=KEY_FINGERPRINT_SETTING, value=keyring.active_fingerprint).execute()
 
 
 def _positive(app, name, kind, description):

@@ -90,6 +90,10 @@ class KeyRing:
         body = base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
         return f"{TOKEN_VERSION}${self.active_fingerprint}${body}"
 
+    def is_current(self, token):
+        """True when `token` was made with the active (first) key, so rotating would not change it."""
+        return token.split("$")[1:2] == [self.active_fingerprint]
+
     def decrypt(self, token, context):
         """Return the text sealed in `token` for `context`.
 

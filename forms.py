@@ -4,6 +4,7 @@ import ipaddress
 import re
 
 from email_validator import EmailNotValidError, validate_email
+from flask import current_app
 from flask_wtf import FlaskForm
 from playhouse.shortcuts import model_to_dict
 from werkzeug.datastructures import MultiDict
@@ -115,18 +116,14 @@ class ConnectionForm(ModelForm):
     a Token endpoint.
     """
 
-    protocol = SelectField("Protocol", choices=[SelectChoice(name) for name in protocols.PROTOCOLS])
+    protocol = SelectField("Protocol", choices=[SelectChoice(name) for name in protocols.PROTOCOLS], default=protocols.IMAP)
     host = StringField("Host", [DataRequired(), Length(max=253), host_name], filters=[strip, lower])
     port = IntegerField(
         "Port",
         [InputRequired("Enter a port number."), NumberRange(1, 65535, "Enter a port from 1 to 65535.")],
         default=protocols.default_port(protocols.IMAP, protocols.IMPLICIT_TLS),
     )
-    security = SelectField(
-        "Security",
-        choices=[SelectChoice(value, label) for value, label in protocols.SECURITY_LABELS.items()],
-        default=protocols.IMPLICIT_TLS,
-    )
+    security = SelectField("Security", default=protocols.IMPLICIT_TLS)
     username = StringField(
         "Username", [DataRequired(), Length(max=320), no_control_characters, username_rule], filters=[strip]
     )
@@ -147,6 +144,14 @@ class ConnectionForm(ModelForm):
     CONNECTION_FIELDS = (
         "protocol", "host", "port", "security", "username", "folder", "auth", "client_id", "token_url", "scope",
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Connections without TLS are a choice only where an administrator allowed them.
+        allowed = [protocols.IMPLICIT_TLS, protocols.STARTTLS]
+        if current_app.extensions["mailkeep.policy"].plaintext:
+            allowed.append(protocols.PLAINTEXT)
+        self.security.choices = [SelectChoice(value, protocols.SECURITY_LABELS[value]) for value in allowed]
 
     @property
     def oauth2(self):

@@ -29,6 +29,7 @@ from playhouse import db_url
 from werkzeug.security import check_password_hash, generate_password_hash
 
 import protocols
+from encryption import UndecryptableSecret
 
 db = DatabaseProxy()
 
@@ -278,6 +279,35 @@ class Credential(BaseModel):
         """
         ciphertext = getattr(self, f"{name}_ciphertext")
         return "" if ciphertext is None else keyring.decrypt(ciphertext, self._secret_context(name))
+
+    def unreadable_secrets(self, keyring):
+        """The names of stored secrets `keyring` cannot decrypt (another key, altered, or copied from
+        another row); the secrets themselves are not kept."""
+        unreadable = []
+        for name in self.stored_secrets:
+            try:
+                self.secret(keyring, name)
+            except UndecryptableSecret:
+                unreadable.append(name)
+        return unreadable
+
+    def reencrypt(self, keyring):
+        """Re-encrypt the stored secrets that the active key did not make; return (re-encrypted, unreadable)
+        counts. Saves only the ciphertext columns (not ``updated_at``: nothing a user set changed)."""
+        done = unreadable = 0
+        for name in self.stored_secrets:
+            column = f"{name}_ciphertext"
+            if keyring.is_current(getattr(self, column)):
+                continue
+            try:
+                self.set_secret(keyring, name, self.secret(keyring, name))
+            except UndecryptableSecret:
+                unreadable += 1
+                continue
+            Credential.update({getattr(Credential, column): getattr(self, column)}).where(
+                Credential.id == self.id).execute()
+            done += 1
+        return done, unreadable
 
     @property
     def login_secret(self):

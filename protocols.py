@@ -12,7 +12,9 @@ PROTOCOLS = (IMAP, POP3)
 
 IMPLICIT_TLS = "ssl_tls"
 STARTTLS = "starttls"
-SECURITY_LABELS = {IMPLICIT_TLS: "SSL/TLS", STARTTLS: "STARTTLS"}
+# No TLS at all: the password crosses the network readable. Offered only with MAILKEEP_ALLOW_INSECURE=1.
+PLAINTEXT = "none"
+SECURITY_LABELS = {IMPLICIT_TLS: "SSL/TLS", STARTTLS: "STARTTLS", PLAINTEXT: "None (insecure)"}
 
 # IANA service ports: imaps 993 and pop3s 995 (RFC 8314 section 7.2), imap 143 and pop3 110.
 DEFAULT_PORTS = {
@@ -20,6 +22,8 @@ DEFAULT_PORTS = {
     (IMAP, STARTTLS): 143,
     (POP3, IMPLICIT_TLS): 995,
     (POP3, STARTTLS): 110,
+    (IMAP, PLAINTEXT): 143,
+    (POP3, PLAINTEXT): 110,
 }
 
 PASSWORD = "password"

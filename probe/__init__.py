@@ -173,6 +173,7 @@ class _Attempt:
                 self.token = oauth.fetch_token(self)
                 step.details = f"client-credentials grant at {settings.token_url}: access token received"
         with self.step("resolve") as step:
+            self.policy.check_security(settings.security)
             self.policy.check_port(settings.port)  # before even asking DNS
             addresses = network.resolve(settings.host, settings.port)
             step.details = ", ".join(sockaddr[0] for _, sockaddr in addresses)

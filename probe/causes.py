@@ -70,7 +70,7 @@ CATALOGUE = {
     ),
     "plaintext_refused": (
         "security",
-        "The server refuses passwords on this unencrypted connection{reason}.",
+        "The password would cross the network unencrypted, and is not sent{reason}.",
         "Choose SSL/TLS or STARTTLS so the password travels encrypted.",
     ),
     "auth_failed": (
@@ -172,7 +172,8 @@ def security_mismatch_hint(settings):
 
     E.g. SSL/TLS on 143: "Port 143 normally uses STARTTLS: choose STARTTLS, or use port 993 with SSL/TLS."
     """
-    for security, label in protocols.SECURITY_LABELS.items():
+    for security in (protocols.IMPLICIT_TLS, protocols.STARTTLS):  # never suggest going without TLS
+        label = protocols.SECURITY_LABELS[security]
         if security != settings.security and protocols.DEFAULT_PORTS.get((settings.protocol, security)) == settings.port:
             own_port = protocols.default_port(settings.protocol, settings.security)
             own_label = protocols.SECURITY_LABELS[settings.security]

@@ -11,6 +11,8 @@ DNS answer that changes between check and dial cannot slip through.
 import ipaddress
 from dataclasses import dataclass
 
+import protocols
+
 from .causes import Failure
 
 MAIL_PORTS = frozenset({993, 995, 143, 110})
@@ -29,13 +31,15 @@ class PolicyError(ValueError):
 @dataclass(frozen=True)
 class Policy:
     """Allowed destination `ports` (a frozenset of ints) and `networks` (ip_network objects) that may be
-    reached although they are loopback or private. Public addresses are always allowed."""
+    reached although they are loopback or private; public addresses are always allowed. `plaintext`
+    says whether a connection without TLS may be made at all."""
 
     ports: frozenset = MAIL_PORTS
     networks: tuple = ()
+    plaintext: bool = False
 
     @classmethod
-    def parse(cls, ports, networks):
+    def parse(cls, ports, networks, plaintext=False):
         """A Policy from configuration text: ports like ``"993,995,2000-2100"``, networks like
         ``"127.0.0.0/8, 10.1.0.0/16"``. Raises PolicyError naming the item it cannot read."""
         allowed = set()
@@ -52,7 +56,7 @@ class Policy:
             listed = tuple(ipaddress.ip_network(item.strip()) for item in str(networks).split(",") if item.strip())
         except ValueError as error:
             raise PolicyError(str(error)) from None
-        return cls(frozenset(allowed), listed)
+        return cls(frozenset(allowed), listed, plaintext)
 
     def port_problem(self, port):
         """Why `port` may not be dialled, or None."""
@@ -70,6 +74,12 @@ class Policy:
         if any(ip in network for network in self.networks) or ip.is_global:
             return None
         return f"{ip} is a private or loopback address"
+
+    def check_security(self, security):
+        """Raise Failure ``plaintext_refused`` for a connection without TLS unless plaintext is allowed."""
+        if security == protocols.PLAINTEXT and not self.plaintext:
+            raise Failure("plaintext_refused", field="security",
+                          reason="Mailkeep is not set up to allow connections without TLS (MAILKEEP_ALLOW_INSECURE)")
 
     def check_port(self, port):
         """Raise Failure ``destination_not_allowed``, blaming the port, unless `port` may be dialled."""

@@ -11,6 +11,7 @@ import access
 import encryption
 import models
 from app import create_app
+from clients import signed_in
 from components import CHROMIUM, DOVECOT, require_executable
 from dovecot import Dovecot, MailUser, write_certificates
 from testdata import (
@@ -75,14 +76,6 @@ def app(request, app_config):
             models.User.add(role, USER_PASSWORD, role)
     yield application
     models.db.close()
-
-
-def signed_in(app, username):
-    """A test client with a session of `username`."""
-    client = app.test_client()
-    response = client.post("/login", data={"username": username, "password": USER_PASSWORD})
-    assert response.status_code == 303, response.get_data(as_text=True)
-    return client
 
 
 @pytest.fixture

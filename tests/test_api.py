@@ -1,8 +1,13 @@
 """The JSON API: POST /api/v1/connection-tests with settings or a saved credential's id."""
 
+import json
+import re
 import threading
 
+import jsonschema
+
 import models
+import openapi
 from models import Credential, Group
 from testdata import CANARY, MAILBOX_USER
 
@@ -70,3 +75,100 @@ def test_too_many_tests_at_once_get_429_with_a_retry_time(app, api):
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "5"
     assert response.get_json()["error"] == "Too many connection tests are running; try again in a few seconds."
+
+
+# Credentials, aliases and groups over the API, each answer checked against the OpenAPI document.
+
+def matches_spec(response, path, method):
+    """Assert the response's status is documented for the operation and its JSON fits the schema."""
+    document = openapi.document()
+    operation = document["paths"][path][method.lower()]
+    documented = operation["responses"][str(response.status_code)]
+    content = documented.get("content")
+    if content:
+        schema = {**content["application/json"]["schema"], "components": document["components"]}
+        jsonschema.validate(response.get_json(), schema)
+    return response
+
+
+def test_every_api_route_is_documented_and_every_documented_operation_exists(app):
+    routes = {(re.sub(r"<int:(\w+)>", r"{\1}", rule.rule.removeprefix("/api/v1")), method.lower())
+              for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/")
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    documented = {(path, method) for path, item in openapi.document()["paths"].items()
+                  for method in item if method != "parameters"}
+    assert routes == documented
+    served = app.test_client().get("/api/v1/openapi.json").get_json()
+    assert served["openapi"] == "3.1.0" and served == json.loads(json.dumps(openapi.document()))
+
+
+def test_a_credential_is_added_kept_changed_and_deleted(api):
+    body = {"name": "Support", "description": "Helpdesk", "host": "imap.example.com", "port": 993,
+            "security": "ssl_tls", "username": "help@example.com", "password": CANARY,
+            "custom_data": [{"key": "queue", "value": "L1"}]}
+    created = matches_spec(api.post("/api/v1/credentials", json=body), "/credentials", "POST")
+    assert created.status_code == 201
+    credential = created.get_json()
+    assert created.headers["Location"] == f"/api/v1/credentials/{credential['id']}"
+    assert credential["password_set"] is True and credential["client_secret_set"] is False
+    assert "password" not in credential and credential["custom_data"] == [{"key": "queue", "value": "L1"}]
+    path = f"/api/v1/credentials/{credential['id']}"
+    matches_spec(api.get(path), "/credentials/{credential_id}", "GET")
+    listed = matches_spec(api.get("/api/v1/credentials?q=helpdesk"), "/credentials", "GET").get_json()
+    assert [item["id"] for item in listed["items"]] == [credential["id"]] and listed["total"] == 1
+    changed = matches_spec(api.patch(path, json={"description": "Changed"}), "/credentials/{credential_id}", "PATCH")
+    assert changed.get_json()["description"] == "Changed" and changed.get_json()["password_set"] is True
+    moved = matches_spec(api.patch(path, json={"host": "elsewhere.example.com"}), "/credentials/{credential_id}", "PATCH")
+    assert moved.status_code == 422
+    assert moved.get_json()["errors"]["password"] == ["The server or login changed: type the password again for it."]
+    assert api.patch(path, json={"host": "elsewhere.example.com", "password": "new"}).status_code == 200
+    invalid = matches_spec(api.post("/api/v1/credentials", json={"name": "x"}), "/credentials", "POST")
+    assert invalid.status_code == 422 and "host" in invalid.get_json()["errors"]
+    assert matches_spec(api.delete(path), "/credentials/{credential_id}", "DELETE").status_code == 204
+    assert matches_spec(api.get(path), "/credentials/{credential_id}", "GET").status_code == 404
+
+
+def test_a_credential_in_use_is_not_deleted_and_the_answer_names_its_aliases(api):
+    credential = api.post("/api/v1/credentials", json={
+        "name": "Support", "description": "x", "host": "imap.example.com", "port": 993, "security": "ssl_tls",
+        "username": "help@example.com", "password": "pw"}).get_json()
+    alias = matches_spec(api.post("/api/v1/aliases", json={"address": "help@example.com",
+                                                           "credential_id": credential["id"], "client": "ACME"}),
+                         "/aliases", "POST").get_json()
+    refused = matches_spec(api.delete(f"/api/v1/credentials/{credential['id']}"), "/credentials/{credential_id}", "DELETE")
+    assert refused.status_code == 409
+    assert refused.get_json()["aliases"] == [{"id": alias["id"], "address": "help@example.com"}]
+    renamed = api.patch(f"/api/v1/aliases/{alias['id']}", json={"client": "Globex"})
+    assert matches_spec(renamed, "/aliases/{alias_id}", "PATCH").get_json()["client"] == "Globex"
+    assert matches_spec(api.get("/api/v1/aliases"), "/aliases", "GET").get_json()["total"] == 1
+    assert api.delete(f"/api/v1/aliases/{alias['id']}").status_code == 204
+    assert api.delete(f"/api/v1/credentials/{credential['id']}").status_code == 204
+
+
+def test_groups_over_the_api(api):
+    group = matches_spec(api.post("/api/v1/groups", json={"name": "Customers"}), "/groups", "POST").get_json()
+    assert group["credential_count"] == 0 and group["is_default"] is False
+    duplicate = api.post("/api/v1/groups", json={"name": "customers"})
+    assert duplicate.status_code == 422 and duplicate.get_json()["errors"]["name"]
+    api.post("/api/v1/credentials", json={"name": "C", "description": "x", "host": "imap.example.com", "port": 993,
+                                          "security": "ssl_tls", "username": "c@example.com", "password": "pw",
+                                          "group_id": group["id"]})
+    held = matches_spec(api.delete(f"/api/v1/groups/{group['id']}"), "/groups/{group_id}", "DELETE")
+    assert held.status_code == 409 and held.get_json()["credential_count"] == 1
+    default = next(g for g in api.get("/api/v1/groups").get_json()["items"] if g["is_default"])
+    assert api.delete(f"/api/v1/groups/{default['id']}").status_code == 409
+    renamed = api.patch(f"/api/v1/groups/{group['id']}", json={"name": "Clients"})
+    assert matches_spec(renamed, "/groups/{group_id}", "PATCH").get_json()["name"] == "Clients"
+
+
+def test_odd_ids_are_not_found_rather_than_errors(api):
+    for credential_id in (2**70, True, "1", None):
+        response = api.post(URL, json={"credential_id": credential_id})
+        assert response.status_code == 404, credential_id
+
+
+def test_the_api_acts_as_the_token_user(api):
+    api.post("/api/v1/groups", json={"name": "Customers"})
+    with models.db.connection_context():
+        event = models.AuditEvent.get(models.AuditEvent.action == "create")
+    assert (event.actor, event.entry_name) == ("admin", "Customers")

@@ -2,7 +2,7 @@
 
 import encryption
 import models
-from models import Credential
+from models import AuditEvent, Credential, User
 from testdata import CANARY, MAILBOX_USER
 
 
@@ -49,3 +49,21 @@ def test_test_exits_0_when_the_credential_works_and_1_when_not(app, dovecot):
 def test_keys_generate_prints_a_usable_key(app):
     key = app.test_cli_runner().invoke(args=["keys", "generate"]).output.strip()
     assert len(encryption.parse_keys(key)) == 1
+
+
+def test_users_are_created_given_roles_and_disabled_from_the_command_line(app):
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["users", "create", "dora", "--role", "editor", "--password-stdin"],
+                            input="a long enough password\n")
+    assert created.exit_code == 0 and "Created dora (editor)." in created.output
+    short = runner.invoke(args=["users", "create", "eve", "--password-stdin"], input="short\n")
+    assert short.exit_code == 2 and "at least 12 characters" in short.output
+    assert runner.invoke(args=["users", "create", "DORA", "--password-stdin"], input="x" * 20 + "\n").exit_code == 2
+    assert runner.invoke(args=["users", "set-role", "dora", "admin"]).exit_code == 0
+    assert runner.invoke(args=["users", "disable", "dora"]).exit_code == 0
+    with models.db.connection_context():
+        dora = User.get(User.username == "dora")
+        assert (dora.role, dora.active) == ("admin", False)
+        actions = [event.action for event in AuditEvent.select().where(AuditEvent.actor == "(command line)")]
+    assert actions == ["user_create", "role_change", "user_disable"]
+    assert runner.invoke(args=["users", "disable", "nobody"]).exit_code == 2

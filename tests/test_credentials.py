@@ -1,6 +1,7 @@
 """The credentials pages: list and filters, add and edit with per-field errors, the password step,
 Test connection (against the real Dovecot), and deletion refused while aliases use a credential."""
 
+import dataclasses
 import re
 import threading
 from html import unescape
@@ -8,6 +9,7 @@ from html import unescape
 import pytest
 
 import models
+from clients import signed_in
 from models import Alias, Credential, Group
 from testdata import CANARY, CLIENT_SECRET, MAILBOX_USER
 
@@ -415,3 +417,17 @@ def test_too_many_tests_at_once_are_turned_away(app, client):
     busy = client.post("/credentials/test", data=form_values(), headers=HTMX)
     assert busy.status_code == 429 and "Too many connection tests are running" in busy.get_data(as_text=True)
     assert client.post("/credentials/test", data=form_values()).status_code == 429
+
+
+def test_no_tls_is_not_a_choice_unless_allowed(client):
+    assert "None (insecure)" not in client.get("/credentials/new").get_data(as_text=True)
+    response = add(client, security="none", port="143")
+    assert response.status_code == 422 and field_error(response.get_data(as_text=True), "security") == "Not a valid choice."
+
+
+def test_no_tls_where_allowed_is_marked_in_red(app_config, app):
+    app.extensions["mailkeep.policy"] = dataclasses.replace(app.extensions["mailkeep.policy"], plaintext=True)
+    client = signed_in(app, "editor")
+    assert "None (insecure)" in client.get("/credentials/new").get_data(as_text=True)
+    assert add(client, security="none", port="143").status_code == 303
+    assert '<small class="summary insecure">None (insecure)</small>' in client.get("/credentials/").get_data(as_text=True)

@@ -1,6 +1,7 @@
 """The connection test against a real Dovecot, a real OAuth2 token endpoint, and purpose-built servers."""
 
 import contextlib
+import dataclasses
 import socket
 import threading
 import time
@@ -564,3 +565,31 @@ def test_secrets_echoed_quoted_or_escaped_are_redacted_too():
     echoed = f'you said "{secret.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}" and {secret!r}'
     assert secret.replace("\\", "") not in redact(echoed, (secret,)).replace("\\", "")
     assert redact("Token endpoint", ("p",)) == "Token end••••••oint"  # server text only: callers never pass ours
+
+
+# Without TLS: only where allowed, and a server that refuses passwords in the clear is named for it.
+
+PLAINTEXT_POLICY = dataclasses.replace(TEST_POLICY, plaintext=True)
+
+
+def test_plaintext_is_refused_unless_allowed(monkeypatch):
+    dialled = []
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address: dialled.append(address))
+    result = run(probe.Settings("IMAP", "127.0.0.1", 143, "none", MAILBOX_USER, CANARY))
+    assert (result.cause.code, result.cause.field, result.failed_step.name) == ("plaintext_refused", "security", "resolve")
+    assert "MAILKEEP_ALLOW_INSECURE" in result.cause.message and dialled == []
+
+
+@pytest.mark.parametrize("protocol", ["IMAP", "POP3"])
+def test_plaintext_where_allowed(dovecot, dovecot_without_tls, protocol):
+    port = {"IMAP": dovecot.imap_port, "POP3": dovecot.pop3_port}[protocol]
+    # Dovecot trusts a client on its own address (127.0.0.1) enough to take a password without TLS...
+    ok = run(probe.Settings(protocol, "127.0.0.1", port, "none", MAILBOX_USER, CANARY), policy=PLAINTEXT_POLICY)
+    assert ok.ok, ok.cause
+    assert [step.name for step in ok.steps][:3] == ["resolve", "connect", "greeting"]
+    # ...and no other: from 127.0.0.1 to 127.0.0.2 it announces LOGINDISABLED and refuses USER/PASS.
+    server = dovecot_without_tls
+    port = {"IMAP": server.imap_port, "POP3": server.pop3_port}[protocol]
+    refused = run(probe.Settings(protocol, server.host, port, "none", MAILBOX_USER, CANARY), policy=PLAINTEXT_POLICY)
+    assert (refused.cause.code, refused.cause.field, refused.failed_step.name) == (
+        "plaintext_refused", "security", "authenticate")

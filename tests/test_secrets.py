@@ -7,7 +7,13 @@ walk a credential's whole life and check that the check itself can fail.
 import logging
 import sqlite3
 
+import pytest
+
+import encryption
 import models
+from app import create_app
+from config import ConfigurationError
+from encryption import KeyRing, UndecryptableSecret, parse_keys
 from models import Credential
 from testdata import CANARY, LogRecorder, canary_leaks
 
@@ -48,3 +54,64 @@ def test_the_log_check_sees_what_the_test_itself_logs():
     recorder = next(h for h in logging.getLogger().handlers if isinstance(h, LogRecorder))
     logging.getLogger("mailkeep.test").debug("a line logged during the call")
     assert recorder.lines[-1] == "a line logged during the call"
+
+
+# Keys: binding to row and field, tampering, rotation, deletion.
+
+def _credential(app, name="Support", password=CANARY):
+    with models.db.connection_context():
+        return Credential().store(
+            app.extensions["mailkeep.keyring"], {"password": password}, (), name=name, description="x",
+            group=models.Group.default(), protocol="IMAP", host="imap.example.com", port=993, security="ssl_tls",
+            username=f"{name.lower()}@example.com", folder="INBOX",
+        )
+
+
+def test_a_ciphertext_copied_to_another_row_does_not_decrypt_and_says_so(app, client):
+    first, second = _credential(app, "First"), _credential(app, "Second", "another-password")
+    with models.db.connection_context():
+        Credential.update(password_ciphertext=first.password_ciphertext).where(Credential.id == second.id).execute()
+    page = client.get(f"/credentials/{second.id}/edit").get_data(as_text=True)
+    assert "This secret cannot be read with the current keys; set it again." in page
+    assert "This secret cannot be read" not in client.get(f"/credentials/{first.id}/edit").get_data(as_text=True)
+    row = client.post(f"/credentials/{second.id}/test", headers=HTMX).get_data(as_text=True)
+    assert "This secret cannot be read with the current keys" in row
+
+
+def test_a_tampered_ciphertext_says_so_and_nothing_crashes(app, client):
+    credential = _credential(app)
+    token = credential.password_ciphertext
+    with models.db.connection_context():
+        Credential.update(password_ciphertext=token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")).execute()
+    assert "cannot be read with the current keys" in client.get(f"/credentials/{credential.id}/edit").get_data(as_text=True)
+
+
+def test_rotation_re_encrypts_everything_so_the_old_key_alone_reads_nothing(app_config, tmp_path):
+    old, new = app_config["ENCRYPTION_KEYS"], encryption.generate_key()
+    app = create_app(app_config)
+    for number in range(3):
+        _credential(app, f"C{number}", f"secret-{number}")
+    rotating = create_app({**app_config, "ENCRYPTION_KEYS": f"{new},{old}"})
+    dry = rotating.test_cli_runner().invoke(args=["keys", "rotate", "--dry-run"])
+    assert dry.exit_code == 0 and "Would re-encrypt 3 secrets" in dry.output
+    result = rotating.test_cli_runner().invoke(args=["keys", "rotate"])
+    assert result.exit_code == 0 and "Re-encrypted 3 secrets" in result.output
+    new_only, old_only = (KeyRing(parse_keys(key)) for key in (new, old))
+    with models.db.connection_context():
+        for number, credential in enumerate(Credential.select().order_by(Credential.id)):
+            assert credential.secret(new_only, "password") == f"secret-{number}"
+            with pytest.raises(UndecryptableSecret):
+                credential.secret(old_only, "password")
+        assert models.AuditEvent.get(models.AuditEvent.action == "key_rotation").details.startswith("3 secrets")
+    with pytest.raises(ConfigurationError, match="not among the configured encryption keys"):
+        create_app({**app_config, "ENCRYPTION_KEYS": old})
+    create_app({**app_config, "ENCRYPTION_KEYS": new})
+
+
+def test_a_deleted_secret_is_gone_from_the_database_file_and_its_wal(app, client, tmp_path):
+    credential = _credential(app)
+    ciphertext = credential.password_ciphertext.split("$")[2].encode()
+    files = lambda: b"".join(path.read_bytes() for path in tmp_path.glob("mailkeep.db*"))  # noqa: E731
+    assert ciphertext in files()
+    assert client.post(f"/credentials/{credential.id}/delete").status_code == 303
+    assert ciphertext not in files()

@@ -113,6 +113,7 @@ def _form_page(form, credential, test_result=None, status=None):
             credential=credential,
             test_result=test_result,
             default_ports=_default_ports(),
+            unreadable=credential.unreadable_secrets(keyring()) if credential else [],
         ),
         status,
     )

@@ -2,7 +2,7 @@
 
 import pytest
 
-from testdata import USER_PASSWORD
+from clients import sign_in
 
 
 @pytest.fixture
@@ -19,12 +19,3 @@ def page(page, live_server):
     page.set_default_timeout(10_000)
     sign_in(page, live_server, "admin")
     return page
-
-
-def sign_in(page, live_server, username):
-    """Sign `page` in through the sign-in form."""
-    page.goto(f"{live_server}/login")
-    page.get_by_label("Username", exact=True).fill(username)
-    page.get_by_label("Password", exact=True).fill(USER_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{live_server}/credentials/")

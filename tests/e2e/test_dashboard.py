@@ -4,7 +4,7 @@ import re
 
 from playwright.sync_api import expect
 
-from e2e.conftest import sign_in
+from clients import sign_in
 from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER
 
 

@@ -1,0 +1,21 @@
+"""Signing the test users ("viewer", "editor", "admin", password USER_PASSWORD) in: a Flask test client,
+or a browser page."""
+
+from testdata import USER_PASSWORD
+
+
+def signed_in(app, username):
+    """A Flask test client with a session of `username`."""
+    client = app.test_client()
+    response = client.post("/login", data={"username": username, "password": USER_PASSWORD})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    return client
+
+
+def sign_in(page, live_server, username):
+    """Sign a Playwright `page` in through the sign-in form."""
+    page.goto(f"{live_server}/login")
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(USER_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server}/credentials/")

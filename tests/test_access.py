@@ -1,0 +1,123 @@
+"""Who may do what: every route, every method, for an anonymous visitor and each role.
+
+The table below is written out by hand, not derived from the code, and must
+name every route the application has: a new route fails this test until
+someone decides who may use it.
+"""
+
+import re
+
+import pytest
+
+import models
+from clients import signed_in
+
+IDENTITIES = ("anonymous", "viewer", "editor", "admin")
+ROLE_ORDER = ("public",) + IDENTITIES[1:]
+
+# (rule, method): the least role that may use it.
+LEAST_ROLE = {
+    ("/setup", "GET"): "public", ("/setup", "POST"): "public",
+    ("/login", "GET"): "public", ("/login", "POST"): "public",
+    ("/logout", "POST"): "viewer",
+    ("/", "GET"): "viewer",
+    ("/credentials/", "GET"): "viewer",
+    ("/credentials/new", "GET"): "editor", ("/credentials/new", "POST"): "editor",
+    ("/credentials/<int:credential_id>/edit", "GET"): "editor",
+    ("/credentials/<int:credential_id>/edit", "POST"): "editor",
+    ("/credentials/custom-data", "POST"): "editor",
+    ("/credentials/autodetect", "GET"): "editor",
+    ("/credentials/<int:credential_id>/password", "GET"): "editor",
+    ("/credentials/<int:credential_id>/password", "POST"): "editor",
+    ("/credentials/<int:credential_id>/client-secret", "GET"): "editor",
+    ("/credentials/<int:credential_id>/client-secret", "POST"): "editor",
+    ("/credentials/test", "POST"): "editor",
+    ("/credentials/<int:credential_id>/test-form", "POST"): "editor",
+    ("/credentials/<int:credential_id>/test", "POST"): "editor",
+    ("/credentials/<int:credential_id>/delete", "GET"): "editor",
+    ("/credentials/<int:credential_id>/delete", "POST"): "editor",
+    ("/aliases/", "GET"): "viewer",
+    ("/aliases/new", "GET"): "editor", ("/aliases/new", "POST"): "editor",
+    ("/aliases/<int:alias_id>/edit", "GET"): "editor", ("/aliases/<int:alias_id>/edit", "POST"): "editor",
+    ("/aliases/<int:alias_id>/delete", "GET"): "editor", ("/aliases/<int:alias_id>/delete", "POST"): "editor",
+    ("/groups/", "GET"): "viewer", ("/groups/", "POST"): "editor",
+    ("/groups/<int:group_id>", "GET"): "editor",
+    ("/groups/<int:group_id>/edit", "GET"): "editor", ("/groups/<int:group_id>/edit", "POST"): "editor",
+    ("/groups/<int:group_id>/delete", "GET"): "editor", ("/groups/<int:group_id>/delete", "POST"): "editor",
+    ("/tokens/", "GET"): "viewer", ("/tokens/", "POST"): "viewer",
+    ("/tokens/<int:token_id>/revoke", "POST"): "viewer",
+    ("/users/", "GET"): "admin", ("/users/", "POST"): "admin",
+    ("/users/<int:user_id>/role", "POST"): "admin",
+    ("/users/<int:user_id>/active", "POST"): "admin", ("/users/<int:user_id>/inactive", "POST"): "admin",
+    ("/audit/", "GET"): "admin",
+    ("/api/v1/openapi.json", "GET"): "public",
+    ("/api/v1/credentials", "GET"): "viewer", ("/api/v1/credentials", "POST"): "editor",
+    ("/api/v1/credentials/<int:credential_id>", "GET"): "viewer",
+    ("/api/v1/credentials/<int:credential_id>", "PATCH"): "editor",
+    ("/api/v1/credentials/<int:credential_id>", "DELETE"): "editor",
+    ("/api/v1/aliases", "GET"): "viewer", ("/api/v1/aliases", "POST"): "editor",
+    ("/api/v1/aliases/<int:alias_id>", "GET"): "viewer",
+    ("/api/v1/aliases/<int:alias_id>", "PATCH"): "editor",
+    ("/api/v1/aliases/<int:alias_id>", "DELETE"): "editor",
+    ("/api/v1/groups", "GET"): "viewer", ("/api/v1/groups", "POST"): "editor",
+    ("/api/v1/groups/<int:group_id>", "GET"): "viewer",
+    ("/api/v1/groups/<int:group_id>", "PATCH"): "editor",
+    ("/api/v1/groups/<int:group_id>", "DELETE"): "editor",
+    ("/api/v1/connection-tests", "POST"): "editor",
+}
+
+
+def routes(app):
+    """Every (rule, method) of the application but static files."""
+    return {(rule.rule, method) for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+            for method in rule.methods - {"HEAD", "OPTIONS"}}
+
+
+def test_the_table_names_every_route(app):
+    assert routes(app) == set(LEAST_ROLE)
+
+
+@pytest.mark.parametrize(("rule", "method"), sorted(LEAST_ROLE), ids=lambda value: str(value))
+def test_every_route_lets_in_exactly_the_roles_it_should(app, rule, method):
+    least = LEAST_ROLE[(rule, method)]
+    url = re.sub(r"<int:\w+>", "999", rule)  # no such row: nothing is changed, the check still runs
+    api = rule.startswith("/api/")
+    for identity in IDENTITIES:
+        response = _client(app, identity, api).open(url, method=method, json={} if api else None,
+                                                     data=None if api else {"name": "x"})
+        allowed = ROLE_ORDER.index(identity if identity != "anonymous" else "public") >= ROLE_ORDER.index(least)
+        if allowed:
+            assert response.status_code not in (401, 403), (identity, response.status_code)
+            if not api and least != "public":
+                assert not _to_login(response), identity
+        elif identity == "anonymous":
+            assert response.status_code == 401 if api else _to_login(response), (identity, response.status_code)
+        else:
+            assert response.status_code == 403, (identity, response.status_code)
+
+
+def _to_login(response):
+    return response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+def _client(app, identity, api):
+    if identity == "anonymous":
+        return app.test_client()
+    if not api:
+        return signed_in(app, identity)
+    with models.db.connection_context():
+        _, token = models.ApiToken.issue(models.User.get(models.User.username == identity), "access test")
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client
+
+
+def test_an_htmx_request_without_a_session_is_sent_to_sign_in(app):
+    response = app.test_client().get("/credentials/", headers={"HX-Request": "true"})
+    assert response.headers["HX-Redirect"].startswith("/login")
+
+
+def test_an_htmx_request_beyond_the_role_says_why_in_the_message_area(app):
+    response = signed_in(app, "viewer").post("/credentials/test", headers={"HX-Request": "true"})
+    assert response.headers["HX-Retarget"] == "#messages"
+    assert "This needs the editor role; you are a viewer." in response.get_data(as_text=True)

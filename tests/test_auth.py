@@ -1,0 +1,140 @@
+"""Accounts: the first administrator, signing in and out, sessions, roles managed by admins, API tokens."""
+
+import re
+
+import access
+import models
+from clients import signed_in
+from models import ApiToken, AuditEvent, User
+from testdata import USER_PASSWORD
+
+
+def test_with_no_users_the_only_page_is_creating_the_first_administrator(app_config):
+    from app import create_app
+
+    app = create_app(app_config)
+    client = app.test_client()
+    for path in ("/", "/credentials/", "/login", "/users/"):
+        response = client.get(path)
+        assert response.status_code == 302 and response.headers["Location"] == "/setup", path
+    assert client.get("/api/v1/credentials").status_code == 503
+    weak = client.post("/setup", data={"username": "root", "password": "short", "confirm_password": "short"})
+    assert weak.status_code == 422 and "Use at least 12 characters." in weak.get_data(as_text=True)
+    created = client.post("/setup", data={"username": "root", "password": USER_PASSWORD,
+                                          "confirm_password": USER_PASSWORD})
+    assert created.status_code == 303
+    assert client.get("/users/").status_code == 200  # signed in as the new admin
+    assert client.get("/setup").status_code == 404  # and set-up is gone for good
+    with models.db.connection_context():
+        assert User.get().role == "admin"
+
+
+def test_a_failed_sign_in_says_only_invalid_username_or_password(app):
+    client = app.test_client()
+    for username, password in (("admin", "wrong password here"), ("nobody", USER_PASSWORD)):
+        response = client.post("/login", data={"username": username, "password": password})
+        assert response.status_code == 422
+        assert "Invalid username or password." in response.get_data(as_text=True)
+    with models.db.connection_context():
+        events = [(event.actor, event.outcome) for event in AuditEvent.select().where(AuditEvent.action == "login_failed")]
+    assert events == [("admin", "refused"), ("", "refused")]  # an unknown name is not logged: it may be a password
+
+
+def test_sign_in_starts_a_new_session_with_safe_cookie_flags(app):
+    client = app.test_client()
+    client.get("/login")
+    before = client.get_cookie("session").value
+    response = client.post("/login", data={"username": "viewer", "password": USER_PASSWORD})
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    assert client.get_cookie("session").value != before
+    assert response.headers["Location"] == "/credentials/"
+
+
+def test_the_session_cookie_is_secure_behind_https(app_config):
+    from app import create_app
+
+    app = create_app({**app_config, "HTTPS": "1"})
+    with models.db.connection_context():
+        User.add("someone", USER_PASSWORD, "viewer")
+    response = app.test_client().post("/login", data={"username": "someone", "password": USER_PASSWORD})
+    assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_next_goes_only_to_this_site(app):
+    client = app.test_client()
+    local = client.post("/login?next=/aliases/", data={"username": "viewer", "password": USER_PASSWORD})
+    assert local.headers["Location"] == "/aliases/"
+    client = app.test_client()
+    away = client.post("/login?next=//evil.example/", data={"username": "viewer", "password": USER_PASSWORD})
+    assert away.headers["Location"] == "/credentials/"
+
+
+def test_sign_ins_are_rate_limited(app):
+    app.config["LOGIN_RATE_LIMIT"] = "3 per minute"
+    access.limiter.reset()
+    client = app.test_client()
+    codes = [client.post("/login", data={"username": "admin", "password": "wrong"}).status_code for _ in range(4)]
+    assert codes == [422, 422, 422, 429]
+    limited = client.post("/login", data={"username": "admin", "password": "wrong"})
+    assert int(limited.headers["Retry-After"]) > 0
+
+
+def test_signing_out_ends_the_session(app):
+    client = signed_in(app, "viewer")
+    assert client.post("/logout").status_code == 303
+    assert client.get("/credentials/").headers["Location"].startswith("/login")
+
+
+def test_disabling_a_user_ends_their_sessions_and_their_tokens(app):
+    viewer = signed_in(app, "viewer")
+    with models.db.connection_context():
+        _, token = ApiToken.issue(User.get(User.username == "viewer"), "script")
+    api = app.test_client()
+    api.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    assert api.get("/api/v1/credentials").status_code == 200
+    admin = signed_in(app, "admin")
+    viewer_id = User.get(User.username == "viewer").id
+    assert admin.post(f"/users/{viewer_id}/inactive").status_code == 303
+    assert viewer.get("/credentials/").headers["Location"].startswith("/login")
+    assert api.get("/api/v1/credentials").status_code == 401
+    refused = app.test_client().post("/login", data={"username": "viewer", "password": USER_PASSWORD})
+    assert "Invalid username or password." in refused.get_data(as_text=True)
+
+
+def test_admins_add_users_and_change_roles_but_keep_one_admin(app):
+    admin = signed_in(app, "admin")
+    added = admin.post("/users/", data={"username": "carol", "password": USER_PASSWORD,
+                                        "confirm_password": USER_PASSWORD, "role": "editor"})
+    assert added.status_code == 303
+    with models.db.connection_context():
+        carol = User.get(User.username == "carol")
+        admin_id = User.get(User.username == "admin").id
+    row = admin.post(f"/users/{carol.id}/role", data={"role": "admin"}, headers={"HX-Request": "true"})
+    assert 'value="admin" selected' in row.get_data(as_text=True)
+    assert admin.post(f"/users/{admin_id}/inactive").status_code == 409  # not yourself
+    admin.post(f"/users/{carol.id}/role", data={"role": "viewer"})
+    last = admin.post(f"/users/{admin_id}/role", data={"role": "viewer"})
+    assert last.status_code == 409 and "the last active admin" in last.get_data(as_text=True)
+    with models.db.connection_context():
+        assert [e.details for e in AuditEvent.select().where(AuditEvent.action == "role_change")] == [
+            "editor to admin", "admin to viewer"]
+
+
+def test_a_token_is_shown_once_kept_hashed_and_revocable(app):
+    viewer = signed_in(app, "viewer")
+    page = viewer.post("/tokens/", data={"name": "helpdesk sync"}).get_data(as_text=True)
+    token = re.search(r'<code id="new-token">([^<]+)</code>', page).group(1)
+    assert token.startswith("mkp_")
+    assert token not in viewer.get("/tokens/").get_data(as_text=True)
+    with models.db.connection_context():
+        stored = ApiToken.get()
+    assert token not in stored.digest and len(stored.digest) == 64
+    api = app.test_client()
+    api.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    assert api.get("/api/v1/credentials").status_code == 200
+    assert api.post("/api/v1/groups", json={"name": "x"}).status_code == 403  # a viewer's token reads only
+    assert viewer.post(f"/tokens/{stored.id}/revoke").status_code == 303
+    assert api.get("/api/v1/credentials").status_code == 401
+    editor = signed_in(app, "editor")
+    assert editor.post(f"/tokens/{stored.id}/revoke").status_code == 404  # only your own
