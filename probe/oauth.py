@@ -179,7 +179,8 @@ class _GuardedBackend(httpcore2.SyncBackend):
         try:
             addresses = network.resolve(host, port)
         except Failure:
-            raise Failure("token_request_failed", field="token_url", reason=f"the host name {host} was not found")
+            raise Failure("token_request_failed", field="token_url",
+                          reason=f"the host name {host} was not found") from None
         for _, sockaddr in addresses:
             problem = self._attempt.policy.address_problem(sockaddr[0])
             if problem:
@@ -187,8 +188,8 @@ class _GuardedBackend(httpcore2.SyncBackend):
         try:
             sock, _ = network.connect(addresses, self._attempt.seconds_left)
         except Failure as failure:
-            raise Failure("token_request_failed", field="token_url",
-                          reason=f"{host}:{port} {'refused' if failure.code == 'connect_refused' else 'did not answer'}")
+            what = "refused the connection" if failure.code == "connect_refused" else "did not answer"
+            raise Failure("token_request_failed", field="token_url", reason=f"{host}:{port} {what}") from None
         self._attempt.watch(sock)
         return _GuardedStream(sock, self._attempt)
 

@@ -1,5 +1,5 @@
-"""Signing the test users ("viewer", "editor", "admin", password USER_PASSWORD) in: a Flask test client,
-or a browser page."""
+"""How tests act as users: the test users ("viewer", "editor", "admin", password USER_PASSWORD)
+signed in to a Flask test client or a browser page, and the browser's report of policy violations."""
 
 from testdata import USER_PASSWORD
 
@@ -19,3 +19,11 @@ def sign_in(page, live_server, username):
     page.get_by_label("Password", exact=True).fill(USER_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{live_server}/credentials/")
+
+
+# Reports every Content-Security-Policy violation of every document the page loads to the test.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.reportCspViolation(`${event.violatedDirective} blocked ${event.blockedURI || "inline code"}`);
+});
+"""

@@ -207,13 +207,3 @@ def browser_type_launch_args(browser_type_launch_args):
     """Debian's Chromium, never a downloaded browser (pytest-playwright's launch hook)."""
     require_executable(CHROMIUM, "chromium")
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_FLAGS}
-
-
-@pytest.fixture
-def console_errors(page):
-    """Console errors and uncaught exceptions of the page; a browser test asserts it stays empty."""
-    errors = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    return errors
-

@@ -2,7 +2,7 @@
 
 import pytest
 
-from clients import sign_in
+from clients import REPORT_CSP_VIOLATIONS, sign_in
 
 
 @pytest.fixture
@@ -14,8 +14,18 @@ def app_config(app_config):
 
 @pytest.fixture
 def page(page, live_server):
-    """A page signed in as the admin; every confirmation (hx-confirm) is accepted, as a user who means it would."""
+    """A page signed in as the admin; every confirmation (hx-confirm) is accepted, as a user who means it would.
+
+    When the test ends, the page must have logged no console error, thrown no
+    uncaught exception and met no Content-Security-Policy violation.
+    """
+    problems = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.expose_function("reportCspViolation", lambda violation: problems.append(violation))
+    page.add_init_script(REPORT_CSP_VIOLATIONS)
     page.on("dialog", lambda dialog: dialog.accept())
     page.set_default_timeout(10_000)
     sign_in(page, live_server, "admin")
-    return page
+    yield page
+    assert problems == [], "console errors or CSP violations"
