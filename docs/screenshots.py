@@ -13,6 +13,9 @@ import sys
 
 from playwright.sync_api import sync_playwright
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent.parent))
+from demo import ADMIN, ADMIN_PASSWORD  # noqa: E402
+
 DOCS = pathlib.Path(__file__).parent
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]
@@ -37,7 +40,11 @@ def shoot(base):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 720})
-        page.goto(f"{base}/credentials/")
+        page.goto(f"{base}/login")
+        page.get_by_label("Username", exact=True).fill(ADMIN)
+        page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{base}/credentials/")
         for row in page.locator("tbody tr").all():
             row.get_by_role("button", name="Test").click()
         page.locator("tbody .badge.untested").first.wait_for(state="detached")

@@ -55,7 +55,7 @@ def test_add_edit_and_delete_an_alias(client, credential):
 def test_invalid_aliases_are_refused_with_the_values_kept(client, credential, overrides, message):
     response = client.post("/aliases/new", data={**alias_values(credential), **overrides})
     html = response.get_data(as_text=True)
-    assert response.status_code == 422
+    assert response.status_code == 200
     assert message in html
     assert 'value="Helpdesk"' in html and 'value="ACME"' in html
     assert Alias.select().count() == 0
@@ -64,7 +64,7 @@ def test_invalid_aliases_are_refused_with_the_values_kept(client, credential, ov
 def test_addresses_are_unique_ignoring_case(client, credential):
     client.post("/aliases/new", data=alias_values(credential))
     response = client.post("/aliases/new", data=alias_values(credential, address="HELP@example.com"))
-    assert response.status_code == 422
+    assert response.status_code == 200
     assert "The alias help@example.com already exists." in response.get_data(as_text=True)
     alias = Alias.get()
     assert client.post(f"/aliases/{alias.id}/edit", data=alias_values(credential)).status_code == 303

@@ -115,3 +115,28 @@ def test_a_deleted_secret_is_gone_from_the_database_file_and_its_wal(app, client
     assert ciphertext in files()
     assert client.post(f"/credentials/{credential.id}/delete").status_code == 303
     assert ciphertext not in files()
+
+
+def test_an_interrupted_rotation_changes_nothing(app_config, monkeypatch):
+    old, new = app_config["ENCRYPTION_KEYS"], encryption.generate_key()
+    app = create_app(app_config)
+    for number in range(3):
+        _credential(app, f"C{number}", f"secret-{number}")
+    rotating = create_app({**app_config, "ENCRYPTION_KEYS": f"{new},{old}"})
+    calls = []
+
+    def fail_on_the_second(self, keyring):
+        calls.append(self.id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the power goes, Ctrl-C, a crash
+        return original(self, keyring)
+
+    original = Credential.reencrypt
+    monkeypatch.setattr(Credential, "reencrypt", fail_on_the_second)
+    result = rotating.test_cli_runner().invoke(args=["keys", "rotate"])
+    assert result.exit_code != 0
+    old_only = KeyRing(parse_keys(old))
+    with models.db.connection_context():
+        assert [c.secret(old_only, "password") for c in Credential.select().order_by(Credential.id)] == [
+            "secret-0", "secret-1", "secret-2"]
+    create_app({**app_config, "ENCRYPTION_KEYS": old})  # the database still trusts the old key

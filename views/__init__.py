@@ -5,10 +5,12 @@ Every swappable piece is a partial template (``_row.html``,
 request gets the full page around it, so the same URL works with and without
 JavaScript.
 
-Failed validation (422) and a refused change (409) keep their status on full
-pages, but an htmx request gets 200 with the error fragment: Chromium logs every
-4xx answer to a script's request as a console error, and the dashboard keeps a
-clean console.
+A form that fails validation comes back with 200 and its messages: the page is
+what the browser asked for, and Chromium logs every 4xx page or fragment load
+as a console error, which the dashboard keeps clean. A refused change is 409 on
+a full page but 200 for htmx, its explanation going to the message area. Only
+"try again later" (429) keeps its status everywhere; the JSON API uses real
+statuses throughout (422 for invalid input).
 """
 
 from flask import abort, flash, redirect, render_template, request, url_for

@@ -10,7 +10,7 @@ from forms import AliasForm
 from models import Alias
 from services import delete_entry, save_entry
 
-from . import UNPROCESSABLE, finish, respond
+from . import finish, respond
 
 bp = Blueprint("aliases", __name__, url_prefix="/aliases")
 
@@ -35,8 +35,7 @@ def edit(alias_id):
             form.address.errors.append("Another alias took this address meanwhile.")
         else:
             return finish(f"Saved {saved.address}.", ".index")
-    status = UNPROCESSABLE if form.errors else 200
-    return render_template("aliases/form.html", form=form, alias=alias), status
+    return render_template("aliases/form.html", form=form, alias=alias)
 
 
 @bp.route("/<int:alias_id>/delete", methods=["GET", "POST"])

@@ -10,7 +10,6 @@ from access import PUBLIC, limiter, requires
 from forms import AccountForm, LoginForm
 from models import User, db
 
-from . import UNPROCESSABLE
 
 bp = Blueprint("auth", __name__)
 
@@ -33,7 +32,7 @@ def setup():
             audit.record("user_create", user, actor=user.username, details="the first administrator, at set-up")
         _start_session(user)
         return redirect(url_for("credentials.index"), 303)
-    return render_template("auth/setup.html", form=form), UNPROCESSABLE if form.errors else 200
+    return render_template("auth/setup.html", form=form)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -53,8 +52,7 @@ def login():
             # Only a known username is logged: an unknown one may be a password typed in the wrong box.
             audit.record("login_failed", user, outcome="refused", actor=user.username if user else "")
         form.form_errors.append(INVALID)
-    status = UNPROCESSABLE if form.errors or form.form_errors else 200
-    return render_template("auth/login.html", form=form), status
+    return render_template("auth/login.html", form=form)
 
 
 @bp.post("/logout")

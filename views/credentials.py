@@ -33,7 +33,7 @@ from services import (
     test_saved_credential,
 )
 
-from . import TOO_MANY_REQUESTS, UNPROCESSABLE, finish, id_arg, is_htmx, refuse, respond
+from . import TOO_MANY_REQUESTS, finish, id_arg, is_htmx, refuse, respond
 
 bp = Blueprint("credentials", __name__, url_prefix="/credentials")
 log = logging.getLogger(__name__)
@@ -103,9 +103,7 @@ def _wants_save():
     return request.method == "POST" and not request.form.get(CUSTOM_DATA_ACTION)
 
 
-def _form_page(form, credential, test_result=None, status=None):
-    if status is None:
-        status = UNPROCESSABLE if form.errors or form.form_errors else 200
+def _form_page(form, credential, test_result=None, status=200):
     return (
         render_template(
             "credentials/form.html",
@@ -164,9 +162,8 @@ def change_secret(credential_id, name):
         if is_htmx():
             return render_template("credentials/_secret_dialog.html", credential=credential, name=name, form=None)
         return finish(f"The {form.noun} of {credential.name} was changed.", ".edit", credential_id=credential.id)
-    status = UNPROCESSABLE if form.errors else 200
     return respond(
-        "credentials/_secret_dialog.html", f"Change the {form.noun} of {credential.name}", status,
+        "credentials/_secret_dialog.html", f"Change the {form.noun} of {credential.name}",
         credential=credential, name=name, form=form,
     )
 

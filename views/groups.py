@@ -9,7 +9,7 @@ from forms import GroupForm
 from models import Group
 from services import StillInUse, delete_entry, save_entry
 
-from . import UNPROCESSABLE, finish, is_htmx, refuse, respond
+from . import finish, is_htmx, refuse, respond
 
 bp = Blueprint("groups", __name__, url_prefix="/groups")
 
@@ -37,8 +37,7 @@ def add():
 
 def _page(new_form, editing=None, form=None):
     """The groups page; `editing` is the group whose row shows the rename `form`."""
-    status = UNPROCESSABLE if new_form.errors or (form and form.errors) else 200
-    return render_template("groups/index.html", groups=Group.ordered(), new_form=new_form, editing=editing, form=form), status
+    return render_template("groups/index.html", groups=Group.ordered(), new_form=new_form, editing=editing, form=form)
 
 
 @bp.route("/<int:group_id>/edit", methods=["GET", "POST"])

@@ -9,7 +9,7 @@ from access import requires
 from forms import TokenForm
 from models import ApiToken, db
 
-from . import UNPROCESSABLE, finish
+from . import finish
 
 bp = Blueprint("tokens", __name__, url_prefix="/tokens")
 
@@ -31,13 +31,13 @@ def create():
         with db.atomic():
             row, token = ApiToken.issue(current_user, form.name.data)
             audit.record("token_create", row)
+        form = TokenForm(formdata=None)  # made: the next one starts blank
     return _page(form, token)
 
 
 def _page(form, token=None):
     tokens = current_user.tokens.order_by(ApiToken.created_at.desc())
-    status = UNPROCESSABLE if form.errors else 200
-    return render_template("tokens/index.html", tokens=tokens, form=form, new_token=token), status
+    return render_template("tokens/index.html", tokens=tokens, form=form, new_token=token)
 
 
 @bp.post("/<int:token_id>/revoke")

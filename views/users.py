@@ -9,7 +9,7 @@ from access import requires
 from forms import AccountForm
 from models import ROLES, User, db
 
-from . import UNPROCESSABLE, finish, is_htmx, refuse
+from . import finish, is_htmx, refuse
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 
@@ -35,9 +35,8 @@ def add():
 
 
 def _page(form):
-    status = UNPROCESSABLE if form.errors else 200
     return render_template("users/index.html", users=User.select().order_by(User.username_key), form=form,
-                           roles=ROLES), status
+                           roles=ROLES)
 
 
 @bp.post("/<int:user_id>/role")

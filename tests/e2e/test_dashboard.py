@@ -316,8 +316,16 @@ def test_every_remaining_page_and_htmx_interaction_keeps_the_policy(page, live_s
     page.get_by_label("Entry", exact=True).fill("nothing like this")
     expect(page.locator("#event-list")).to_contain_text("No event matches these filters.")
 
+    page.goto(f"{live_server}/credentials/new")
+    page.get_by_role("button", name="Save").click()  # nothing filled in: the form comes back with its messages
+    expect(page.locator("#name-error")).to_have_text("This field is required.")
+
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(f"{live_server}/login")
+    label(page, "Username").fill("admin")
+    label(page, "Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(".form-errors")).to_have_text("Invalid username or password.")
 
 
 def test_the_policy_recorder_would_see_a_violation(browser, live_server, app):
