@@ -416,6 +416,7 @@ def test_too_many_tests_at_once_are_turned_away(app, client):
     assert app.extensions["mailkeep.test_slots"].acquire(blocking=False)
     busy = client.post("/credentials/test", data=form_values(), headers=HTMX)
     assert busy.status_code == 429 and "Too many connection tests are running" in busy.get_data(as_text=True)
+    assert busy.headers["Retry-After"] == "5"
     assert client.post("/credentials/test", data=form_values()).status_code == 429
 
 

@@ -18,6 +18,8 @@ from flask import abort, flash, redirect, render_template, request, url_for
 UNPROCESSABLE = 422
 CONFLICT = 409
 TOO_MANY_REQUESTS = 429
+# When all connection-test slots are taken: a test lasts seconds, so try again soon.
+BUSY_HEADERS = {"Retry-After": "5"}
 # SQLite integers are 64-bit; a bigger id in a URL cannot name a row.
 LARGEST_ID = 2**63 - 1
 

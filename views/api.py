@@ -30,11 +30,10 @@ from services import (
     test_saved_credential,
 )
 
-from . import CONFLICT, LARGEST_ID, TOO_MANY_REQUESTS, UNPROCESSABLE
+from . import BUSY_HEADERS, CONFLICT, LARGEST_ID, TOO_MANY_REQUESTS, UNPROCESSABLE
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-RETRY_AFTER_SECONDS = 5
 MAX_PER_PAGE = 100
 
 
@@ -317,7 +316,7 @@ def connection_tests():
         result = run_connection_test(probe.Settings(**form.secrets(),
                                                     **field_values(form, ConnectionForm.CONNECTION_FIELDS)))
     except probe.Busy:
-        return {"error": TOO_MANY_TESTS}, TOO_MANY_REQUESTS, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return {"error": TOO_MANY_TESTS}, TOO_MANY_REQUESTS, BUSY_HEADERS
     with db.atomic():
         audit_connection_test(result, None, "settings sent to the API")
     return result.as_dict()

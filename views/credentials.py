@@ -33,7 +33,7 @@ from services import (
     test_saved_credential,
 )
 
-from . import TOO_MANY_REQUESTS, finish, id_arg, is_htmx, refuse, respond
+from . import BUSY_HEADERS, TOO_MANY_REQUESTS, finish, id_arg, is_htmx, refuse, respond
 
 bp = Blueprint("credentials", __name__, url_prefix="/credentials")
 log = logging.getLogger(__name__)
@@ -103,17 +103,14 @@ def _wants_save():
     return request.method == "POST" and not request.form.get(CUSTOM_DATA_ACTION)
 
 
-def _form_page(form, credential, test_result=None, status=200):
-    return (
-        render_template(
-            "credentials/form.html",
-            form=form,
-            credential=credential,
-            test_result=test_result,
-            default_ports=_default_ports(),
-            unreadable=credential.unreadable_secrets(keyring()) if credential else [],
-        ),
-        status,
+def _form_page(form, credential, test_result=None):
+    return render_template(
+        "credentials/form.html",
+        form=form,
+        credential=credential,
+        test_result=test_result,
+        default_ports=_default_ports(),
+        unreadable=credential.unreadable_secrets(keyring()) if credential else [],
     )
 
 
@@ -187,12 +184,12 @@ def test_form(credential_id):
                 audit_connection_test(outcome["result"], credential, "values on screen")
     except probe.Busy:
         outcome = _outcome(busy=True)
-    status = TOO_MANY_REQUESTS if outcome["busy"] else 200
+    status, headers = (TOO_MANY_REQUESTS, BUSY_HEADERS) if outcome["busy"] else (200, {})
     if is_htmx():
         return render_template(
             "credentials/_test_result.html", blamable_fields=BLAMABLE_FIELDS, oob=True, form=form, **outcome
-        ), status
-    return _form_page(CredentialForm(instance=credential), credential, test_result=outcome, status=status)
+        ), status, headers
+    return _form_page(CredentialForm(instance=credential), credential, test_result=outcome), status, headers
 
 
 def _test_values_on_screen(form, credential):
@@ -231,8 +228,9 @@ def test_saved(credential_id):
         test_saved_credential(credential)
     except probe.Busy:
         if is_htmx():
-            return render_template("credentials/_row.html", credential=credential, busy=True), TOO_MANY_REQUESTS
-        return respond("credentials/_busy.html", "Try again in a moment", TOO_MANY_REQUESTS)
+            row = render_template("credentials/_row.html", credential=credential, busy=True)
+            return row, TOO_MANY_REQUESTS, BUSY_HEADERS
+        return (*respond("credentials/_busy.html", "Try again in a moment", TOO_MANY_REQUESTS), BUSY_HEADERS)
     if is_htmx():
         return render_template("credentials/_row.html", credential=credential)
     return finish(f"{credential.name}: {credential.last_test_summary}", ".index")
