@@ -111,8 +111,8 @@ PAGING = [{"name": "page", "in": "query", "schema": INTEGER}, {"name": "per_page
 
 def _collection(name, plural, extra_parameters=()):
     """The paths of one entry type: list and create, then get, update and delete by id."""
-    item = f"/{plural}/{{{name.lower()}_id}}"
-    id_parameter = [{"name": f"{name.lower()}_id", "in": "path", "required": True, "schema": INTEGER}]
+    item = f"/{plural}/{{row_id}}"
+    id_parameter = [{"name": "row_id", "in": "path", "required": True, "schema": INTEGER}]
     body = {"required": True, "content": {"application/json": {"schema": _ref(f"{name}Input")}}}
     return {
         f"/{plural}": {

@@ -113,19 +113,19 @@ def test_a_credential_is_added_kept_changed_and_deleted(api):
     assert credential["password_set"] is True and credential["client_secret_set"] is False
     assert "password" not in credential and credential["custom_data"] == [{"key": "queue", "value": "L1"}]
     path = f"/api/v1/credentials/{credential['id']}"
-    matches_spec(api.get(path), "/credentials/{credential_id}", "GET")
+    matches_spec(api.get(path), "/credentials/{row_id}", "GET")
     listed = matches_spec(api.get("/api/v1/credentials?q=helpdesk"), "/credentials", "GET").get_json()
     assert [item["id"] for item in listed["items"]] == [credential["id"]] and listed["total"] == 1
-    changed = matches_spec(api.patch(path, json={"description": "Changed"}), "/credentials/{credential_id}", "PATCH")
+    changed = matches_spec(api.patch(path, json={"description": "Changed"}), "/credentials/{row_id}", "PATCH")
     assert changed.get_json()["description"] == "Changed" and changed.get_json()["password_set"] is True
-    moved = matches_spec(api.patch(path, json={"host": "elsewhere.example.com"}), "/credentials/{credential_id}", "PATCH")
+    moved = matches_spec(api.patch(path, json={"host": "elsewhere.example.com"}), "/credentials/{row_id}", "PATCH")
     assert moved.status_code == 422
     assert moved.get_json()["errors"]["password"] == ["The server or login changed: type the password again for it."]
     assert api.patch(path, json={"host": "elsewhere.example.com", "password": "new"}).status_code == 200
     invalid = matches_spec(api.post("/api/v1/credentials", json={"name": "x"}), "/credentials", "POST")
     assert invalid.status_code == 422 and "host" in invalid.get_json()["errors"]
-    assert matches_spec(api.delete(path), "/credentials/{credential_id}", "DELETE").status_code == 204
-    assert matches_spec(api.get(path), "/credentials/{credential_id}", "GET").status_code == 404
+    assert matches_spec(api.delete(path), "/credentials/{row_id}", "DELETE").status_code == 204
+    assert matches_spec(api.get(path), "/credentials/{row_id}", "GET").status_code == 404
 
 
 def test_a_credential_in_use_is_not_deleted_and_the_answer_names_its_aliases(api):
@@ -135,11 +135,11 @@ def test_a_credential_in_use_is_not_deleted_and_the_answer_names_its_aliases(api
     alias = matches_spec(api.post("/api/v1/aliases", json={"address": "help@example.com",
                                                            "credential_id": credential["id"], "client": "ACME"}),
                          "/aliases", "POST").get_json()
-    refused = matches_spec(api.delete(f"/api/v1/credentials/{credential['id']}"), "/credentials/{credential_id}", "DELETE")
+    refused = matches_spec(api.delete(f"/api/v1/credentials/{credential['id']}"), "/credentials/{row_id}", "DELETE")
     assert refused.status_code == 409
     assert refused.get_json()["aliases"] == [{"id": alias["id"], "address": "help@example.com"}]
     renamed = api.patch(f"/api/v1/aliases/{alias['id']}", json={"client": "Globex"})
-    assert matches_spec(renamed, "/aliases/{alias_id}", "PATCH").get_json()["client"] == "Globex"
+    assert matches_spec(renamed, "/aliases/{row_id}", "PATCH").get_json()["client"] == "Globex"
     assert matches_spec(api.get("/api/v1/aliases"), "/aliases", "GET").get_json()["total"] == 1
     assert api.delete(f"/api/v1/aliases/{alias['id']}").status_code == 204
     assert api.delete(f"/api/v1/credentials/{credential['id']}").status_code == 204
@@ -153,12 +153,12 @@ def test_groups_over_the_api(api):
     api.post("/api/v1/credentials", json={"name": "C", "description": "x", "host": "imap.example.com", "port": 993,
                                           "security": "ssl_tls", "username": "c@example.com", "password": "pw",
                                           "group_id": group["id"]})
-    held = matches_spec(api.delete(f"/api/v1/groups/{group['id']}"), "/groups/{group_id}", "DELETE")
+    held = matches_spec(api.delete(f"/api/v1/groups/{group['id']}"), "/groups/{row_id}", "DELETE")
     assert held.status_code == 409 and held.get_json()["credential_count"] == 1
     default = next(g for g in api.get("/api/v1/groups").get_json()["items"] if g["is_default"])
     assert api.delete(f"/api/v1/groups/{default['id']}").status_code == 409
     renamed = api.patch(f"/api/v1/groups/{group['id']}", json={"name": "Clients"})
-    assert matches_spec(renamed, "/groups/{group_id}", "PATCH").get_json()["name"] == "Clients"
+    assert matches_spec(renamed, "/groups/{row_id}", "PATCH").get_json()["name"] == "Clients"
 
 
 def test_odd_ids_are_not_found_rather_than_errors(api):

@@ -15,7 +15,7 @@ from werkzeug.datastructures import MultiDict
 
 import openapi
 import probe
-from access import PUBLIC, limiter, requires, user_key
+from access import DEFAULT_ROLE, PUBLIC, limiter, requires, user_key
 from forms import AliasForm, ConnectionForm, CredentialForm, GroupForm, credential_data, field_values
 from models import Alias, Credential, Group, db
 from services import (
@@ -107,10 +107,6 @@ def _page_of(query, to_json):
             "total": total}
 
 
-def _created(body, endpoint, **values):
-    return body, 201, {"Location": url_for(endpoint, **values)}
-
-
 def _saved(save):
     """Run `save`; a unique index that a concurrent request won answers 409."""
     try:
@@ -119,7 +115,73 @@ def _saved(save):
         raise BadRequest(CONFLICT, {"error": "Another request took this name or address meanwhile."}) from None
 
 
-# Credentials.
+class Entries:
+    """One kind of entry under ``/<plural>``: list (GET), create (POST, 201 with the new id), and by id
+    get (GET), update (PATCH, the fields sent) and delete (DELETE, 204, or 409 with what still needs it).
+
+    `to_json` shows a row; `to_input(row, payload)` turns a JSON payload into the form's values (`row` is
+    None when creating); `save(form, row)` stores a validated form into `row` (or a new one) and returns
+    it; `refusal(row, references)` says why a delete was refused; `query()` lists the rows.
+    """
+
+    def __init__(self, name, plural, model, form_class, to_json, to_input, save, query, refusal=None):
+        self.name, self.model, self.form_class = name, model, form_class
+        self.to_json, self.to_input, self.save, self.query, self.refusal = to_json, to_input, save, query, refusal
+        item = f"/{plural}/<int:row_id>"
+        for rule, endpoint, view, method, role in (
+            (f"/{plural}", f"list_{plural}", self.list, "GET", "viewer"),
+            (f"/{plural}", f"create_{name}", self.create, "POST", DEFAULT_ROLE),
+            (item, f"get_{name}", self.get, "GET", "viewer"),
+            (item, f"update_{name}", self.update, "PATCH", DEFAULT_ROLE),
+            (item, f"delete_{name}", self.delete, "DELETE", DEFAULT_ROLE),
+        ):
+            bp.add_url_rule(rule, endpoint, requires(role)(_function(view)), methods=[method])
+
+    def list(self):
+        """A page of the entries."""
+        return _page_of(self.query(), self.to_json)
+
+    def create(self):
+        """Add an entry; answers it, with its new id, and 201."""
+        form = _validated(self.form_class, self.to_input(None, _payload()))
+        row = _saved(lambda: self.save(form, None))
+        return self.to_json(row), 201, {"Location": url_for(f"api.get_{self.name}", row_id=row.id)}
+
+    def get(self, row_id):
+        """One entry."""
+        return self.to_json(_row(self.model, row_id))
+
+    def update(self, row_id):
+        """Change the fields sent; the others stay."""
+        row = _row(self.model, row_id)
+        form = _validated(self.form_class, self.to_input(row, _payload()), row)
+        return self.to_json(_saved(lambda: self.save(form, row)))
+
+    def delete(self, row_id):
+        """Delete an entry, unless something still needs it."""
+        row = _row(self.model, row_id)
+        try:
+            delete_entry(row)
+        except StillInUse as refused:
+            return self.refusal(row, refused.references), CONFLICT
+        return "", 204
+
+
+def _function(method):
+    """A plain function calling a bound method, so ``requires`` can mark it."""
+    def view(**values):
+        return method(**values)
+    view.__doc__ = method.__doc__
+    return view
+
+
+def _renamed(values, api_name, form_name):
+    """`values` with the API's `api_name` (e.g. ``group_id``) under the form's `form_name` (``group``)."""
+    values = dict(values)
+    if api_name in values:
+        values[form_name] = values.pop(api_name)
+    return values
+
 
 def credential_json(credential):
     """A credential as the API shows it: no secret, only whether each is set."""
@@ -139,62 +201,25 @@ def credential_json(credential):
     }
 
 
-def _credential_input(payload):
-    """The form's names for the API's: ``group_id`` is the form's ``group``."""
-    values = dict(payload)
-    if "group_id" in values:
-        values["group"] = values.pop("group_id")
-    return values
-
-
-@bp.get("/credentials")
-@requires("viewer")
-def list_credentials():
-    """Credentials, filtered like the page: ``q`` (text), ``group`` (id), ``protocol``; paged."""
+def _credentials():
+    """Credentials, filtered like the page: ``q`` (text), ``group`` (id), ``protocol``."""
     group = request.args.get("group", type=int)
-    query = Credential.search(request.args.get("q", "").strip(), group if group and group <= LARGEST_ID else None,
-                              request.args.get("protocol") or None)
-    return _page_of(query, credential_json)
+    return Credential.search(request.args.get("q", "").strip(), group if group and group <= LARGEST_ID else None,
+                             request.args.get("protocol") or None)
 
 
-@bp.post("/credentials")
-def create_credential():
-    """Add a credential; answers it, with its new id, and 201."""
-    values = {"group": Group.default().id, **_credential_input(_payload())}
-    form = _validated(CredentialForm, values)
-    credential = _saved(lambda: save_credential(form))
-    return _created(credential_json(credential), "api.get_credential", credential_id=credential.id)
+Entries(
+    "credential", "credentials", Credential, CredentialForm, credential_json,
+    to_input=lambda row, payload: _renamed(
+        {**(credential_data(row) if row else {"group": Group.default().id}), **payload}, "group_id", "group"),
+    save=save_credential,
+    query=_credentials,
+    refusal=lambda credential, aliases: {
+        "error": f"{credential.name} is still used by {len(aliases)} alias(es).",
+        "aliases": [{"id": alias.id, "address": alias.address} for alias in aliases],
+    },
+)
 
-
-@bp.get("/credentials/<int:credential_id>")
-@requires("viewer")
-def get_credential(credential_id):
-    """One credential."""
-    return credential_json(_row(Credential, credential_id))
-
-
-@bp.patch("/credentials/<int:credential_id>")
-def update_credential(credential_id):
-    """Change the fields sent; the others stay. Changing the server or login needs the secret again."""
-    credential = _row(Credential, credential_id)
-    values = {**credential_data(credential), **_credential_input(_payload())}
-    form = _validated(CredentialForm, values, credential)
-    return credential_json(_saved(lambda: save_credential(form, credential)))
-
-
-@bp.delete("/credentials/<int:credential_id>")
-def delete_credential(credential_id):
-    """Delete a credential; 409 with the aliases that still use it."""
-    credential = _row(Credential, credential_id)
-    try:
-        delete_entry(credential)
-    except StillInUse as refused:
-        aliases = [{"id": alias.id, "address": alias.address} for alias in refused.references]
-        return {"error": f"{credential.name} is still used by {len(aliases)} alias(es).", "aliases": aliases}, CONFLICT
-    return "", 204
-
-
-# Aliases.
 
 def alias_json(alias):
     """An alias as the API shows it."""
@@ -202,51 +227,13 @@ def alias_json(alias):
     return {"id": alias.id, **data, "credential_id": data.pop("credential")}
 
 
-def _alias_input(payload):
-    values = dict(payload)
-    if "credential_id" in values:
-        values["credential"] = values.pop("credential_id")
-    return values
+Entries(
+    "alias", "aliases", Alias, AliasForm, alias_json,
+    to_input=lambda row, payload: _renamed({**(alias_json(row) if row else {}), **payload}, "credential_id", "credential"),
+    save=lambda form, row: save_entry(form, row or Alias()),
+    query=Alias.ordered,
+)
 
-
-@bp.get("/aliases")
-@requires("viewer")
-def list_aliases():
-    """Aliases by address; paged."""
-    return _page_of(Alias.ordered(), alias_json)
-
-
-@bp.post("/aliases")
-def create_alias():
-    """Add an alias; answers it, with its new id, and 201."""
-    form = _validated(AliasForm, _alias_input(_payload()))
-    alias = _saved(lambda: save_entry(form, Alias()))
-    return _created(alias_json(alias), "api.get_alias", alias_id=alias.id)
-
-
-@bp.get("/aliases/<int:alias_id>")
-@requires("viewer")
-def get_alias(alias_id):
-    """One alias."""
-    return alias_json(_row(Alias, alias_id))
-
-
-@bp.patch("/aliases/<int:alias_id>")
-def update_alias(alias_id):
-    """Change the fields sent; the others stay."""
-    alias = _row(Alias, alias_id)
-    form = _validated(AliasForm, _alias_input({**alias_json(alias), **_payload()}), alias)
-    return alias_json(_saved(lambda: save_entry(form, alias)))
-
-
-@bp.delete("/aliases/<int:alias_id>")
-def delete_alias(alias_id):
-    """Delete an alias."""
-    delete_entry(_row(Alias, alias_id))
-    return "", 204
-
-
-# Groups.
 
 def group_json(group):
     """A group as the API shows it, with how many credentials it holds."""
@@ -254,46 +241,16 @@ def group_json(group):
             "credential_count": group.credentials.count()}
 
 
-@bp.get("/groups")
-@requires("viewer")
-def list_groups():
-    """Groups by name; paged."""
-    return _page_of(Group.select().order_by(Group.name_key), group_json)
-
-
-@bp.post("/groups")
-def create_group():
-    """Add a group; answers it, with its new id, and 201."""
-    form = _validated(GroupForm, _payload())
-    group = _saved(lambda: save_entry(form, Group()))
-    return _created(group_json(group), "api.get_group", group_id=group.id)
-
-
-@bp.get("/groups/<int:group_id>")
-@requires("viewer")
-def get_group(group_id):
-    """One group."""
-    return group_json(_row(Group, group_id))
-
-
-@bp.patch("/groups/<int:group_id>")
-def update_group(group_id):
-    """Rename a group or change its description."""
-    group = _row(Group, group_id)
-    form = _validated(GroupForm, {**group_json(group), **_payload()}, group)
-    return group_json(_saved(lambda: save_entry(form, group)))
-
-
-@bp.delete("/groups/<int:group_id>")
-def delete_group(group_id):
-    """Delete a group; 409 when it is the default one or still holds credentials."""
-    group = _row(Group, group_id)
-    try:
-        delete_entry(group)
-    except StillInUse as refused:
-        why = "is the default group" if group.is_default else f"still holds {refused.references} credential(s)"
-        return {"error": f"{group.name} {why}.", "credential_count": refused.references}, CONFLICT
-    return "", 204
+Entries(
+    "group", "groups", Group, GroupForm, group_json,
+    to_input=lambda row, payload: {**(group_json(row) if row else {}), **payload},
+    save=lambda form, row: save_entry(form, row or Group()),
+    query=lambda: Group.select().order_by(Group.name_key),
+    refusal=lambda group, count: {
+        "error": f"{group.name} {'is the default group' if group.is_default else f'still holds {count} credential(s)'}.",
+        "credential_count": count,
+    },
+)
 
 
 # Connection tests.
