@@ -7,12 +7,14 @@ exists, every page leads to the set-up page, and there is no default password.
 """
 
 import time
+from http import HTTPStatus
 
 from flask import current_app, g, jsonify, redirect, render_template, request, url_for
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
 
 from models import ApiToken, User
 
@@ -22,8 +24,9 @@ API_PREFIX = "/api/"
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=get_remote_address, storage_uri="memory://")
-TOO_MANY_REQUESTS = 429
+# Counts live in RATELIMIT_STORAGE_URI (MAILKEEP_RATELIMIT_STORAGE_URI): memory, per process, unless a shared
+# store such as redis:// is configured.
+limiter = Limiter(key_func=get_remote_address)
 
 
 def requires(role):
@@ -44,12 +47,16 @@ def init_app(app):
     limiter.init_app(app)
     app.before_request(check_access)
     app.register_error_handler(RateLimitExceeded, too_many_requests)
+    app.register_error_handler(CSRFError, stale_form)
+    app.register_error_handler(HTTPException, http_error)
 
 
-def _load_user(user_id):
-    # A disabled user's sessions end here, on their next request.
-    user = User.get_or_none(User.id == int(user_id))
-    return user if user is not None and user.active else None
+def _load_user(session_id):
+    # A session names its user and the user's session epoch: a disabled user, or a session from before
+    # the epoch moved on (signed out, disabled), ends here, on its next request.
+    user_id, _, epoch = session_id.partition(":")
+    user = User.get_or_none(User.id == int(user_id)) if user_id.isdigit() else None
+    return user if user is not None and user.active and str(user.session_epoch) == epoch else None
 
 
 def acting_user():
@@ -65,6 +72,20 @@ def user_key():
     return f"user:{user.id}" if user else get_remote_address()
 
 
+def limits_connection_tests(view):
+    """Apply TEST_RATE_LIMIT per user and TEST_RATE_LIMIT_TOTAL across all users to a view that tests connections.
+
+    Both counters are shared by every such view, so switching between the page and the API gains nothing.
+    """
+    per_user = limiter.shared_limit(
+        lambda: current_app.config["TEST_RATE_LIMIT"], scope="connection-tests", key_func=user_key
+    )
+    in_total = limiter.shared_limit(
+        lambda: current_app.config["TEST_RATE_LIMIT_TOTAL"], scope="connection-tests-total", key_func=lambda: "everyone"
+    )
+    return per_user(in_total(view))
+
+
 def check_access():
     """Before every request: set-up first, then sign-in, then role; CSRF for browser requests."""
     view = current_app.view_functions.get(request.endpoint)
@@ -75,7 +96,7 @@ def check_access():
             return _refuse(503, "Mailkeep is not set up yet.", url_for("auth.setup"))
         return _protect()
     role = getattr(view, "required_role", DEFAULT_ROLE)
-    if request.path.startswith(API_PREFIX):
+    if is_api():
         return None if role == PUBLIC else _check_token(role)
     _protect()
     if role == PUBLIC:
@@ -85,6 +106,11 @@ def check_access():
     if not current_user.may(role):
         return _refuse(403, f"This needs the {role} role; you are a {current_user.role}.")
     return None
+
+
+def is_api():
+    """True for a request to the JSON API (its blueprint, or any path under it, even one that matched nothing)."""
+    return request.blueprint == "api" or request.path.startswith(API_PREFIX)
 
 
 def _protect():
@@ -110,17 +136,31 @@ def too_many_requests(error):
     """A rate limit was hit: say when to try again, in words and in Retry-After (seconds)."""
     limit = limiter.current_limit
     retry = max(int(limit.reset_at - time.time()), 1) if limit else 60
-    response = _refuse(TOO_MANY_REQUESTS, f"Too many requests for now; try again in {retry} seconds.")
-    response = current_app.make_response(response)
-    response.status_code = TOO_MANY_REQUESTS
+    message = f"Too many requests for now; try again in {retry} seconds."
+    response = current_app.make_response(_refuse(HTTPStatus.TOO_MANY_REQUESTS, message))
+    response.status_code = HTTPStatus.TOO_MANY_REQUESTS  # also for htmx, whose configuration swaps 429 answers
     response.headers["Retry-After"] = str(retry)
+    return response
+
+
+def http_error(error):
+    """Other HTTP errors: JSON for the API, Werkzeug's page elsewhere."""
+    return (jsonify(error=error.description), error.code) if is_api() else error
+
+
+def stale_form(error):
+    """A browser request without a valid CSRF token: most often a page left open past its session."""
+    message = "This page is out of date (or your session ended). Reload it and try again."
+    response = current_app.make_response(_refuse(HTTPStatus.BAD_REQUEST, message))
+    # htmx swaps only 2xx (and, as configured, 429) answers; the message goes to the page's message area.
+    response.status_code = HTTPStatus.OK if request.headers.get("HX-Request") == "true" else HTTPStatus.BAD_REQUEST
     return response
 
 
 def _refuse(status, message, location=None):
     """Refuse in the request's own terms: JSON for the API; else a redirect to `location` (one htmx
     follows too), or the message: for htmx in the page's message area, otherwise as a page."""
-    if request.path.startswith(API_PREFIX):
+    if is_api():
         return jsonify(error=message), status
     htmx = request.headers.get("HX-Request") == "true"
     if location is not None:

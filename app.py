@@ -9,7 +9,8 @@ import logging
 import os
 import threading
 
-from flask import Flask, g, redirect, url_for
+from flask import Flask, g, redirect, request, url_for
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import access
 import cli
@@ -47,6 +48,9 @@ def create_app(test_config=None):
     app.extensions["mailkeep.test_slots"] = threading.BoundedSemaphore(app.config["CONNECTION_TEST_LIMIT"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    if proxies := app.config["TRUSTED_PROXIES"]:
+        # Sign-in limits count per client address; behind a proxy that address is in X-Forwarded-For.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     models.bind(app.config["DATABASE_URL"])
     config.check_key(keyring)
 
@@ -72,10 +76,13 @@ def create_app(test_config=None):
 
     @app.after_request
     def headers(response):
-        """Add Vary and the security headers to every response."""
+        """Add Vary, Cache-Control and the security headers to every response."""
         # The same URL answers a fragment or a page depending on this header; caches must know.
         response.vary.add("HX-Request")
         response.headers.update(SECURITY_HEADERS)
+        if request.endpoint != "static":
+            # Pages name servers and accounts: keep them out of shared caches and the browser's disk cache.
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     return app

@@ -17,8 +17,8 @@ import config
 import encryption
 import probe
 import protocols
-from forms import MIN_PASSWORD_LENGTH, CredentialForm, field_values
-from models import ROLES, Credential, Group, User, db
+from forms import AccountForm, CredentialForm, field_values
+from models import ROLES, Credential, Group, User, check_then_write, db
 from services import TOO_MANY_TESTS, keyring, test_saved_credential
 
 credentials_cli = AppGroup("credentials", help="List, add and test credentials.")
@@ -65,12 +65,7 @@ def add_credential(group_name, port, secret_stdin, **values):
     if port is None:
         port = protocols.default_port(values["protocol"], values["security"])
     formdata = MultiDict({**values, "group": str(group.id), "port": str(port), secret_name: secret})
-    form = CredentialForm(formdata=formdata, meta={"csrf": False})
-    if not form.validate():
-        for name, errors in {**form.errors, "": form.form_errors}.items():
-            for error in errors:
-                click.echo(f"{name or 'credential'}: {error}", err=True)
-        sys.exit(1)
+    form = _validated(CredentialForm, formdata, "credential")
     with db.atomic():
         credential = Credential().store(keyring(), form.secret_changes(), (), **field_values(form, Credential.EDITABLE))
         audit.record("create", credential)
@@ -121,7 +116,8 @@ def rotate_keys(dry_run):
                      details=f"{done} secrets re-encrypted, {unreadable} unreadable{' (dry run)' if dry_run else ''}")
         if dry_run:
             transaction.rollback()
-    click.echo(f"{'Would re-encrypt' if dry_run else 'Re-encrypted'} {done} secrets with key {ring.active_fingerprint}.")
+    verb = "Would re-encrypt" if dry_run else "Re-encrypted"
+    click.echo(f"{verb} {done} secrets with key {ring.active_fingerprint}.")
     if unreadable:
         click.echo(f"{unreadable} secrets cannot be read with any configured key; set them again.", err=True)
         sys.exit(1)
@@ -138,17 +134,19 @@ def generate_key():
 @click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def create_user(username, role, password_stdin):
-    """Create a user; the password is asked for (hidden, twice) unless --password-stdin."""
-    if User.matching(User.username_key, username):
-        raise click.UsageError(f"{username} exists already")
+    """Create a user; the password is asked for (hidden, twice) unless --password-stdin.
+
+    The checks are the users page's (AccountForm): a new username, a strong enough password.
+    """
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise click.UsageError(f"use a password of at least {MIN_PASSWORD_LENGTH} characters")
+    form = _validated(AccountForm, MultiDict(
+        {"username": username, "password": password, "confirm_password": password, "role": role}
+    ), "user")
     with db.atomic():
-        user = User.add(username, password, role)
+        user = User.add(form.username.data, password, role)
         audit.record("user_create", user, details=f"role {role}")
     click.echo(f"Created {user.username} ({role}).")
 
@@ -157,9 +155,11 @@ def create_user(username, role, password_stdin):
 @click.argument("username")
 @click.argument("role", type=click.Choice(ROLES))
 def set_role(username, role):
-    """Give a user another role."""
+    """Give a user another role; the last active admin stays an admin."""
     user = _user(username)
-    with db.atomic():
+    with check_then_write():
+        if role != "admin" and user.is_last_active_admin():
+            raise click.UsageError(f"{user.username} is the last active admin; make another user admin first")
         before, user.role = user.role, role
         user.save()
         audit.record("role_change", user, details=f"{before} to {role}")
@@ -171,11 +171,25 @@ def set_role(username, role):
 def disable_user(username):
     """Disable a user: they cannot sign in, their sessions and API tokens stop working."""
     user = _user(username)
-    with db.atomic():
+    with check_then_write():
+        if user.is_last_active_admin():
+            raise click.UsageError(f"{user.username} is the last active admin; make another user admin first")
         user.active = False
+        user.end_sessions()
         user.save()
         audit.record("user_disable", user)
     click.echo(f"{user.username} is disabled.")
+
+
+def _validated(form_class, formdata, noun):
+    """Validate `formdata` with `form_class` as its page would; print each error and exit 1 when it fails."""
+    form = form_class(formdata=formdata, meta={"csrf": False})
+    if not form.validate():
+        for name, errors in {**form.errors, "": form.form_errors}.items():
+            for error in errors:
+                click.echo(f"{name or noun}: {error}", err=True)
+        sys.exit(1)
+    return form
 
 
 def _user(username):

@@ -25,9 +25,14 @@ DEFAULTS = {
     # Where connection tests may go: these ports, at public addresses and in these networks (CIDR, comma-separated).
     "ALLOWED_PORTS": "993,995,143,110",
     "ALLOWED_NETWORKS": "",
-    # Flask-Limiter limits: sign-in attempts per address, connection tests per user.
+    # Flask-Limiter limits: sign-in attempts per address, connection tests per user and for all users together.
     "LOGIN_RATE_LIMIT": "10 per minute",
     "TEST_RATE_LIMIT": "30 per minute",
+    "TEST_RATE_LIMIT_TOTAL": "120 per minute",
+    # Where Flask-Limiter counts: memory counts per process; a shared store (redis://...) counts across them.
+    "RATELIMIT_STORAGE_URI": "memory://",
+    # Reverse proxies in front of Mailkeep whose X-Forwarded-For/-Proto/-Host to believe (Werkzeug's ProxyFix).
+    "TRUSTED_PROXIES": 0,
     # A session ends after this many minutes without a request.
     "SESSION_IDLE_MINUTES": 30,
     # Set when Mailkeep is served over HTTPS, so the session cookie is sent over HTTPS only.
@@ -74,6 +79,9 @@ def load(app, test_config=None):
     _positive(app, "CONNECTION_TEST_LIMIT", int, "a positive whole number")
     _positive(app, "PAGE_SIZE", int, "a positive whole number")
     _positive(app, "SESSION_IDLE_MINUTES", float, "a positive number of minutes")
+    if not str(app.config["TRUSTED_PROXIES"]).isdigit():
+        raise ConfigurationError("MAILKEEP_TRUSTED_PROXIES must be a whole number (0 when no proxy is in front)")
+    app.config["TRUSTED_PROXIES"] = int(app.config["TRUSTED_PROXIES"])
     app.config.update(
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=app.config["SESSION_IDLE_MINUTES"]),
         SESSION_COOKIE_HTTPONLY=True,
@@ -97,22 +105,27 @@ def load(app, test_config=None):
 
 
 def check_key(keyring):
-    """Make sure `keyring` can read the bound database, which remembers its key's fingerprint.
+    """Make sure `keyring` can read the bound database; raise ConfigurationError when it cannot.
 
-    The first start records the active key's fingerprint. Later starts refuse,
-    with ConfigurationError, a key ring that lacks that key: a lost key file
-    replaced by a new one, or instances configured with different keys.
+    The first start records the active key's fingerprint, and ``keys rotate``
+    the new one. Later starts refuse a key ring that lacks the recorded key (a
+    lost key file replaced by a new one, instances configured with different
+    keys) or any key a stored ciphertext was made with (an old key dropped
+    before ``keys rotate`` ran).
     """
     with models.db.connection_context():
         stored = models.Setting.get_or_none(models.Setting.name == KEY_FINGERPRINT_SETTING)
         if stored is None:
             record_key(keyring)
-        elif stored.value not in keyring.fingerprints:
-            raise ConfigurationError(
-                f"the database's secrets are encrypted with the key {stored.value}, which is not among the "
-                "configured encryption keys (MAILKEEP_ENCRYPTION_KEYS or instance/encryption_keys). Restore that "
-                "key from your backup; every instance sharing this database needs it."
-            )
+        needed = ({stored.value} if stored else set()) | models.Credential.encryption_key_ids()
+    missing = sorted(str(fingerprint) for fingerprint in needed - set(keyring.fingerprints))
+    if missing:
+        raise ConfigurationError(
+            f"the database's secrets are encrypted with the key(s) {', '.join(missing)}, which are not among the "
+            "configured encryption keys (MAILKEEP_ENCRYPTION_KEYS or instance/encryption_keys). Restore them "
+            "from your backup (every instance sharing this database needs them), or run `keys rotate` before "
+            "dropping an old key."
+        )
 
 
 def _flag(value):

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
+TAG_BYTES = 16
 TOKEN_VERSION = "mk1"
 
 
@@ -67,6 +68,12 @@ def fingerprint(key):
     return hashlib.sha256(key).hexdigest()[:16]
 
 
+def key_id(token):
+    """The fingerprint of the key that made the ciphertext `token`, as its text says; None if malformed."""
+    parts = token.split("$")
+    return parts[1] if len(parts) == 3 and parts[0] == TOKEN_VERSION else None
+
+
 class KeyRing:
     """Encrypts with the first key, decrypts with whichever key made the ciphertext.
 
@@ -92,7 +99,7 @@ class KeyRing:
 
     def is_current(self, token):
         """True when `token` was made with the active (first) key, so rotating would not change it."""
-        return token.split("$")[1:2] == [self.active_fingerprint]
+        return key_id(token) == self.active_fingerprint
 
     def decrypt(self, token, context):
         """Return the text sealed in `token` for `context`.
@@ -108,6 +115,8 @@ class KeyRing:
         cipher = self._ciphers.get(key_id)
         if version != TOKEN_VERSION or cipher is None:
             raise UndecryptableSecret("no key in the ring made this ciphertext")
+        if len(raw) < NONCE_BYTES + TAG_BYTES:
+            raise UndecryptableSecret("ciphertext too short")
         try:
             plaintext = cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode("utf-8"))
         except InvalidTag as error:

@@ -25,10 +25,12 @@ import protocols
 from models import ROLES, Alias, Credential, Group, User
 from probe import oauth
 
-# CR, LF, NUL and other control characters would split an IMAP or POP3 command line.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# CR, LF, NUL and other control characters (C0, DEL, C1, the Unicode line and paragraph separators)
+# would split an IMAP or POP3 command line, or a log line.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # A DNS name: dot-separated RFC 1123 labels, optionally with the root's trailing dot.
-DNS_NAME = re.compile(r"^(?=.{1,253}\.?$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.?$")
+DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+DNS_NAME = re.compile(rf"^(?=.{{1,253}}\.?$)(?:{DNS_LABEL}\.)*{DNS_LABEL}\.?$")
 
 CUSTOM_DATA_ACTION = "custom_data_action"
 MIN_PASSWORD_LENGTH = 12
@@ -116,7 +118,9 @@ class ConnectionForm(ModelForm):
     a Token endpoint.
     """
 
-    protocol = SelectField("Protocol", choices=[SelectChoice(name) for name in protocols.PROTOCOLS], default=protocols.IMAP)
+    protocol = SelectField(
+        "Protocol", choices=[SelectChoice(name) for name in protocols.PROTOCOLS], default=protocols.IMAP
+    )
     host = StringField("Host", [DataRequired(), Length(max=253), host_name], filters=[strip, lower])
     port = IntegerField(
         "Port",
@@ -138,7 +142,7 @@ class ConnectionForm(ModelForm):
     # Defaults of "" because the columns are NOT NULL and a form without these fields must still save.
     client_id = StringField("Client ID", [Length(max=255), no_control_characters], filters=[strip], default="")
     client_secret = PasswordField("Client secret", [no_control_characters])
-    token_url = StringField("Token endpoint", [Length(max=2000)], filters=[strip], default="")
+    token_url = StringField("Token endpoint", [Length(max=2000), no_control_characters], filters=[strip], default="")
     scope = StringField("Scope", [Length(max=1000), no_control_characters], filters=[strip], default="")
 
     CONNECTION_FIELDS = (
@@ -227,7 +231,10 @@ class CredentialForm(ConnectionForm):
 
     name = StringField(
         "Name",
-        [DataRequired(), Length(max=100), unique(Credential.name_key, "Another credential is already called '{other.name}'.")],
+        [
+            DataRequired(), Length(max=100),
+            unique(Credential.name_key, "Another credential is already called '{other.name}'."),
+        ],
         filters=[strip],
     )
     description = TextAreaField("Description", [DataRequired(), Length(max=2000)], filters=[strip])
@@ -313,7 +320,10 @@ class AliasForm(ModelForm):
 
     address = StringField(
         "Address",
-        [DataRequired(), Length(max=320), email_address, unique(Alias.address_key, "The alias {other.address} already exists.")],
+        [
+            DataRequired(), Length(max=320), email_address,
+            unique(Alias.address_key, "The alias {other.address} already exists."),
+        ],
         filters=[strip],
     )
     credential = SelectField("Credential", coerce=int)
@@ -326,7 +336,8 @@ class AliasForm(ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.credential.choices = [SelectChoice(c.id, c.name) for c in Credential.select().order_by(Credential.name_key)]
+        credentials = Credential.select().order_by(Credential.name_key)
+        self.credential.choices = [SelectChoice(credential.id, credential.name) for credential in credentials]
 
 
 class GroupForm(ModelForm):
@@ -380,7 +391,10 @@ class AccountForm(ModelForm):
 
     username = StringField(
         "Username",
-        [DataRequired(), Length(max=100), no_control_characters, unique(User.username_key, "{other.username} exists already.")],
+        [
+            DataRequired(), Length(max=100), no_control_characters,
+            unique(User.username_key, "{other.username} exists already."),
+        ],
         filters=[strip],
     )
     password = PasswordField("Password", [DataRequired(), strong_password])

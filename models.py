@@ -8,6 +8,7 @@ folds ASCII only), and references between rows by foreign keys with
 """
 
 import hashlib
+import logging
 import secrets
 from datetime import datetime, timezone
 
@@ -29,9 +30,10 @@ from playhouse import db_url
 from werkzeug.security import check_password_hash, generate_password_hash
 
 import protocols
-from encryption import UndecryptableSecret
+from encryption import UndecryptableSecret, key_id
 
 db = DatabaseProxy()
+log = logging.getLogger(__name__)
 
 # secure_delete overwrites freed pages, so a deleted ciphertext does not linger in the file.
 SQLITE_PRAGMAS = {"foreign_keys": 1, "journal_mode": "wal", "secure_delete": 1, "busy_timeout": 5000}
@@ -51,14 +53,33 @@ def bind(url):
         Group.default()
 
 
+def check_then_write():
+    """A transaction for a check followed by a write that another request must not slip between.
+
+    The first administrator (the user table is still empty) and the last active
+    admin (not demoted or disabled) are such checks. On SQLite it is ``BEGIN
+    IMMEDIATE``, which takes the write lock before the check reads, so a second
+    request waits (up to the busy timeout) and then sees the first one's write.
+    Other databases get a plain ``db.atomic()``.
+    """
+    return db.atomic("IMMEDIATE") if isinstance(db.obj, SqliteDatabase) else db.atomic()
+
+
 def checkpoint():
-    """Fold SQLite's write-ahead log into the database file and empty it (no-op on other databases).
+    """Fold SQLite's write-ahead log into the database file and empty it; True when that succeeded.
 
     With ``secure_delete`` on, a deleted row's pages are zeroed in the file; the
-    checkpoint makes sure no copy of them is left in the ``-wal`` file either.
+    checkpoint makes sure no copy of them is left in the ``-wal`` file either. It
+    waits for readers up to the busy timeout; a reader holding on longer makes it
+    fail, which is logged. Other databases: nothing to do, True.
     """
-    if isinstance(db.obj, SqliteDatabase):
-        db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    if not isinstance(db.obj, SqliteDatabase):
+        return True
+    busy, _, _ = db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if busy:
+        log.warning("the write-ahead log could not be emptied while a reader held it; "
+                    "deleted data stays in mailkeep.db-wal until the next checkpoint")
+    return not busy
 
 
 def fold(text):
@@ -136,8 +157,6 @@ class Group(BaseModel):
         )
 
 
-
-
 class Credential(BaseModel):
     """An IMAP or POP3 login: where to connect, how, as whom, and which folder to read.
 
@@ -146,6 +165,9 @@ class Credential(BaseModel):
     field (see ``encryption``); ``last_test_*`` record the latest connection test.
     """
 
+    # Random per row and part of every ciphertext's binding: a database may hand a deleted row's id to a
+    # new row (SQLite does without AUTOINCREMENT), and the old ciphertext must not open the new one.
+    uid = CharField(max_length=32, unique=True, default=lambda: secrets.token_hex(16))
     name = CharField(max_length=100)
     name_key = CharField(max_length=100, unique=True)
     description = TextField()
@@ -255,9 +277,15 @@ class Credential(BaseModel):
         self.updated_at = utcnow()
         return super().save(*args, **kwargs)
 
+    @classmethod
+    def encryption_key_ids(cls):
+        """The fingerprints of the keys the stored ciphertexts name (see encryption.key_id), as a set."""
+        columns = [getattr(cls, f"{name}_ciphertext") for name in cls.SECRETS]
+        return {key_id(token) for row in cls.select(*columns).tuples() for token in row if token}
+
     def _secret_context(self, name):
         # Binding to table, row and field makes a ciphertext useless anywhere else.
-        return f"credential:{self.id}:{name}"
+        return f"credential:{self.id}:{self.uid}:{name}"
 
     def set_secret(self, keyring, name, plaintext):
         """Encrypt the secret `name` (one of ``SECRETS``) into this row; saved by ``save()``; needs ``self.id``."""
@@ -379,7 +407,6 @@ class Alias(BaseModel):
         return cls.select(cls, Credential).join(Credential).order_by(cls.address_key)
 
 
-
 ROLES = ("viewer", "editor", "admin")
 
 
@@ -396,6 +423,9 @@ class User(BaseModel):
     role = CharField(max_length=16, default="viewer")
     active = BooleanField(default=True)
     created_at = DateTimeField(default=utcnow)
+    # Part of the id in every session cookie: raising it ends the user's sessions everywhere, even a
+    # copied cookie (signing out, being disabled).
+    session_epoch = IntegerField(default=0)
 
     FOLDED = (("username", "username_key"),)
     is_authenticated = True
@@ -406,7 +436,11 @@ class User(BaseModel):
         return self.active
 
     def get_id(self):
-        return str(self.id)
+        return f"{self.id}:{self.session_epoch}"
+
+    def end_sessions(self):
+        """End every session of this user (saved with the next ``save()``)."""
+        self.session_epoch += 1
 
     @classmethod
     def add(cls, username, password, role):
@@ -430,6 +464,11 @@ class User(BaseModel):
     @classmethod
     def active_admins(cls):
         return cls.select().where((cls.role == "admin") & (cls.active == True))  # noqa: E712 (peewee expression)
+
+    def is_last_active_admin(self):
+        """True when this user, as stored now, is the only active admin (to be kept so: see check_then_write)."""
+        stored = User.get_by_id(self.id)
+        return stored.role == "admin" and stored.active and User.active_admins().count() == 1
 
 
 class ApiToken(BaseModel):

@@ -69,8 +69,11 @@ def run(settings, deadline=15.0, ca_file=None, slots=None, policy=DEFAULT_POLICY
 
 
 def _plan(settings):
-    steps = [("token", "Get OAuth2 token")] if settings.auth == protocols.OAUTH2 else []
-    steps += [("resolve", "Resolve host"), ("connect", "Connect")]
+    # The mail server is resolved and checked first: a refused destination costs no token request.
+    steps = [("resolve", "Resolve host")]
+    if settings.auth == protocols.OAUTH2:
+        steps.append(("token", "Get OAuth2 token"))
+    steps.append(("connect", "Connect"))
     if settings.security == protocols.IMPLICIT_TLS:
         steps.append(("tls", "TLS handshake"))
     return steps + dialogue.plan(settings.protocol, settings.security)
@@ -168,10 +171,6 @@ class _Attempt:
 
     def _converse(self):
         settings = self.settings
-        if settings.auth == protocols.OAUTH2:
-            with self.step("token") as step:
-                self.token = oauth.fetch_token(self)
-                step.details = f"client-credentials grant at {settings.token_url}: access token received"
         with self.step("resolve") as step:
             self.policy.check_security(settings.security)
             self.policy.check_port(settings.port)  # before even asking DNS
@@ -179,6 +178,10 @@ class _Attempt:
             step.details = ", ".join(sockaddr[0] for _, sockaddr in addresses)
             # Every address is checked, and only these are dialled: no second lookup to rebind.
             self.policy.check_addresses(addresses)
+        if settings.auth == protocols.OAUTH2:
+            with self.step("token") as step:
+                self.token = oauth.fetch_token(self)
+                step.details = f"client-credentials grant at {settings.token_url}: access token received"
         with self.step("connect") as step:
             sock, sockaddr = network.connect(addresses, self.seconds_left)
             self.sock = sock

@@ -174,7 +174,8 @@ def security_mismatch_hint(settings):
     """
     for security in (protocols.IMPLICIT_TLS, protocols.STARTTLS):  # never suggest going without TLS
         label = protocols.SECURITY_LABELS[security]
-        if security != settings.security and protocols.DEFAULT_PORTS.get((settings.protocol, security)) == settings.port:
+        standard_port = protocols.DEFAULT_PORTS.get((settings.protocol, security))
+        if security != settings.security and standard_port == settings.port:
             own_port = protocols.default_port(settings.protocol, settings.security)
             own_label = protocols.SECURITY_LABELS[settings.security]
             return (

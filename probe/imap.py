@@ -142,7 +142,8 @@ class Session:
             return Failure("plaintext_refused", reply=reply, reason="PRIVACYREQUIRED")
         if status == "NO":
             # With OAuth2 the client secret was good (the token came); the mailbox refused this login.
-            return Failure("auth_failed", reply=reply, field="username" if self.settings.auth == protocols.OAUTH2 else None)
+            blamed = "username" if self.settings.auth == protocols.OAUTH2 else None
+            return Failure("auth_failed", reply=reply, field=blamed)
         if status == "BAD":
             return Failure("protocol_error", reply=reply, reason="it refused the login command as malformed")
         return Failure("protocol_error", reason=str(error)[:200])

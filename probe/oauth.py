@@ -176,6 +176,9 @@ class _GuardedBackend(httpcore2.SyncBackend):
         self._attempt = attempt
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        problem = self._attempt.policy.token_port_problem(port)
+        if problem:
+            raise Failure("destination_not_allowed", field="token_url", host=host, port=port, reason=problem)
         try:
             addresses = network.resolve(host, port)
         except Failure:
@@ -200,4 +203,6 @@ class _GuardedTransport(httpx2.HTTPTransport):
     def __init__(self, attempt):
         super().__init__(verify=attempt.tls_context(), trust_env=False)
         # httpx builds its connection pool without a way to choose the network backend; this pool has ours.
-        self._pool = httpcore2.ConnectionPool(ssl_context=attempt.tls_context(), network_backend=_GuardedBackend(attempt))
+        self._pool = httpcore2.ConnectionPool(
+            ssl_context=attempt.tls_context(), network_backend=_GuardedBackend(attempt)
+        )

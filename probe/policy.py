@@ -16,12 +16,17 @@ import protocols
 from .causes import Failure
 
 MAIL_PORTS = frozenset({993, 995, 143, 110})
+HTTPS_PORT = 443
 
-# Never reachable, whatever is configured: link-local (cloud metadata lives at 169.254.169.254)
-# and AWS's IPv6 metadata address.
+# Never reachable, whatever is configured: link-local (cloud metadata lives at 169.254.169.254), AWS's
+# IPv6 metadata address, and 192.0.0.0/24 (IETF protocol assignments; Oracle's metadata is at 192.0.0.192).
 FORBIDDEN_NETWORKS = tuple(
-    ipaddress.ip_network(network) for network in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
+    ipaddress.ip_network(network)
+    for network in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "192.0.0.0/24")
 )
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64 (RFC 6052, RFC 8215) and the
+# deprecated IPv4-compatible form.
+IPV4_IN_LAST_32_BITS = tuple(ipaddress.ip_network(network) for network in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96"))
 
 
 class PolicyError(ValueError):
@@ -65,15 +70,23 @@ class Policy:
             return f"port {port} is not one of {shown}"
         return None
 
+    def token_port_problem(self, port):
+        """Why a token endpoint's `port` may not be dialled, or None: 443 (HTTPS) or an allowed port."""
+        return None if port == HTTPS_PORT or port in self.ports else f"port {port} is neither 443 nor an allowed port"
+
     def address_problem(self, address):
-        """Why the IP address text `address` may not be dialled, or None."""
+        """Why the IP address text `address` may not be dialled, or None.
+
+        An IPv6 address that carries an IPv4 one (mapped, NAT64, 6to4, Teredo,
+        IPv4-compatible) must pass for both.
+        """
         ip = ipaddress.ip_address(address.split("%")[0])  # an IPv6 zone index is not part of the address
-        ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:169.254.169.254 is 169.254.169.254
-        if any(ip in network for network in FORBIDDEN_NETWORKS) or ip.is_multicast or ip.is_unspecified:
-            return f"{ip} is a link-local, metadata, multicast or unspecified address, never allowed"
-        if any(ip in network for network in self.networks) or ip.is_global:
-            return None
-        return f"{ip} is a private or loopback address"
+        for each in (*_embedded_ipv4(ip), ip):  # the carried IPv4 address first: it names the real destination
+            if any(each in network for network in FORBIDDEN_NETWORKS) or each.is_multicast or each.is_unspecified:
+                return f"{each} is a link-local, metadata, multicast or unspecified address, never allowed"
+            if not (any(each in network for network in self.networks) or each.is_global):
+                return f"{each} is a private or loopback address"
+        return None
 
     def check_security(self, security):
         """Raise Failure ``plaintext_refused`` for a connection without TLS unless plaintext is allowed."""
@@ -94,3 +107,13 @@ class Policy:
             problem = self.address_problem(sockaddr[0])
             if problem:
                 raise Failure("destination_not_allowed", reason=problem)
+
+
+def _embedded_ipv4(ip):
+    """The IPv4 addresses an IPv6 address carries (none for an IPv4 address)."""
+    if ip.version == 4:
+        return []
+    found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if any(ip in network for network in IPV4_IN_LAST_32_BITS) and int(ip) & 0xFFFFFFFF:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [address for address in found if address is not None]

@@ -1,5 +1,5 @@
 """How tests act as users: the test users ("viewer", "editor", "admin", password USER_PASSWORD)
-signed in to a Flask test client or a browser page, and the browser's report of policy violations."""
+signed in to a Flask test client or a browser page, and what a browser page must never show."""
 
 from testdata import USER_PASSWORD
 
@@ -27,3 +27,14 @@ document.addEventListener("securitypolicyviolation", (event) => {
   window.reportCspViolation(`${event.violatedDirective} blocked ${event.blockedURI || "inline code"}`);
 });
 """
+
+
+def watch(page):
+    """Start collecting what `page` must never show: console errors, uncaught exceptions and
+    Content-Security-Policy violations, as text; return the list they are appended to."""
+    problems = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.expose_function("reportCspViolation", lambda violation: problems.append(violation))
+    page.add_init_script(REPORT_CSP_VIOLATIONS)
+    return problems

@@ -59,6 +59,7 @@ def app_config(tmp_path):
         # Tests sign in and test a lot; the limits themselves have tests of their own.
         "LOGIN_RATE_LIMIT": "1000 per minute",
         "TEST_RATE_LIMIT": "1000 per minute",
+        "TEST_RATE_LIMIT_TOTAL": "1000 per minute",
     }
 
 

@@ -8,8 +8,8 @@ import jsonschema
 
 import models
 import openapi
-from models import Credential, Group
-from testdata import CANARY, MAILBOX_USER
+from models import Credential
+from testdata import CANARY, MAILBOX_USER, stored_credential
 
 URL = "/api/v1/connection-tests"
 
@@ -39,11 +39,8 @@ def test_a_failure_names_code_field_step_and_reply(dovecot, api):
 
 def test_a_saved_credential_is_tested_with_its_stored_password_and_recorded(app, dovecot, api):
     with models.db.connection_context():
-        credential = Credential().store(
-            app.extensions["mailkeep.keyring"], {"password": CANARY}, (), name="Support", description="x",
-            group=Group.default(), protocol="IMAP", host="localhost", port=dovecot.imaps_port, security="ssl_tls",
-            username=MAILBOX_USER, folder="INBOX",
-        )
+        credential = stored_credential(app.extensions["mailkeep.keyring"], host="localhost",
+                                       port=dovecot.imaps_port, username=MAILBOX_USER)
     body = api.post(URL, json={"credential_id": credential.id}).get_json()
     assert body["ok"] is True
     with models.db.connection_context():
@@ -126,6 +123,26 @@ def test_a_credential_is_added_kept_changed_and_deleted(api):
     assert invalid.status_code == 422 and "host" in invalid.get_json()["errors"]
     assert matches_spec(api.delete(path), "/credentials/{row_id}", "DELETE").status_code == 204
     assert matches_spec(api.get(path), "/credentials/{row_id}", "GET").status_code == 404
+
+
+def test_custom_data_must_be_a_list_of_objects_and_null_fields_leave_values_alone(api):
+    body = {"name": "Support", "description": "Helpdesk", "host": "imap.example.com", "port": 993,
+            "security": "ssl_tls", "username": "help@example.com", "password": CANARY}
+    for custom_data in ("queue=L1", [["queue", "L1"]], {"key": "queue"}):
+        refused = api.post("/api/v1/credentials", json={**body, "custom_data": custom_data})
+        assert refused.status_code == 422, custom_data
+        assert refused.get_json()["errors"] == {"custom_data": ["Send a list of {key, value} objects."]}
+    path = api.post("/api/v1/credentials", json=body).headers["Location"]
+    unchanged = api.patch(path, json={"description": None, "folder": None})
+    assert unchanged.status_code == 200
+    assert (unchanged.get_json()["description"], unchanged.get_json()["folder"]) == ("Helpdesk", "INBOX")
+
+
+def test_unknown_paths_and_methods_answer_json(api):
+    missing = api.get("/api/v1/nothing-here")
+    assert missing.status_code == 404 and missing.is_json and "error" in missing.get_json()
+    wrong_method = api.put("/api/v1/credentials", json={})
+    assert wrong_method.status_code == 405 and wrong_method.is_json and "error" in wrong_method.get_json()
 
 
 def test_a_credential_in_use_is_not_deleted_and_the_answer_names_its_aliases(api):

@@ -2,16 +2,18 @@
 
 import re
 
+import pytest
+
 import access
 import models
+from app import create_app
 from clients import signed_in
+from config import ConfigurationError
 from models import ApiToken, AuditEvent, User
 from testdata import USER_PASSWORD
 
 
 def test_with_no_users_the_only_page_is_creating_the_first_administrator(app_config):
-    from app import create_app
-
     app = create_app(app_config)
     client = app.test_client()
     for path in ("/", "/credentials/", "/login", "/users/"):
@@ -36,7 +38,8 @@ def test_a_failed_sign_in_says_only_invalid_username_or_password(app):
         assert response.status_code == 200
         assert "Invalid username or password." in response.get_data(as_text=True)
     with models.db.connection_context():
-        events = [(event.actor, event.outcome) for event in AuditEvent.select().where(AuditEvent.action == "login_failed")]
+        failures = AuditEvent.select().where(AuditEvent.action == "login_failed")
+        events = [(event.actor, event.outcome) for event in failures]
     assert events == [("admin", "refused"), ("", "refused")]  # an unknown name is not logged: it may be a password
 
 
@@ -79,6 +82,27 @@ def test_sign_ins_are_rate_limited(app):
     assert codes == [200, 200, 200, 429]
     limited = client.post("/login", data={"username": "admin", "password": "wrong"})
     assert int(limited.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("proxies, limited_by_forged_header", [(0, True), (1, False)])
+def test_sign_in_limits_count_per_client_behind_a_trusted_proxy_only(app_config, proxies, limited_by_forged_header):
+    app = create_app({**app_config, "TRUSTED_PROXIES": proxies, "LOGIN_RATE_LIMIT": "1 per minute"})
+    access.limiter.reset()
+    with models.db.connection_context():
+        models.User.add("admin", USER_PASSWORD, "admin")
+    client = app.test_client()
+
+    def attempt(client_address):
+        return client.post("/login", data={"username": "admin", "password": "wrong"},
+                           headers={"X-Forwarded-For": client_address}).status_code
+
+    assert attempt("203.0.113.1") == 200
+    assert (attempt("203.0.113.2") == 429) is limited_by_forged_header
+
+
+def test_a_trusted_proxy_count_that_is_not_a_whole_number_stops_start_up(app_config):
+    with pytest.raises(ConfigurationError, match="MAILKEEP_TRUSTED_PROXIES must be a whole number"):
+        create_app({**app_config, "TRUSTED_PROXIES": "yes"})
 
 
 def test_signing_out_ends_the_session(app):
@@ -139,3 +163,39 @@ def test_a_token_is_shown_once_kept_hashed_and_revocable(app):
     assert api.get("/api/v1/credentials").status_code == 401
     editor = signed_in(app, "editor")
     assert editor.post(f"/tokens/{stored.id}/revoke").status_code == 404  # only your own
+
+
+def test_a_copied_session_cookie_dies_with_sign_out(app):
+    client = signed_in(app, "viewer")
+    copied = client.get_cookie("session").value
+    client.post("/logout")
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/credentials/").headers["Location"].startswith("/login")
+
+
+def test_re_enabling_a_user_does_not_revive_old_sessions(app):
+    viewer = signed_in(app, "viewer")
+    admin = signed_in(app, "admin")
+    viewer_id = User.get(User.username == "viewer").id
+    admin.post(f"/users/{viewer_id}/inactive")
+    admin.post(f"/users/{viewer_id}/active")
+    assert viewer.get("/credentials/").headers["Location"].startswith("/login")
+    assert signed_in(app, "viewer").get("/credentials/").status_code == 200
+
+
+def test_nothing_planted_in_a_session_before_sign_in_survives_it(app):
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["planted"] = "by someone else"
+    client.post("/login", data={"username": "viewer", "password": USER_PASSWORD})
+    with client.session_transaction() as session:
+        assert "planted" not in session
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "/\t/evil.example", "/\\evil.example", "https://evil.example/",
+                                    "/\r/evil", "javascript:alert(1)", " /x"])
+def test_next_never_leaves_the_site(app, target):
+    response = app.test_client().post("/login", query_string={"next": target},
+                                      data={"username": "viewer", "password": USER_PASSWORD})
+    assert response.headers["Location"] == "/credentials/"

@@ -26,7 +26,8 @@ def test_add_refuses_bad_values_field_by_field(app):
         args=["credentials", "add", "--name", "X", "--description", "x", "--host", "bad host",
               "--username", "a@", "--secret-stdin"], input="pw\n")
     assert result.exit_code == 1
-    assert "host: Enter a host name" in result.output and "username: There must be something after the @-sign." in result.output
+    assert "host: Enter a host name" in result.output
+    assert "username: There must be something after the @-sign." in result.output
 
 
 def test_test_exits_0_when_the_credential_works_and_1_when_not(app, dovecot):
@@ -57,8 +58,11 @@ def test_users_are_created_given_roles_and_disabled_from_the_command_line(app):
                             input="a long enough password\n")
     assert created.exit_code == 0 and "Created dora (editor)." in created.output
     short = runner.invoke(args=["users", "create", "eve", "--password-stdin"], input="short\n")
-    assert short.exit_code == 2 and "at least 12 characters" in short.output
-    assert runner.invoke(args=["users", "create", "DORA", "--password-stdin"], input="x" * 20 + "\n").exit_code == 2
+    assert short.exit_code == 1 and "password: Use at least 12 characters." in short.output
+    taken = runner.invoke(args=["users", "create", "DORA", "--password-stdin"], input="x" * 20 + "\n")
+    assert taken.exit_code == 1 and "username: dora exists already." in taken.output
+    forged = runner.invoke(args=["users", "create", "eve\u2028admin", "--password-stdin"], input="x" * 20 + "\n")
+    assert forged.exit_code == 1 and "username:" in forged.output
     assert runner.invoke(args=["users", "set-role", "dora", "admin"]).exit_code == 0
     assert runner.invoke(args=["users", "disable", "dora"]).exit_code == 0
     with models.db.connection_context():
@@ -67,3 +71,15 @@ def test_users_are_created_given_roles_and_disabled_from_the_command_line(app):
         actions = [event.action for event in AuditEvent.select().where(AuditEvent.actor == "(command line)")]
     assert actions == ["user_create", "role_change", "user_disable"]
     assert runner.invoke(args=["users", "disable", "nobody"]).exit_code == 2
+
+
+def test_the_command_line_keeps_the_last_active_admin(app):
+    runner = app.test_cli_runner()
+    for args in (["users", "set-role", "admin", "editor"], ["users", "disable", "ADMIN"]):
+        refused = runner.invoke(args=args)
+        assert refused.exit_code == 2 and "admin is the last active admin" in refused.output, args
+    with models.db.connection_context():
+        admin = User.get(User.username == "admin")
+        assert (admin.role, admin.active) == ("admin", True)
+    assert runner.invoke(args=["users", "set-role", "editor", "admin"]).exit_code == 0
+    assert runner.invoke(args=["users", "disable", "admin"]).exit_code == 0  # the editor, now admin, remains

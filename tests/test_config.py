@@ -9,6 +9,7 @@ import models
 from app import create_app
 from components import require_executable
 from config import ENCRYPTION_KEYS_FILE, SECRET_KEY_FILE, ConfigurationError
+from testdata import stored_credential
 
 
 @pytest.fixture
@@ -55,7 +56,8 @@ def test_environment_variables_configure_the_app(bare_config, tmp_path, monkeypa
 
 def test_a_malformed_key_stops_start_up_with_a_clear_message(bare_config, monkeypatch):
     monkeypatch.setenv("MAILKEEP_ENCRYPTION_KEYS", "tooshort")
-    with pytest.raises(ConfigurationError, match="MAILKEEP_ENCRYPTION_KEYS: encryption key 1 is not a 32-byte") as raised:
+    message = "MAILKEEP_ENCRYPTION_KEYS: encryption key 1 is not a 32-byte"
+    with pytest.raises(ConfigurationError, match=message) as raised:
         create_app(bare_config)
     assert "tooshort" not in str(raised.value)
 
@@ -86,6 +88,19 @@ def test_a_new_key_in_front_of_the_old_one_is_accepted(bare_config, tmp_path):
     create_app(bare_config)
     old = (tmp_path / "instance" / ENCRYPTION_KEYS_FILE).read_text().strip()
     create_app({**bare_config, "ENCRYPTION_KEYS": f"{encryption.generate_key()},{old}"})
+
+
+def test_a_key_ring_without_a_key_that_made_a_stored_secret_is_refused(bare_config, tmp_path):
+    create_app(bare_config)
+    first = (tmp_path / "instance" / ENCRYPTION_KEYS_FILE).read_text().strip()
+    second = encryption.generate_key()
+    create_app({**bare_config, "ENCRYPTION_KEYS": f"{second},{first}"})
+    with models.db.connection_context():
+        stored_credential(encryption.KeyRing(encryption.parse_keys(second)))
+    # The recorded key is still the first one, but a secret was encrypted with the second.
+    second_fingerprint = encryption.fingerprint(encryption.parse_keys(second)[0])
+    with pytest.raises(ConfigurationError, match=rf"encrypted with the key\(s\) {second_fingerprint},"):
+        create_app({**bare_config, "ENCRYPTION_KEYS": first})
 
 
 def test_an_unreadable_ca_file_or_a_bad_page_size_stops_start_up(bare_config, tmp_path):

@@ -100,7 +100,8 @@ def test_names_are_unique_ignoring_case(client):
     add(client)
     response = add(client, name="SUPPORT DESK", username="other@example.com")
     assert response.status_code == 200
-    assert field_error(response.get_data(as_text=True), "name") == "Another credential is already called 'Support desk'."
+    html = response.get_data(as_text=True)
+    assert field_error(html, "name") == "Another credential is already called 'Support desk'."
 
 
 def test_the_same_mailbox_cannot_be_saved_twice_and_the_form_names_the_entry(client):
@@ -304,7 +305,8 @@ def test_changing_the_server_asks_for_the_password_again(app, client):
     assert field_error(moved.get_data(as_text=True), "password") == \
         "The server or login changed: type the password again for it."
     assert stored().host == "imap.example.com"
-    retyped = client.post(f"/credentials/{credential.id}/edit", data=form_values(host="new.example.com", password="fresh"))
+    retyped = client.post(f"/credentials/{credential.id}/edit",
+                          data=form_values(host="new.example.com", password="fresh"))
     assert retyped.status_code == 303
     assert stored().secret(app.extensions["mailkeep.keyring"], "password") == "fresh"
 
@@ -325,7 +327,8 @@ def test_oauth2_needs_its_fields_and_an_https_token_endpoint(client):
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert field_error(html, "client_id") == "OAuth2 needs the Client ID of your application."
-    assert field_error(html, "token_url") == "The token endpoint must be an https:// URL (plain http only to this machine)."
+    assert field_error(html, "token_url") == (
+        "The token endpoint must be an https:// URL (plain http only to this machine).")
     assert field_error(html, "client_secret") == "Enter the client secret."
 
 
@@ -369,10 +372,10 @@ def test_out_of_range_page_and_group_do_not_break_the_list(client):
 
 
 def test_autodetect_offers_the_provider_settings(client):
-    html = client.get("/credentials/autodetect?username=someone@gmail.com&protocol=IMAP", headers=HTMX).get_data(as_text=True)
+    html = client.get("/credentials/autodetect?username=someone@gmail.com&protocol=IMAP", headers=HTMX).text
     assert "Gmail" in html and "imap.gmail.com" in html and "App Password" in html
     assert 'data-fill=\'{"host": "imap.gmail.com", "port": 993, "security": "ssl_tls"}\'' in html
-    assert "offers no POP3" in client.get("/credentials/autodetect?username=a@icloud.com&protocol=POP3").get_data(as_text=True)
+    assert "offers no POP3" in client.get("/credentials/autodetect?username=a@icloud.com&protocol=POP3").text
     assert client.get("/credentials/autodetect?username=a@unknown.example").get_data(as_text=True).strip() == ""
 
 
@@ -381,6 +384,7 @@ def test_every_page_sends_the_security_headers(client):
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 def test_csrf_protects_every_form_post(app):
@@ -393,6 +397,19 @@ def test_csrf_protects_every_form_post(app):
         assert client.post(url, data={"name": "x"}).status_code == 400, url
 
 
+def test_a_form_with_a_stale_csrf_token_says_to_reload(app):
+    client = signed_in(app, "editor")
+    app.config["WTF_CSRF_ENABLED"] = True
+    message = "This page is out of date (or your session ended). Reload it and try again."
+    page = client.post("/credentials/new", data=form_values(csrf_token="stale"))
+    assert page.status_code == 400 and message in page.get_data(as_text=True)
+    fragment = client.post("/credentials/new", data=form_values(csrf_token="stale"), headers=HTMX)
+    assert fragment.status_code == 200 and fragment.headers["HX-Retarget"] == "#messages"
+    assert message in fragment.get_data(as_text=True)
+    with models.db.connection_context():
+        assert not Credential.select().exists()
+
+
 # Test connection in the form, issue 3: OAuth2, the folder picker, too many at once.
 
 def test_oauth2_on_screen_goes_green_and_a_wrong_client_secret_red(dovecot, token_server, client):
@@ -400,7 +417,7 @@ def test_oauth2_on_screen_goes_green_and_a_wrong_client_secret_red(dovecot, toke
                             client_secret=CLIENT_SECRET, token_url=token_server.token_url)
     ok = client.post("/credentials/test", data=values, headers=HTMX).get_data(as_text=True)
     assert "We were able to connect to your mailbox." in ok and "Get OAuth2 token" in ok
-    wrong = client.post("/credentials/test", data={**values, "client_secret": "nope"}, headers=HTMX).get_data(as_text=True)
+    wrong = client.post("/credentials/test", data={**values, "client_secret": "nope"}, headers=HTMX).text
     assert "Get OAuth2 token failed." in wrong and "invalid_client" in wrong
     assert re.search(r'<small id="test-blame-client_secret" class="test-blame" hx-swap-oob="true">The token', wrong)
 
@@ -423,7 +440,7 @@ def test_too_many_tests_at_once_are_turned_away(app, client):
 def test_no_tls_is_not_a_choice_unless_allowed(client):
     assert "None (insecure)" not in client.get("/credentials/new").get_data(as_text=True)
     response = add(client, security="none", port="143")
-    assert response.status_code == 200 and field_error(response.get_data(as_text=True), "security") == "Not a valid choice."
+    assert response.status_code == 200 and field_error(response.text, "security") == "Not a valid choice."
 
 
 def test_no_tls_where_allowed_is_marked_in_red(app_config, app):
@@ -431,7 +448,7 @@ def test_no_tls_where_allowed_is_marked_in_red(app_config, app):
     client = signed_in(app, "editor")
     assert "None (insecure)" in client.get("/credentials/new").get_data(as_text=True)
     assert add(client, security="none", port="143").status_code == 303
-    assert '<small class="summary insecure">None (insecure)</small>' in client.get("/credentials/").get_data(as_text=True)
+    assert '<small class="summary insecure">None (insecure)</small>' in client.get("/credentials/").text
 
 
 @pytest.mark.parametrize("field", ["host", "username", "password", "folder"])
@@ -453,6 +470,26 @@ def test_connection_tests_are_rate_limited_per_user(app):
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
     assert "Too many requests for now" in limited.get_data(as_text=True)
     assert admin.post("/credentials/test", data=values).status_code == 200  # another user has their own budget
+
+
+def test_the_page_and_the_api_share_one_per_user_limit(app, api):
+    app.config["TEST_RATE_LIMIT"] = "2 per minute"
+    admin, editor = signed_in(app, "admin"), signed_in(app, "editor")
+    values = form_values(host="", password="")
+    assert admin.post("/credentials/test", data=values).status_code == 200
+    assert api.post("/api/v1/connection-tests", json={}).status_code == 422  # the admin's token: same user
+    assert admin.post("/credentials/test", data=values).status_code == 429
+    assert editor.post("/credentials/test", data=values).status_code == 200
+
+
+def test_a_total_limit_caps_connection_tests_across_users(app, api):
+    app.config["TEST_RATE_LIMIT_TOTAL"] = "3 per minute"
+    admin, editor = signed_in(app, "admin"), signed_in(app, "editor")
+    values = form_values(host="", password="")
+    assert admin.post("/credentials/test", data=values).status_code == 200
+    assert api.post("/api/v1/connection-tests", json={}).status_code == 422
+    assert editor.post("/credentials/test", data=values).status_code == 200
+    assert editor.post("/credentials/test", data=values).status_code == 429  # the editor's second, the fourth in all
 
 
 def test_pages_that_show_credentials_stay_out_of_htmx_history(client):

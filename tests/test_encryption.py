@@ -34,8 +34,10 @@ def test_a_tampered_ciphertext_is_refused():
     flipped = body[:-6] + ("A" if body[-6] != "A" else "B") + body[-5:]
     with pytest.raises(UndecryptableSecret):
         keys.decrypt(token.replace(body, flipped), CONTEXT)
-    with pytest.raises(UndecryptableSecret):
-        keys.decrypt("not a ciphertext", CONTEXT)
+    key_id = token.split("$")[1]
+    for malformed in ("not a ciphertext", f"mk1${key_id}$", f"mk1${key_id}$AAAA", f"mk2${key_id}${body}"):
+        with pytest.raises(UndecryptableSecret):
+            keys.decrypt(malformed, CONTEXT)
 
 
 def test_the_first_key_encrypts_and_every_key_decrypts():

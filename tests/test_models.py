@@ -68,6 +68,7 @@ def test_custom_data_keeps_its_order_and_goes_with_its_credential(db):
 def test_search_matches_name_description_host_and_username(db):
     make_credential(name="Support", username="help@example.com")
     make_credential(name="Billing", description="Invoices 100%", username="bills@example.org", host="mail.example.org")
+
     def names(text):
         return [credential.name for credential in Credential.search(text)]
     assert names("supp") == ["Support"]

@@ -122,7 +122,8 @@ def test_oauth2_client_credentials(dovecot, token_server, protocol):
     result = run(settings_for(dovecot, protocol=protocol, **oauth2(token_server)), dovecot.ca_file)
     assert result.ok, result.cause
     steps = {step.name: step for step in result.steps}
-    assert list(steps)[0] == "token" and steps["token"].details.endswith("access token received")
+    assert list(steps)[:3] == ["resolve", "token", "connect"]  # a refused destination costs no token request
+    assert steps["token"].details.endswith("access token received")
     assert "XOAUTH2" in steps["authenticate"].details
     assert result.message_count == test_dovecot.INBOX_MESSAGE_COUNT
 
@@ -188,7 +189,9 @@ CAUSES = [
 
 @pytest.mark.parametrize(("code", "field", "step", "case"), CAUSES, ids=[c[3] for c in CAUSES])
 def test_every_cause_names_its_code_field_and_step(request, code, field, step, case):
-    dovecot, tokens, certificates = (request.getfixturevalue(name) for name in ("dovecot", "token_server", "certificates"))
+    dovecot, tokens, certificates = (
+        request.getfixturevalue(name) for name in ("dovecot", "token_server", "certificates")
+    )
     ca_file, cert, key = certificates
     local = dict(host="127.0.0.1")
     cases = {
@@ -363,7 +366,7 @@ def test_token_endpoints_must_be_https_except_on_loopback():
     assert oauth.token_url_problem("http://localhost/token") is None
     assert oauth.token_url_problem("http://login.example.com/token")
     assert oauth.token_url_problem("ftp://login.example.com/token")
-    settings = probe.Settings("IMAP", "h", 993, "ssl_tls", MAILBOX_USER, auth=protocols.OAUTH2, client_id="c",
+    settings = probe.Settings("IMAP", "127.0.0.1", 993, "ssl_tls", MAILBOX_USER, auth=protocols.OAUTH2, client_id="c",
                               client_secret="s", token_url="http://login.example.com/token")
     result = run(settings)
     assert (result.cause.code, result.cause.field) == ("token_request_failed", "token_url")
@@ -381,6 +384,11 @@ def test_token_endpoints_must_be_https_except_on_loopback():
         ("127.0.0.1", 993, "host", "127.0.0.1 is a private or loopback address"),
         ("0.0.0.0", 993, "host", "unspecified address"),
         ("224.0.0.1", 993, "host", "multicast"),
+        ("192.0.0.192", 993, "host", "192.0.0.192 is a link-local, metadata"),
+        ("64:ff9b::a9fe:a9fe", 993, "host", "169.254.169.254 is a link-local, metadata"),
+        ("64:ff9b::7f00:1", 993, "host", "127.0.0.1 is a private or loopback address"),
+        ("2002:7f00:1::1", 993, "host", "127.0.0.1 is a private or loopback address"),
+        ("::7f00:1", 993, "host", "is a private or loopback address"),
         ("93.184.215.14", 22, "port", "port 22 is not one of 110, 143, 993, 995"),
     ],
 )
@@ -388,7 +396,8 @@ def test_the_default_policy_refuses_without_sending_a_packet(monkeypatch, host, 
     dialled = []
     monkeypatch.setattr(socket.socket, "connect", lambda self, address: dialled.append(address))
     result = run(probe.Settings("IMAP", host, port, "ssl_tls", MAILBOX_USER, CANARY), policy=probe.Policy())
-    assert (result.cause.code, result.cause.field, result.failed_step.name) == ("destination_not_allowed", field, "resolve")
+    assert (result.cause.code, result.cause.field, result.failed_step.name) == (
+        "destination_not_allowed", field, "resolve")
     assert words in result.cause.message
     assert dialled == []
 
@@ -576,7 +585,8 @@ def test_plaintext_is_refused_unless_allowed(monkeypatch):
     dialled = []
     monkeypatch.setattr(socket.socket, "connect", lambda self, address: dialled.append(address))
     result = run(probe.Settings("IMAP", "127.0.0.1", 143, "none", MAILBOX_USER, CANARY))
-    assert (result.cause.code, result.cause.field, result.failed_step.name) == ("plaintext_refused", "security", "resolve")
+    assert (result.cause.code, result.cause.field, result.failed_step.name) == (
+        "plaintext_refused", "security", "resolve")
     assert "MAILKEEP_ALLOW_INSECURE" in result.cause.message and dialled == []
 
 
@@ -593,3 +603,22 @@ def test_plaintext_where_allowed(dovecot, dovecot_without_tls, protocol):
     refused = run(probe.Settings(protocol, server.host, port, "none", MAILBOX_USER, CANARY), policy=PLAINTEXT_POLICY)
     assert (refused.cause.code, refused.cause.field, refused.failed_step.name) == (
         "plaintext_refused", "security", "authenticate")
+
+
+def test_a_refused_mail_server_costs_no_token_request(token_server):
+    asked_before = len(token_server.requests)
+    settings = probe.Settings("IMAP", "127.0.0.1", 25, "ssl_tls", MAILBOX_USER, auth=protocols.OAUTH2,
+                              client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token_url=token_server.token_url)
+    result = run(settings, policy=probe.Policy.parse("993", "127.0.0.0/8"))
+    assert (result.cause.code, result.cause.field, result.failed_step.name) == (
+        "destination_not_allowed", "port", "resolve")
+    assert len(token_server.requests) == asked_before
+
+
+def test_a_token_endpoint_port_must_be_443_or_allowed(token_server):
+    settings = probe.Settings("IMAP", "127.0.0.1", 993, "ssl_tls", MAILBOX_USER, auth=protocols.OAUTH2,
+                              client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token_url=token_server.token_url)
+    result = run(settings, policy=probe.Policy.parse("993", "127.0.0.0/8"))
+    assert (result.cause.code, result.cause.field, result.failed_step.name) == (
+        "destination_not_allowed", "token_url", "token")
+    assert "is neither 443 nor an allowed port" in result.cause.message

@@ -15,7 +15,7 @@ from app import create_app
 from config import ConfigurationError
 from encryption import KeyRing, UndecryptableSecret, parse_keys
 from models import Credential
-from testdata import CANARY, LogRecorder, canary_leaks
+from testdata import CANARY, LogRecorder, canary_leaks, stored_credential
 
 HTMX = {"HX-Request": "true"}
 
@@ -60,11 +60,8 @@ def test_the_log_check_sees_what_the_test_itself_logs():
 
 def _credential(app, name="Support", password=CANARY):
     with models.db.connection_context():
-        return Credential().store(
-            app.extensions["mailkeep.keyring"], {"password": password}, (), name=name, description="x",
-            group=models.Group.default(), protocol="IMAP", host="imap.example.com", port=993, security="ssl_tls",
-            username=f"{name.lower()}@example.com", folder="INBOX",
-        )
+        return stored_credential(app.extensions["mailkeep.keyring"], password, name=name,
+                                 username=f"{name.lower()}@example.com")
 
 
 def test_a_ciphertext_copied_to_another_row_does_not_decrypt_and_says_so(app, client):
@@ -78,12 +75,25 @@ def test_a_ciphertext_copied_to_another_row_does_not_decrypt_and_says_so(app, cl
     assert "This secret cannot be read with the current keys" in row
 
 
+def test_a_ciphertext_left_from_a_deleted_row_does_not_decrypt_in_the_row_that_reuses_its_id(app):
+    keyring = app.extensions["mailkeep.keyring"]
+    deleted = _credential(app, "Deleted")
+    with models.db.connection_context():
+        Credential.delete_by_id(deleted.id)
+        successor = stored_credential(keyring, "another-password", name="Successor")
+        assert successor.id == deleted.id  # SQLite hands the highest id out again
+        Credential.update(password_ciphertext=deleted.password_ciphertext).where(
+            Credential.id == successor.id).execute()
+        with pytest.raises(UndecryptableSecret):
+            Credential.get_by_id(successor.id).secret(keyring, "password")
+
+
 def test_a_tampered_ciphertext_says_so_and_nothing_crashes(app, client):
     credential = _credential(app)
     token = credential.password_ciphertext
     with models.db.connection_context():
         Credential.update(password_ciphertext=token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")).execute()
-    assert "cannot be read with the current keys" in client.get(f"/credentials/{credential.id}/edit").get_data(as_text=True)
+    assert "cannot be read with the current keys" in client.get(f"/credentials/{credential.id}/edit").text
 
 
 def test_rotation_re_encrypts_everything_so_the_old_key_alone_reads_nothing(app_config, tmp_path):

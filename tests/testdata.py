@@ -2,6 +2,8 @@
 
 import logging
 
+import models
+
 # The one secret the suite uses everywhere: the test mailbox's password, and so what the credentials
 # store. After every test it must not appear in a response body, a log record or the database files.
 CANARY = "canary-7f3c9e2b-do-not-leak"
@@ -14,6 +16,16 @@ NO_TOKEN_CLIENT_ID = "broken-provider"
 USER_PASSWORD = "a long test password"
 # Test servers listen on loopback at ports the system picks: the outbound policy must allow both.
 LOOPBACK_POLICY = {"ports": "1-65535", "networks": "127.0.0.0/8,::1/128"}
+
+
+def stored_credential(keyring, password=CANARY, **fields):
+    """Save and return an IMAP credential whose `password` `keyring` encrypts; `fields` override the rest.
+
+    Needs an open database connection.
+    """
+    values = dict(name="Support", description="Helpdesk mailbox", group=models.Group.default(), protocol="IMAP",
+                  host="imap.example.com", port=993, security="ssl_tls", username="help@example.com", folder="INBOX")
+    return models.Credential().store(keyring, {"password": password}, (), **{**values, **fields})
 
 
 def canary_leaks(bodies, log_text, folder):

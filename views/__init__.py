@@ -13,11 +13,13 @@ a full page but 200 for htmx, its explanation going to the message area. Only
 statuses throughout (422 for invalid input).
 """
 
+from http import HTTPStatus
+
 from flask import abort, flash, redirect, render_template, request, url_for
 
-UNPROCESSABLE = 422
-CONFLICT = 409
-TOO_MANY_REQUESTS = 429
+UNPROCESSABLE = HTTPStatus.UNPROCESSABLE_ENTITY
+CONFLICT = HTTPStatus.CONFLICT
+TOO_MANY_REQUESTS = HTTPStatus.TOO_MANY_REQUESTS
 # When all connection-test slots are taken: a test lasts seconds, so try again soon.
 BUSY_HEADERS = {"Retry-After": "5"}
 # SQLite integers are 64-bit; a bigger id in a URL cannot name a row.
@@ -48,7 +50,6 @@ def finish(message, endpoint, **values):
         return ""
     flash(message)
     return redirect(url_for(endpoint, **values), 303)
-
 
 
 def id_arg(name):

@@ -15,7 +15,7 @@ from werkzeug.datastructures import MultiDict
 
 import openapi
 import probe
-from access import DEFAULT_ROLE, PUBLIC, limiter, requires, user_key
+from access import DEFAULT_ROLE, PUBLIC, limits_connection_tests, requires
 from forms import AliasForm, ConnectionForm, CredentialForm, GroupForm, credential_data, field_values
 from models import Alias, Credential, Group, db
 from services import (
@@ -79,13 +79,17 @@ def _row(model, row_id):
 
 
 def _validated(form_class, values, instance=None):
-    """A form of `form_class` filled from JSON `values`; raises BadRequest 422 with the messages when invalid."""
+    """A form of `form_class` filled from JSON `values`; raises BadRequest 422 with the messages when invalid.
+
+    ``custom_data`` must be a list of ``{"key", "value"}`` objects.
+    """
     formdata = MultiDict()
     for name, value in values.items():
-        if name == "custom_data" and isinstance(value, list):
+        if name == "custom_data":
+            if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+                raise BadRequest(UNPROCESSABLE, {"errors": {"custom_data": ["Send a list of {key, value} objects."]}})
             for index, item in enumerate(value):
-                formdata.update({f"custom_data-{index}-{key}": str(item.get(key, "")) for key in ("key", "value")}
-                                if isinstance(item, dict) else {})
+                formdata.update({f"custom_data-{index}-{key}": str(item.get(key, "")) for key in ("key", "value")})
         elif value is not None:
             formdata[name] = str(value)
     form = form_class(formdata=formdata, instance=instance, meta={"csrf": False})
@@ -211,7 +215,9 @@ def _credentials():
 Entries(
     "credential", "credentials", Credential, CredentialForm, credential_json,
     to_input=lambda row, payload: _renamed(
-        {**(credential_data(row) if row else {"group": Group.default().id}), **payload}, "group_id", "group"),
+        {**(credential_data(row) if row else {"group": Group.default().id}),
+         **{name: value for name, value in payload.items() if value is not None}},  # null leaves a field as it is
+        "group_id", "group"),
     save=save_credential,
     query=_credentials,
     refusal=lambda credential, aliases: {
@@ -229,7 +235,9 @@ def alias_json(alias):
 
 Entries(
     "alias", "aliases", Alias, AliasForm, alias_json,
-    to_input=lambda row, payload: _renamed({**(alias_json(row) if row else {}), **payload}, "credential_id", "credential"),
+    to_input=lambda row, payload: _renamed(
+        {**(alias_json(row) if row else {}), **payload}, "credential_id", "credential"
+    ),
     save=lambda form, row: save_entry(form, row or Alias()),
     query=Alias.ordered,
 )
@@ -247,7 +255,8 @@ Entries(
     save=lambda form, row: save_entry(form, row or Group()),
     query=lambda: Group.select().order_by(Group.name_key),
     refusal=lambda group, count: {
-        "error": f"{group.name} {'is the default group' if group.is_default else f'still holds {count} credential(s)'}.",
+        "error": f"{group.name} "
+                 f"{'is the default group' if group.is_default else f'still holds {count} credential(s)'}.",
         "credential_count": count,
     },
 )
@@ -256,7 +265,7 @@ Entries(
 # Connection tests.
 
 @bp.post("/connection-tests")
-@limiter.limit(lambda: current_app.config["TEST_RATE_LIMIT"], key_func=user_key)
+@limits_connection_tests
 def connection_tests():
     """Test ``{"credential_id": N}`` (with its stored secret; the outcome is recorded) or the settings sent."""
     payload = _payload()

@@ -1,14 +1,15 @@
 """Signing in and out, and the one-time set-up of the first administrator."""
 
 import secrets
+from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 
 import audit
 from access import PUBLIC, limiter, requires
 from forms import AccountForm, LoginForm
-from models import User, db
+from models import User, check_then_write, db
 
 
 bp = Blueprint("auth", __name__)
@@ -27,7 +28,9 @@ def setup():
         abort(404)
     form = AccountForm()
     if form.validate_on_submit():
-        with db.atomic():
+        with check_then_write():
+            if User.select().exists():  # someone finished set-up while this form was filled in
+                abort(404)
             user = User.add(form.username.data, form.password.data, "admin")
             audit.record("user_create", user, actor=user.username, details="the first administrator, at set-up")
         _start_session(user)
@@ -58,8 +61,10 @@ def login():
 @bp.post("/logout")
 @requires("viewer")
 def logout():
-    """Sign out and forget the session."""
+    """Sign out: this session and any copy of its cookie end, and the user's other sessions with them."""
     with db.atomic():
+        current_user.end_sessions()
+        current_user.save()
         audit.record("logout")
     logout_user()
     session.clear()
@@ -74,7 +79,15 @@ def _start_session(user):
 
 
 def _local(target):
-    """`target` if it is a path on this site (no scheme, no host), else None: no open redirects."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    """`target` if it is a path on this site, else None: no open redirects.
+
+    Refuses anything with a scheme or host, backslashes (some browsers read them
+    as slashes) and whitespace or control characters (dropped on the way into a
+    header, turning "/\t/evil.example" into "//evil.example").
+    """
+    if not target or any(ord(c) <= 0x20 or ord(c) == 0x7F or c == "\\" for c in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target

@@ -10,7 +10,7 @@ import audit
 import probe
 import protocols
 import providers
-from access import limiter, requires, user_key
+from access import limits_connection_tests, requires
 from encryption import UndecryptableSecret
 from forms import (
     CUSTOM_DATA_ACTION,
@@ -167,7 +167,7 @@ def change_secret(credential_id, name):
 
 @bp.post("/test", defaults={"credential_id": None})
 @bp.post("/<int:credential_id>/test-form")
-@limiter.limit(lambda: current_app.config["TEST_RATE_LIMIT"], key_func=user_key)
+@limits_connection_tests
 def test_form(credential_id):
     """Test the values on screen, before or without saving them.
 
@@ -220,7 +220,7 @@ def _outcome(result=None, blamed=None, ask_secret=None, busy=False):
 
 
 @bp.post("/<int:credential_id>/test")
-@limiter.limit(lambda: current_app.config["TEST_RATE_LIMIT"], key_func=user_key)
+@limits_connection_tests
 def test_saved(credential_id):
     """Test the saved credential and record the outcome on its health badge."""
     credential = _listed_or_404(credential_id)

@@ -74,7 +74,8 @@ def _listed_or_404(group_id):
 
 @bp.route("/<int:group_id>/delete", methods=["GET", "POST"])
 def delete(group_id):
-    """Ask (GET, for browsers without JavaScript), then delete the group unless it is the default or holds credentials."""
+    """Ask (GET, for browsers without JavaScript), then delete the group unless it is the default or holds
+    credentials."""
     group = _listed_or_404(group_id)
     if request.method == "GET":
         return respond("_delete_confirm.html", f"Delete {group.name}", thing=f"the group {group.name}")

@@ -7,7 +7,7 @@ from playhouse.flask_utils import get_object_or_404
 import audit
 from access import requires
 from forms import AccountForm
-from models import ROLES, User, db
+from models import ROLES, User, check_then_write, db
 
 from . import finish, is_htmx, refuse
 
@@ -47,9 +47,9 @@ def set_role(user_id):
     role = request.form.get("role", "")
     if role not in ROLES:
         return refuse("_refused.html", "Unknown role", message=f"There is no role {role!r}.")
-    if user.role == "admin" and role != "admin" and _last_admin(user):
-        return refuse("_refused.html", "The last admin", message=f"{user.username} is the last active admin.")
-    with db.atomic():
+    with check_then_write():
+        if role != "admin" and user.is_last_active_admin():
+            return refuse("_refused.html", "The last admin", message=f"{user.username} is the last active admin.")
         before, user.role = user.role, role
         user.save()
         audit.record("role_change", user, details=f"{before} to {role}")
@@ -62,19 +62,17 @@ def set_role(user_id):
 def set_active(user_id, active):
     """Enable or disable a user; disabling ends their sessions at their next request."""
     user = get_object_or_404(User, User.id == user_id)
-    if not active and (user.id == current_user.id or _last_admin(user)):
-        why = "You cannot disable yourself." if user.id == current_user.id else \
-            f"{user.username} is the last active admin."
-        return refuse("_refused.html", "Not disabled", message=why)
-    with db.atomic():
+    if not active and user.id == current_user.id:
+        return refuse("_refused.html", "Not disabled", message="You cannot disable yourself.")
+    with check_then_write():
+        if not active and user.is_last_active_admin():
+            return refuse("_refused.html", "Not disabled", message=f"{user.username} is the last active admin.")
         user.active = active
+        if not active:
+            user.end_sessions()  # re-enabling later must not bring old sessions back
         user.save()
         audit.record("user_enable" if active else "user_disable", user)
     return _row_or_back(user, f"{user.username} is {'enabled' if active else 'disabled'}.")
-
-
-def _last_admin(user):
-    return user.role == "admin" and user.active and User.active_admins().count() == 1
 
 
 def _row_or_back(user, message):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from clients import REPORT_CSP_VIOLATIONS, sign_in
+from clients import sign_in, watch
 
 
 @pytest.fixture
@@ -19,11 +19,7 @@ def page(page, live_server):
     When the test ends, the page must have logged no console error, thrown no
     uncaught exception and met no Content-Security-Policy violation.
     """
-    problems = []
-    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.expose_function("reportCspViolation", lambda violation: problems.append(violation))
-    page.add_init_script(REPORT_CSP_VIOLATIONS)
+    problems = watch(page)
     page.on("dialog", lambda dialog: dialog.accept())
     page.set_default_timeout(10_000)
     sign_in(page, live_server, "admin")

@@ -4,7 +4,8 @@ import re
 
 from playwright.sync_api import expect
 
-from clients import REPORT_CSP_VIOLATIONS, sign_in
+import models
+from clients import sign_in, watch
 from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER
 
 
@@ -332,11 +333,60 @@ def test_the_policy_recorder_would_see_a_violation(browser, live_server, app):
     """The check the page fixture makes can fail: an image from elsewhere breaks the policy, and is seen."""
     context = browser.new_context()
     page = context.new_page()
-    seen = []
-    page.expose_function("reportCspViolation", lambda violation: seen.append(violation))
-    page.add_init_script(REPORT_CSP_VIOLATIONS)
+    seen = watch(page)
     page.goto(f"{live_server}/login")
     page.evaluate("document.body.insertAdjacentHTML('beforeend', '<img src=\"https://elsewhere.invalid/x.png\">')")
     page.wait_for_timeout(300)
-    assert seen and seen[0].startswith("img-src blocked https://elsewhere.invalid")
+    assert "img-src blocked https://elsewhere.invalid/x.png" in seen
     context.close()
+
+
+def test_the_first_administrator_is_set_up_in_the_browser(browser, live_server, app):
+    with models.db.connection_context():
+        models.User.delete().execute()
+    context = browser.new_context()
+    page = context.new_page()
+    problems = watch(page)
+    page.goto(f"{live_server}/credentials/")
+    expect(page).to_have_url(f"{live_server}/setup")
+    label(page, "Username").fill("root")
+    for name in ("Password", "Confirm password"):
+        label(page, name).fill("short")
+    page.get_by_role("button", name="Create the administrator").click()
+    expect(page.get_by_text("Use at least 12 characters.")).to_be_visible()
+    expect(label(page, "Username")).to_have_value("root")
+    for name in ("Password", "Confirm password"):
+        label(page, name).fill("a long enough password")
+    page.get_by_role("button", name="Create the administrator").click()
+    page.wait_for_url(f"{live_server}/credentials/")
+    expect(page.get_by_role("button", name="Add credential")).to_be_visible()
+    context.close()
+    assert problems == []
+
+
+def test_a_form_whose_session_ended_says_to_reload_and_keeps_the_values(page, live_server, dovecot):
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot)
+    page.context.clear_cookies()  # the session ends, as after a restart with a new secret key
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator("#messages")).to_contain_text("This page is out of date (or your session ended).")
+    expect(label(page, "Name")).to_have_value("Support desk")
+
+
+def test_too_many_tests_say_when_to_try_again(browser, live_server, dovecot, app):
+    app.config["TEST_RATE_LIMIT"] = "1 per minute"
+    context = browser.new_context()
+    page = context.new_page()
+    problems = watch(page)
+    sign_in(page, live_server, "editor")
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot)
+    test_button = page.get_by_role("button", name="Test connection")
+    test_button.click()
+    expect(page.locator("#test-result")).to_contain_text("We were able to connect to your mailbox.")
+    test_button.click()
+    limited = re.compile(r"Too many requests for now; try again in \d+ seconds\.")
+    expect(page.locator("#messages")).to_contain_text(limited)
+    context.close()
+    # The browser reports the refused request itself; nothing else may go wrong.
+    assert [problem for problem in problems if "status of 429" not in problem] == []
