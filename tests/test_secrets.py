@@ -96,12 +96,17 @@ def test_a_tampered_ciphertext_says_so_and_nothing_crashes(app, client):
     assert "cannot be read with the current keys" in client.get(f"/credentials/{credential.id}/edit").text
 
 
-def test_rotation_re_encrypts_everything_so_the_old_key_alone_reads_nothing(app_config, tmp_path):
+def _three_secrets_and_a_new_key(app_config):
+    """Store secret-0..2 with the configured key; return (old key, new key, the app with both, new first)."""
     old, new = app_config["ENCRYPTION_KEYS"], encryption.generate_key()
     app = create_app(app_config)
     for number in range(3):
         _credential(app, f"C{number}", f"secret-{number}")
-    rotating = create_app({**app_config, "ENCRYPTION_KEYS": f"{new},{old}"})
+    return old, new, create_app({**app_config, "ENCRYPTION_KEYS": f"{new},{old}"})
+
+
+def test_rotation_re_encrypts_everything_so_the_old_key_alone_reads_nothing(app_config, tmp_path):
+    old, new, rotating = _three_secrets_and_a_new_key(app_config)
     dry = rotating.test_cli_runner().invoke(args=["keys", "rotate", "--dry-run"])
     assert dry.exit_code == 0 and "Would re-encrypt 3 secrets" in dry.output
     result = rotating.test_cli_runner().invoke(args=["keys", "rotate"])
@@ -128,11 +133,7 @@ def test_a_deleted_secret_is_gone_from_the_database_file_and_its_wal(app, client
 
 
 def test_an_interrupted_rotation_changes_nothing(app_config, monkeypatch):
-    old, new = app_config["ENCRYPTION_KEYS"], encryption.generate_key()
-    app = create_app(app_config)
-    for number in range(3):
-        _credential(app, f"C{number}", f"secret-{number}")
-    rotating = create_app({**app_config, "ENCRYPTION_KEYS": f"{new},{old}"})
+    old, new, rotating = _three_secrets_and_a_new_key(app_config)
     calls = []
 
     def fail_on_the_second(self, keyring):
