@@ -16,6 +16,7 @@ import access
 import cli
 import config
 import models
+import schema
 from views import aliases, api, auth, credentials, events, groups, tokens, users
 
 
@@ -52,6 +53,7 @@ def create_app(test_config=None):
         # Sign-in limits count per client address; behind a proxy that address is in X-Forwarded-For.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
     models.bind(app.config["DATABASE_URL"])
+    schema.upgrade(keyring)
     config.check_key(keyring)
 
     @app.before_request

@@ -115,17 +115,21 @@ def check_key(keyring):
     """
     with models.db.connection_context():
         stored = models.Setting.get_or_none(models.Setting.name == KEY_FINGERPRINT_SETTING)
+        needed = ({stored.value} if stored else set()) | models.Credential.encryption_key_ids()
+        if missing := needed - set(keyring.fingerprints):
+            raise missing_keys_error(missing)
         if stored is None:
             record_key(keyring)
-        needed = ({stored.value} if stored else set()) | models.Credential.encryption_key_ids()
-    missing = sorted(str(fingerprint) for fingerprint in needed - set(keyring.fingerprints))
-    if missing:
-        raise ConfigurationError(
-            f"the database's secrets are encrypted with the key(s) {', '.join(missing)}, which are not among the "
-            "configured encryption keys (MAILKEEP_ENCRYPTION_KEYS or instance/encryption_keys). Restore them "
-            "from your backup (every instance sharing this database needs them), or run `keys rotate` before "
-            "dropping an old key."
-        )
+
+
+def missing_keys_error(fingerprints):
+    """The ConfigurationError for stored secrets whose keys (a set of fingerprints) the key ring lacks."""
+    return ConfigurationError(
+        f"the database's secrets are encrypted with the key(s) {', '.join(sorted(fingerprints))}, which are not "
+        "among the configured encryption keys (MAILKEEP_ENCRYPTION_KEYS or instance/encryption_keys). Restore them "
+        "from your backup (every instance sharing this database needs them), or run `keys rotate` before "
+        "dropping an old key."
+    )
 
 
 def _flag(value):

@@ -42,15 +42,10 @@ SUMMARY_LENGTH = 300
 
 
 def bind(url):
-    """Bind ``db`` to a playhouse ``db_url`` URL (e.g. ``sqlite:////srv/mailkeep.db``).
-
-    Creates missing tables and makes sure the default group exists.
-    """
+    """Bind ``db`` to a playhouse ``db_url`` URL (e.g. ``sqlite:////srv/mailkeep.db``); schema.upgrade then
+    creates or upgrades the tables."""
     options = {"pragmas": SQLITE_PRAGMAS} if url.startswith("sqlite") else {}
     db.initialize(db_url.connect(url, **options))
-    with db.connection_context():
-        db.create_tables([Setting, Group, Credential, CustomDataItem, Alias, User, ApiToken, AuditEvent], safe=True)
-        Group.default()
 
 
 def check_then_write():
@@ -319,19 +314,26 @@ class Credential(BaseModel):
                 unreadable.append(name)
         return unreadable
 
-    def reencrypt(self, keyring):
+    def reencrypt(self, keyring, sealed_for=None):
         """Re-encrypt the stored secrets that the active key did not make; return (re-encrypted, unreadable)
-        counts. Saves only the ciphertext columns (not ``updated_at``: nothing a user set changed)."""
+        counts. Saves only the ciphertext columns (not ``updated_at``: nothing a user set changed).
+
+        `sealed_for` (secret name -> associated data), when given, is the binding the
+        stored ciphertexts were made with instead of this row's; then every readable
+        secret is re-encrypted, so it ends bound to this row as it is now.
+        """
         done = unreadable = 0
         for name in self.stored_secrets:
             column = f"{name}_ciphertext"
-            if keyring.is_current(getattr(self, column)):
+            token = getattr(self, column)
+            if sealed_for is None and keyring.is_current(token):
                 continue
             try:
-                self.set_secret(keyring, name, self.secret(keyring, name))
+                plaintext = keyring.decrypt(token, (sealed_for or self._secret_context)(name))
             except UndecryptableSecret:
                 unreadable += 1
                 continue
+            self.set_secret(keyring, name, plaintext)
             Credential.update({getattr(Credential, column): getattr(self, column)}).where(
                 Credential.id == self.id).execute()
             done += 1

@@ -1,0 +1,84 @@
+"""An older Mailkeep's database is upgraded on start, losing nothing; an upgrade that cannot finish changes nothing."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from peewee import IntegrityError
+
+import encryption
+import models
+from app import create_app
+from config import ConfigurationError
+from models import Alias, Credential, CustomDataItem, Group
+
+FIRST_RELEASE = Path(__file__).parent / "data" / "mailkeep-0.1.sql"
+FIRST_RELEASE_KEY = "ZmFrZS1sZWdhY3kta2V5LWZvci10ZXN0cy0wMDAwMDA="
+FIRST_RELEASE_PASSWORD = "legacy-password-1"
+
+
+@pytest.fixture
+def first_release(app_config, tmp_path):
+    """The test configuration on a database the first Mailkeep made, with that database's key."""
+    database = tmp_path / "mailkeep.db"
+    with sqlite3.connect(database) as connection:
+        connection.executescript(FIRST_RELEASE.read_text())
+    return {**app_config, "DATABASE_URL": f"sqlite:///{database}", "ENCRYPTION_KEYS": FIRST_RELEASE_KEY}
+
+
+def schema_of(config):
+    """Each table's columns (name, type, NOT NULL, default, primary key) and foreign keys, and every index,
+    from SQLite's own catalogue; column order aside, as an upgrade appends columns."""
+    with sqlite3.connect(config["DATABASE_URL"].removeprefix("sqlite:///")) as connection:
+        tables = [name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {
+            "tables": {table: (sorted(row[1:] for row in connection.execute(f'PRAGMA table_info("{table}")')),
+                               sorted(row[2:] for row in connection.execute(f'PRAGMA foreign_key_list("{table}")')))
+                       for table in tables},
+            "indexes": sorted(connection.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")),
+        }
+
+
+def test_the_first_release_database_is_upgraded_and_keeps_every_row_and_secret(first_release, tmp_path):
+    app = create_app(first_release)
+    keyring = app.extensions["mailkeep.keyring"]
+    with models.db.connection_context():
+        support = Credential.get(Credential.name == "Support")
+        assert support.secret(keyring, "password") == FIRST_RELEASE_PASSWORD
+        assert (support.name_key, support.username_key, support.auth) == ("support", "help@example.com", "password")
+        assert support.group.name == "Customers" and len({c.uid for c in Credential.select()}) == 2
+        assert [(item.key, item.value) for item in CustomDataItem.select()] == [("queue", "L1")]
+        assert Alias.get().credential.id == support.id and Group.default().name == "Default"
+        assert Credential.get(Credential.name == "Billing").stored_secrets == []
+    # The schema is now the one a new database gets, down to the indexes.
+    fresh = {**first_release, "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    create_app(fresh)
+    assert schema_of(first_release) == schema_of(fresh)
+    create_app(first_release)  # a second start finds nothing to upgrade
+
+
+def test_the_upgraded_database_still_refuses_what_the_forms_refuse(first_release):
+    create_app(first_release)
+    with models.db.connection_context():
+        with pytest.raises(IntegrityError):
+            Group.create(name="CUSTOMERS")
+        with pytest.raises(IntegrityError):  # the alias still holds on to its credential
+            Credential.get(Credential.name == "Support").delete_instance()
+
+
+def test_an_upgrade_without_the_key_that_sealed_a_secret_changes_nothing(first_release):
+    before = schema_of(first_release)
+    with pytest.raises(ConfigurationError, match="not among the configured encryption keys"):
+        create_app({**first_release, "ENCRYPTION_KEYS": encryption.generate_key()})
+    assert schema_of(first_release) == before
+    create_app(first_release)  # with the right key it then upgrades
+
+
+def test_names_that_only_casefolding_tells_are_the_same_stop_the_upgrade_and_change_nothing(first_release):
+    database = first_release["DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:  # lower() kept these apart; casefold() does not
+        connection.execute("""INSERT INTO "group" VALUES (3, 'Straße', '', 0), (4, 'STRASSE', '', 0)""")
+    before = schema_of(first_release)
+    with pytest.raises(ConfigurationError, match="upgrading the table group failed, nothing was changed"):
+        create_app(first_release)
+    assert schema_of(first_release) == before
