@@ -76,6 +76,8 @@ def limits_connection_tests(view):
     """Apply TEST_RATE_LIMIT per user and TEST_RATE_LIMIT_TOTAL across all users to a view that tests connections.
 
     Both counters are shared by every such view, so switching between the page and the API gains nothing.
+    Flask-Limiter counts limits in the order they were applied, so the per-user one goes first: a user's
+    refused requests never reach the total, and one user cannot use up everyone's tests.
     """
     per_user = limiter.shared_limit(
         lambda: current_app.config["TEST_RATE_LIMIT"], scope="connection-tests", key_func=user_key
@@ -83,7 +85,7 @@ def limits_connection_tests(view):
     in_total = limiter.shared_limit(
         lambda: current_app.config["TEST_RATE_LIMIT_TOTAL"], scope="connection-tests-total", key_func=lambda: "everyone"
     )
-    return per_user(in_total(view))
+    return in_total(per_user(view))
 
 
 def check_access():

@@ -51,7 +51,7 @@ def create_app(test_config=None):
 
     if proxies := app.config["TRUSTED_PROXIES"]:
         # Sign-in limits count per client address; behind a proxy that address is in X-Forwarded-For.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
     models.bind(app.config["DATABASE_URL"])
     schema.upgrade(keyring)
     config.check_key(keyring)

@@ -7,6 +7,7 @@ when not configured, are generated once into files in the instance folder
 (mode 0600) and reused on every start.
 """
 
+import logging
 import os
 import secrets
 from datetime import timedelta
@@ -31,7 +32,7 @@ DEFAULTS = {
     "TEST_RATE_LIMIT_TOTAL": "120 per minute",
     # Where Flask-Limiter counts: memory counts per process; a shared store (redis://...) counts across them.
     "RATELIMIT_STORAGE_URI": "memory://",
-    # Reverse proxies in front of Mailkeep whose X-Forwarded-For/-Proto/-Host to believe (Werkzeug's ProxyFix).
+    # Reverse proxies in front of Mailkeep whose X-Forwarded-For to believe (Werkzeug's ProxyFix).
     "TRUSTED_PROXIES": 0,
     # A session ends after this many minutes without a request.
     "SESSION_IDLE_MINUTES": 30,
@@ -47,6 +48,8 @@ DEFAULTS = {
 SECRET_KEY_FILE = "secret_key"
 ENCRYPTION_KEYS_FILE = "encryption_keys"
 KEY_FINGERPRINT_SETTING = "encryption_key_fingerprint"
+
+log = logging.getLogger(__name__)
 
 
 class ConfigurationError(RuntimeError):
@@ -105,30 +108,34 @@ def load(app, test_config=None):
 
 
 def check_key(keyring):
-    """Make sure `keyring` can read the bound database; raise ConfigurationError when it cannot.
+    """Make sure `keyring` holds the key the bound database was last encrypted with.
 
     The first start records the active key's fingerprint, and ``keys rotate``
-    the new one. Later starts refuse a key ring that lacks the recorded key (a
-    lost key file replaced by a new one, instances configured with different
-    keys) or any key a stored ciphertext was made with (an old key dropped
-    before ``keys rotate`` ran).
+    the new one. A later start with a key ring that lacks it (a lost key file
+    replaced by a new one, instances configured with different keys) raises
+    ConfigurationError. Secrets made with another missing key (an old key
+    dropped before ``keys rotate`` ran) are logged as a warning: their entries
+    say they cannot be read, and adding the key back brings them back.
     """
     with models.db.connection_context():
         stored = models.Setting.get_or_none(models.Setting.name == KEY_FINGERPRINT_SETTING)
-        needed = ({stored.value} if stored else set()) | models.Credential.encryption_key_ids()
-        if missing := needed - set(keyring.fingerprints):
-            raise missing_keys_error(missing)
+        if stored is not None and stored.value not in keyring.fingerprints:
+            raise missing_keys_error({stored.value})
         if stored is None:
             record_key(keyring)
+        # None: a malformed ciphertext, which its entry reports like any other unreadable one.
+        if missing := models.Credential.encryption_key_ids() - set(keyring.fingerprints) - {None}:
+            log.warning("some stored secrets were encrypted with the key(s) %s, which are not configured; "
+                        "they cannot be read until the key is added back (or the secret is set again)",
+                        ", ".join(sorted(missing)))
 
 
 def missing_keys_error(fingerprints):
     """The ConfigurationError for stored secrets whose keys (a set of fingerprints) the key ring lacks."""
     return ConfigurationError(
         f"the database's secrets are encrypted with the key(s) {', '.join(sorted(fingerprints))}, which are not "
-        "among the configured encryption keys (MAILKEEP_ENCRYPTION_KEYS or instance/encryption_keys). Restore them "
-        "from your backup (every instance sharing this database needs them), or run `keys rotate` before "
-        "dropping an old key."
+        "among the configured encryption keys (MAILKEEP_ENCRYPTION_KEYS or instance/encryption_keys). Restore "
+        "them from your backup; every instance sharing this database needs them."
     )
 
 

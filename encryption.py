@@ -108,11 +108,11 @@ class KeyRing:
         the ring, it was altered, or it was made for another context.
         """
         try:
-            version, key_id, body = token.split("$")
+            version, key_fingerprint, body = token.split("$")
             raw = base64.urlsafe_b64decode(body.encode("ascii"))
         except (ValueError, binascii.Error) as error:
             raise UndecryptableSecret("malformed ciphertext") from error
-        cipher = self._ciphers.get(key_id)
+        cipher = self._ciphers.get(key_fingerprint)
         if version != TOKEN_VERSION or cipher is None:
             raise UndecryptableSecret("no key in the ring made this ciphertext")
         if len(raw) < NONCE_BYTES + TAG_BYTES:

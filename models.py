@@ -36,7 +36,8 @@ db = DatabaseProxy()
 log = logging.getLogger(__name__)
 
 # secure_delete overwrites freed pages, so a deleted ciphertext does not linger in the file.
-SQLITE_PRAGMAS = {"foreign_keys": 1, "journal_mode": "wal", "secure_delete": 1, "busy_timeout": 5000}
+# busy_timeout comes first so that even switching the file to WAL waits for other connections.
+SQLITE_PRAGMAS = {"busy_timeout": 5000, "foreign_keys": 1, "journal_mode": "wal", "secure_delete": 1}
 
 SUMMARY_LENGTH = 300
 
@@ -61,20 +62,19 @@ def check_then_write():
 
 
 def checkpoint():
-    """Fold SQLite's write-ahead log into the database file and empty it; True when that succeeded.
+    """Fold SQLite's write-ahead log into the database file and empty it.
 
     With ``secure_delete`` on, a deleted row's pages are zeroed in the file; the
     checkpoint makes sure no copy of them is left in the ``-wal`` file either. It
     waits for readers up to the busy timeout; a reader holding on longer makes it
-    fail, which is logged. Other databases: nothing to do, True.
+    fail, which is logged. Other databases: nothing to do.
     """
     if not isinstance(db.obj, SqliteDatabase):
-        return True
+        return
     busy, _, _ = db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     if busy:
         log.warning("the write-ahead log could not be emptied while a reader held it; "
                     "deleted data stays in mailkeep.db-wal until the next checkpoint")
-    return not busy
 
 
 def fold(text):
@@ -441,8 +441,9 @@ class User(BaseModel):
         return f"{self.id}:{self.session_epoch}"
 
     def end_sessions(self):
-        """End every session of this user (saved with the next ``save()``)."""
-        self.session_epoch += 1
+        """End every session of this user, at once: the stored epoch is raised in SQL, so a concurrent
+        sign-out or sign-in cannot write an older value back."""
+        User.update(session_epoch=User.session_epoch + 1).where(User.id == self.id).execute()
 
     @classmethod
     def add(cls, username, password, role):

@@ -16,7 +16,9 @@ from peewee import IntegrityError, SqliteDatabase
 from playhouse.migrate import SchemaMigrator, migrate
 
 from config import ConfigurationError, missing_keys_error
-from models import Alias, ApiToken, AuditEvent, Credential, CustomDataItem, Group, Setting, User, db, fold
+from models import (
+    Alias, ApiToken, AuditEvent, Credential, CustomDataItem, Group, Setting, User, check_then_write, db, fold,
+)
 
 MODELS = (Setting, Group, Credential, CustomDataItem, Alias, User, ApiToken, AuditEvent)
 
@@ -29,17 +31,19 @@ def upgrade(keyring):
     it when an added column cannot be filled (two names that ``lower()`` told
     apart but casefolding does not).
     """
-    with db.connection_context():
+    # Write-locked from the first look at the schema, so a second process starting at the same time waits
+    # and then finds the work done.
+    with db.connection_context(), _foreign_keys_off(), check_then_write():
         missing = {model: _missing_fields(model) for model in MODELS if model.table_exists()}
         missing = {model: fields for model, fields in missing.items() if fields}
-        with _foreign_keys_off(bool(missing)), db.atomic():
+        if missing:
             for model, fields in missing.items():
                 _add_columns(model, fields)
             if "uid" in {field.name for field in missing.get(Credential, ())}:
                 _rebind_secrets(keyring)
-            db.create_tables(MODELS, safe=True)
-            Group.default()
             _check_references()
+        db.create_tables(MODELS, safe=True)
+        Group.default()
 
 
 def _missing_fields(model):
@@ -72,15 +76,16 @@ def _add_columns(model, fields):
         db.create_tables([model], safe=True)  # the unique indexes: a clash of folded names shows here
     except IntegrityError as error:
         raise ConfigurationError(
-            f"upgrading the table {table} failed, nothing was changed: {error}. Two names there are the same "
-            "ignoring case only when compared as Unicode does (e.g. 'Straße' and 'STRASSE'): rename one and start "
-            "again."
+            f"upgrading the table {table} failed, nothing was changed: {error}. The earlier Mailkeep compared "
+            "those columns ignoring case in ASCII letters only; now every letter counts (e.g. 'Müller' and "
+            "'MÜLLER', 'Straße' and 'STRASSE' are the same), and two rows differ only that way. Change one, "
+            "then start again."
         ) from error
 
 
 def _rebind_secrets(keyring):
     """Bind each secret sealed for ``credential:<id>:<field>`` to its row's new ``uid`` (Credential.reencrypt)."""
-    if missing := Credential.encryption_key_ids() - set(keyring.fingerprints):
+    if missing := Credential.encryption_key_ids() - set(keyring.fingerprints) - {None}:
         raise missing_keys_error(missing)
     for credential in Credential.select():
         # A secret unreadable before the upgrade stays so, and its page says so.
@@ -88,10 +93,10 @@ def _rebind_secrets(keyring):
 
 
 @contextmanager
-def _foreign_keys_off(needed):
+def _foreign_keys_off():
     """Changing a column makes SQLite rebuild the table; its documented procedure turns foreign keys off
     around that, outside the transaction (where the pragma has effect), and checks them before committing."""
-    if not (needed and isinstance(db.obj, SqliteDatabase)):
+    if not isinstance(db.obj, SqliteDatabase):
         yield
         return
     db.pragma("foreign_keys", 0)

@@ -111,7 +111,8 @@ class Policy:
 
 def _embedded_ipv4(ip):
     """The IPv4 addresses an IPv6 address carries (none for an IPv4 address)."""
-    if ip.version == 4:
+    # IPv6's own loopback and unspecified addresses (::1, ::) fall inside ::/96 but carry no IPv4 address.
+    if ip.version == 4 or ip.is_loopback or ip.is_unspecified:
         return []
     found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
     if any(ip in network for network in IPV4_IN_LAST_32_BITS) and int(ip) & 0xFFFFFFFF:

@@ -1,6 +1,8 @@
 """Accounts: the first administrator, signing in and out, sessions, roles managed by admins, API tokens."""
 
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -125,6 +127,43 @@ def test_disabling_a_user_ends_their_sessions_and_their_tokens(app):
     assert api.get("/api/v1/credentials").status_code == 401
     refused = app.test_client().post("/login", data={"username": "viewer", "password": USER_PASSWORD})
     assert "Invalid username or password." in refused.get_data(as_text=True)
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one_admin_and_a_clear_refusal(app, monkeypatch):
+    with models.db.connection_context():
+        second_id = User.add("second", USER_PASSWORD, "admin").id
+        first_id = User.get(User.username == "admin").id
+    first, second = signed_in(app, "admin"), signed_in(app, "second")
+    # Each request pauses after its check until the other has checked too, or a second has passed:
+    # without the write lock around check and write, both would see two admins and both demote.
+    both_checked = threading.Barrier(2)
+    check = User.is_last_active_admin
+
+    def check_then_pause(user):
+        answer = check(user)
+        try:
+            both_checked.wait(timeout=1)
+        except threading.BrokenBarrierError:
+            pass  # the other request is still waiting for the lock
+        return answer
+
+    monkeypatch.setattr(User, "is_last_active_admin", check_then_pause)
+    with ThreadPoolExecutor(2) as pool:
+        answers = [future.result() for future in [
+            pool.submit(first.post, f"/users/{second_id}/role", data={"role": "editor"}),
+            pool.submit(second.post, f"/users/{first_id}/role", data={"role": "editor"}),
+        ]]
+    assert sorted(answer.status_code for answer in answers) == [303, 409]
+    assert any("is the last active admin" in answer.get_data(as_text=True) for answer in answers)
+    with models.db.connection_context():
+        assert User.active_admins().count() == 1
+
+
+def test_ending_sessions_from_stale_copies_of_a_user_counts_every_time(db):
+    first, second = User.get(User.username == "admin"), User.get(User.username == "admin")
+    first.end_sessions()
+    second.end_sessions()  # loaded before the first ended them: must not write the same epoch again
+    assert User.get(User.username == "admin").session_epoch == 2
 
 
 def test_admins_add_users_and_change_roles_but_keep_one_admin(app):

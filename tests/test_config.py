@@ -90,17 +90,22 @@ def test_a_new_key_in_front_of_the_old_one_is_accepted(bare_config, tmp_path):
     create_app({**bare_config, "ENCRYPTION_KEYS": f"{encryption.generate_key()},{old}"})
 
 
-def test_a_key_ring_without_a_key_that_made_a_stored_secret_is_refused(bare_config, tmp_path):
+def test_secrets_made_with_a_key_no_longer_configured_are_named_in_a_warning_and_start_up_goes_on(
+        bare_config, tmp_path, caplog):
     create_app(bare_config)
     first = (tmp_path / "instance" / ENCRYPTION_KEYS_FILE).read_text().strip()
     second = encryption.generate_key()
     create_app({**bare_config, "ENCRYPTION_KEYS": f"{second},{first}"})
     with models.db.connection_context():
         stored_credential(encryption.KeyRing(encryption.parse_keys(second)))
-    # The recorded key is still the first one, but a secret was encrypted with the second.
+        stored_credential(encryption.KeyRing(encryption.parse_keys(first)), name="Garbled", username="g@example.com")
+        models.Credential.update(password_ciphertext="not a ciphertext").where(
+            models.Credential.name == "Garbled").execute()
+    # The recorded key is still the first one, but a secret was encrypted with the second, since dropped.
+    create_app({**bare_config, "ENCRYPTION_KEYS": first})  # and the keys command line stays usable to mend it
     second_fingerprint = encryption.fingerprint(encryption.parse_keys(second)[0])
-    with pytest.raises(ConfigurationError, match=rf"encrypted with the key\(s\) {second_fingerprint},"):
-        create_app({**bare_config, "ENCRYPTION_KEYS": first})
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and f"encrypted with the key(s) {second_fingerprint}, which are not" in warnings[0]
 
 
 def test_an_unreadable_ca_file_or_a_bad_page_size_stops_start_up(bare_config, tmp_path):

@@ -482,6 +482,16 @@ def test_the_page_and_the_api_share_one_per_user_limit(app, api):
     assert editor.post("/credentials/test", data=values).status_code == 200
 
 
+def test_one_users_refused_tests_do_not_use_up_the_total(app):
+    app.config["TEST_RATE_LIMIT"] = "2 per minute"
+    app.config["TEST_RATE_LIMIT_TOTAL"] = "5 per minute"
+    admin, editor = signed_in(app, "admin"), signed_in(app, "editor")
+    values = form_values(host="", password="")
+    codes = [editor.post("/credentials/test", data=values).status_code for _ in range(5)]
+    assert codes == [200, 200, 429, 429, 429]
+    assert admin.post("/credentials/test", data=values).status_code == 200  # two of five used in total
+
+
 def test_a_total_limit_caps_connection_tests_across_users(app, api):
     app.config["TEST_RATE_LIMIT_TOTAL"] = "3 per minute"
     admin, editor = signed_in(app, "admin"), signed_in(app, "editor")

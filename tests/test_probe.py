@@ -388,6 +388,7 @@ def test_token_endpoints_must_be_https_except_on_loopback():
         ("64:ff9b::a9fe:a9fe", 993, "host", "169.254.169.254 is a link-local, metadata"),
         ("64:ff9b::7f00:1", 993, "host", "127.0.0.1 is a private or loopback address"),
         ("2002:7f00:1::1", 993, "host", "127.0.0.1 is a private or loopback address"),
+        ("::1", 993, "host", "::1 is a private or loopback address"),
         ("::7f00:1", 993, "host", "is a private or loopback address"),
         ("93.184.215.14", 22, "port", "port 22 is not one of 110, 143, 993, 995"),
     ],
@@ -412,6 +413,13 @@ def test_listed_networks_are_allowed_but_metadata_never():
         probe.Policy.parse("99999", "")
     with pytest.raises(probe.policy.PolicyError):
         probe.Policy.parse("993", "not-a-network")
+
+
+def test_localhost_with_both_loopback_addresses_passes_when_loopback_is_listed():
+    """Debian's /etc/hosts gives localhost ::1 as well as 127.0.0.1; ::1 is IPv6's loopback, no IPv4 carrier."""
+    localhost = [(socket.AF_INET6, ("::1", 993, 0, 0)), (socket.AF_INET, ("127.0.0.1", 993))]
+    TEST_POLICY.check_addresses(localhost)  # raises Failure when refused
+    assert "unspecified" in TEST_POLICY.address_problem("::")
 
 
 def test_a_host_is_resolved_once_and_only_the_checked_address_is_dialled(monkeypatch):

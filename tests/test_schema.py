@@ -1,6 +1,7 @@
 """An older Mailkeep's database is upgraded on start, losing nothing; an upgrade that cannot finish changes nothing."""
 
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from peewee import IntegrityError
 
 import encryption
 import models
+import schema
 from app import create_app
 from config import ConfigurationError
 from models import Alias, Credential, CustomDataItem, Group
@@ -39,6 +41,12 @@ def schema_of(config):
         }
 
 
+def dump_of(config):
+    """Every statement that would rebuild the database, rows included."""
+    with sqlite3.connect(config["DATABASE_URL"].removeprefix("sqlite:///")) as connection:
+        return list(connection.iterdump())
+
+
 def test_the_first_release_database_is_upgraded_and_keeps_every_row_and_secret(first_release, tmp_path):
     app = create_app(first_release)
     keyring = app.extensions["mailkeep.keyring"]
@@ -54,7 +62,21 @@ def test_the_first_release_database_is_upgraded_and_keeps_every_row_and_secret(f
     fresh = {**first_release, "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
     create_app(fresh)
     assert schema_of(first_release) == schema_of(fresh)
-    create_app(first_release)  # a second start finds nothing to upgrade
+    upgraded = dump_of(first_release)
+    create_app(first_release)
+    assert dump_of(first_release) == upgraded  # a second start finds nothing to upgrade
+
+
+def test_two_starts_at_once_upgrade_once_and_both_succeed(first_release):
+    models.bind(first_release["DATABASE_URL"])
+    keyring = encryption.KeyRing(encryption.parse_keys(FIRST_RELEASE_KEY))
+    with ThreadPoolExecutor(2) as pool:  # each thread has its own connection, as two processes would
+        for future in [pool.submit(schema.upgrade, keyring) for _ in range(2)]:
+            future.result()
+    app = create_app(first_release)
+    with models.db.connection_context():
+        support = Credential.get(Credential.name == "Support")
+        assert support.secret(app.extensions["mailkeep.keyring"], "password") == FIRST_RELEASE_PASSWORD
 
 
 def test_the_upgraded_database_still_refuses_what_the_forms_refuse(first_release):
@@ -67,10 +89,10 @@ def test_the_upgraded_database_still_refuses_what_the_forms_refuse(first_release
 
 
 def test_an_upgrade_without_the_key_that_sealed_a_secret_changes_nothing(first_release):
-    before = schema_of(first_release)
+    before = dump_of(first_release)
     with pytest.raises(ConfigurationError, match="not among the configured encryption keys"):
         create_app({**first_release, "ENCRYPTION_KEYS": encryption.generate_key()})
-    assert schema_of(first_release) == before
+    assert dump_of(first_release) == before
     create_app(first_release)  # with the right key it then upgrades
 
 
@@ -78,7 +100,7 @@ def test_names_that_only_casefolding_tells_are_the_same_stop_the_upgrade_and_cha
     database = first_release["DATABASE_URL"].removeprefix("sqlite:///")
     with sqlite3.connect(database) as connection:  # lower() kept these apart; casefold() does not
         connection.execute("""INSERT INTO "group" VALUES (3, 'Straße', '', 0), (4, 'STRASSE', '', 0)""")
-    before = schema_of(first_release)
+    before = dump_of(first_release)
     with pytest.raises(ConfigurationError, match="upgrading the table group failed, nothing was changed"):
         create_app(first_release)
-    assert schema_of(first_release) == before
+    assert dump_of(first_release) == before

@@ -64,7 +64,6 @@ def logout():
     """Sign out: this session and any copy of its cookie end, and the user's other sessions with them."""
     with db.atomic():
         current_user.end_sessions()
-        current_user.save()
         audit.record("logout")
     logout_user()
     session.clear()
