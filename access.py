@@ -9,7 +9,7 @@ exists, every page leads to the set-up page, and there is no default password.
 import time
 from http import HTTPStatus
 
-from flask import current_app, g, jsonify, redirect, render_template, request, url_for
+from flask import current_app, g, jsonify, redirect, request, url_for
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user
@@ -17,6 +17,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from models import ApiToken, User
+from views import is_htmx, refuse
 
 PUBLIC = "public"
 DEFAULT_ROLE = "editor"
@@ -152,11 +153,7 @@ def http_error(error):
 
 def stale_form(error):
     """A browser request without a valid CSRF token: most often a page left open past its session."""
-    message = "This page is out of date (or your session ended). Reload it and try again."
-    response = current_app.make_response(_refuse(HTTPStatus.BAD_REQUEST, message))
-    # htmx swaps only 2xx (and, as configured, 429) answers; the message goes to the page's message area.
-    response.status_code = HTTPStatus.OK if request.headers.get("HX-Request") == "true" else HTTPStatus.BAD_REQUEST
-    return response
+    return _refuse(HTTPStatus.BAD_REQUEST, "This page is out of date (or your session ended). Reload it and try again.")
 
 
 def _refuse(status, message, location=None):
@@ -164,10 +161,6 @@ def _refuse(status, message, location=None):
     follows too), or the message: for htmx in the page's message area, otherwise as a page."""
     if is_api():
         return jsonify(error=message), status
-    htmx = request.headers.get("HX-Request") == "true"
     if location is not None:
-        return ("", 204, {"HX-Redirect": location}) if htmx else redirect(location)
-    if htmx:
-        body = render_template("_refused.html", message=message)
-        return body, 200, {"HX-Retarget": "#messages", "HX-Reswap": "innerHTML"}
-    return render_template("page.html", fragment="_refused.html", title="Not allowed", message=message), status
+        return ("", 204, {"HX-Redirect": location}) if is_htmx() else redirect(location)
+    return refuse("_refused.html", "Not allowed", status, message=message)

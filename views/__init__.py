@@ -38,9 +38,10 @@ def respond(fragment, title, status=200, **context):
     return render_template("page.html", fragment=fragment, title=title, **context), status
 
 
-def refuse(fragment, title, **context):
-    """Answer 409 with an explanation; for htmx it goes to the page's message area and the row stays."""
-    body, status = respond(fragment, title, CONFLICT, **context)
+def refuse(fragment, title, status=CONFLICT, **context):
+    """Answer `status` (409 unless given) with an explanation; for htmx it is 200 and goes to the page's
+    message area, and the row stays."""
+    body, status = respond(fragment, title, status, **context)
     return body, status, ({"HX-Retarget": "#messages", "HX-Reswap": "innerHTML"} if is_htmx() else {})
 
 
