@@ -123,8 +123,7 @@ def check_key(keyring):
             raise missing_keys_error({stored.value})
         if stored is None:
             record_key(keyring)
-        # None: a malformed ciphertext, which its entry reports like any other unreadable one.
-        if missing := models.Credential.encryption_key_ids() - set(keyring.fingerprints) - {None}:
+        if missing := models.Credential.keys_missing_from(keyring):
             log.warning("some stored secrets were encrypted with the key(s) %s, which are not configured; "
                         "they cannot be read until the key is added back (or the secret is set again)",
                         ", ".join(sorted(missing)))

@@ -273,10 +273,15 @@ class Credential(BaseModel):
         return super().save(*args, **kwargs)
 
     @classmethod
-    def encryption_key_ids(cls):
-        """The fingerprints of the keys the stored ciphertexts name (see encryption.key_id), as a set."""
+    def keys_missing_from(cls, keyring):
+        """The fingerprints (a set) of keys that made stored ciphertexts and that `keyring` lacks.
+
+        Reads each ciphertext's key id (encryption.key_id); a malformed ciphertext
+        names no key and is left to its entry's "cannot be read" notice.
+        """
         columns = [getattr(cls, f"{name}_ciphertext") for name in cls.SECRETS]
-        return {key_id(token) for row in cls.select(*columns).tuples() for token in row if token}
+        named = {key_id(token) for row in cls.select(*columns).tuples() for token in row if token}
+        return named - set(keyring.fingerprints) - {None}
 
     def _secret_context(self, name):
         # Binding to table, row and field makes a ciphertext useless anywhere else.

@@ -85,7 +85,7 @@ def _add_columns(model, fields):
 
 def _rebind_secrets(keyring):
     """Bind each secret sealed for ``credential:<id>:<field>`` to its row's new ``uid`` (Credential.reencrypt)."""
-    if missing := Credential.encryption_key_ids() - set(keyring.fingerprints) - {None}:
+    if missing := Credential.keys_missing_from(keyring):
         raise missing_keys_error(missing)
     for credential in Credential.select():
         # A secret unreadable before the upgrade stays so, and its page says so.
