@@ -16,7 +16,7 @@ import audit
 import config
 import encryption
 import probe
-import protocols
+from probe import protocols
 from forms import AccountForm, CredentialForm, field_values
 from models import ROLES, Credential, Group, User, check_then_write, db
 from services import TOO_MANY_TESTS, keyring, test_saved_credential

@@ -21,7 +21,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
 
-import protocols
+from probe import protocols
 from models import ROLES, Alias, Credential, Group, User
 from probe import oauth
 

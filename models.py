@@ -29,7 +29,7 @@ from peewee import (
 from playhouse import db_url
 from werkzeug.security import check_password_hash, generate_password_hash
 
-import protocols
+from probe import protocols
 from encryption import UndecryptableSecret, key_id
 
 db = DatabaseProxy()

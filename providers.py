@@ -8,7 +8,7 @@ settings switches. Looked up by the domain of a username or by a server host.
 
 from dataclasses import dataclass, field
 
-import protocols
+from probe import protocols
 
 
 @dataclass(frozen=True)

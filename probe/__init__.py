@@ -17,7 +17,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-import protocols
+from . import protocols
 
 from . import dialogue, network, oauth
 from .causes import Failure, describe, redact

@@ -4,7 +4,7 @@ Hints never suggest turning certificate verification off; they point at the
 CA file or the right host name instead.
 """
 
-import protocols
+from . import protocols
 import providers
 
 from .result import REPLY_LENGTH, Cause

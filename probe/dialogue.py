@@ -8,7 +8,7 @@ login will go, so a failed login still shows it; ``count`` returns the message
 count and folder names too); any of them raises Failure to end the test.
 """
 
-import protocols
+from . import protocols
 
 from . import imap, pop3
 

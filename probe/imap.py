@@ -12,7 +12,7 @@ import re
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
-import protocols
+from . import protocols
 
 from . import network, oauth
 from .causes import Failure

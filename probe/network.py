@@ -9,7 +9,7 @@ import socket
 import ssl
 from datetime import datetime, timezone
 
-import protocols
+from . import protocols
 
 from .causes import Failure, security_mismatch_hint
 

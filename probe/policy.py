@@ -11,7 +11,7 @@ DNS answer that changes between check and dial cannot slip through.
 import ipaddress
 from dataclasses import dataclass
 
-import protocols
+from . import protocols
 
 from .causes import Failure
 

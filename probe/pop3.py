@@ -8,7 +8,7 @@ import base64
 import contextlib
 import poplib
 
-import protocols
+from . import protocols
 
 from . import network, oauth
 from .causes import Failure

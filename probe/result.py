@@ -2,7 +2,7 @@
 
 from dataclasses import asdict, dataclass, field
 
-import protocols
+from . import protocols
 
 OK = "ok"
 FAILED = "failed"

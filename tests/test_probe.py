@@ -10,7 +10,7 @@ import pytest
 
 import dovecot as test_dovecot
 import probe
-import protocols
+from probe import protocols
 from probe import causes, imap, oauth
 from probe.causes import Failure, describe, redact
 from servers import (

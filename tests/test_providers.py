@@ -1,6 +1,6 @@
 """The provider table: look-ups by username domain and by server host."""
 
-import protocols
+from probe import protocols
 import providers
 
 

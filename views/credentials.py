@@ -8,7 +8,7 @@ from playhouse.flask_utils import PaginatedQuery, get_object_or_404
 
 import audit
 import probe
-import protocols
+from probe import protocols
 import providers
 from access import limits_connection_tests, requires
 from encryption import UndecryptableSecret
