@@ -16,8 +16,9 @@ from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+import audit
 from models import ApiToken, User
-from views import is_htmx, refuse
+from web import explain_refusal, is_htmx
 
 PUBLIC = "public"
 DEFAULT_ROLE = "editor"
@@ -31,7 +32,7 @@ limiter = Limiter(key_func=get_remote_address)
 
 
 def requires(role):
-    """Mark a view with the least role it needs: ``PUBLIC`` or one of ``models.ROLES``."""
+    """Mark a view (or a MethodView's method) with the least role it needs: ``PUBLIC`` or one of ``models.ROLES``."""
     def mark(view):
         view.required_role = role
         return view
@@ -67,6 +68,12 @@ def acting_user():
     return current_user if current_user.is_authenticated else None
 
 
+def actor_name():
+    """The audit log's name for whoever makes this request: the acting user's name, or audit.ANONYMOUS."""
+    user = acting_user()
+    return user.username if user else audit.ANONYMOUS
+
+
 def user_key():
     """Rate-limit key: the acting user, or the remote address before anyone is known."""
     user = acting_user()
@@ -96,19 +103,25 @@ def check_access():
         return None
     if not User.select().exists():
         if request.endpoint != "auth.setup":
-            return _refuse(503, "Mailkeep is not set up yet.", url_for("auth.setup"))
+            return _deny(503, "Mailkeep is not set up yet.", url_for("auth.setup"))
         return _protect()
-    role = getattr(view, "required_role", DEFAULT_ROLE)
+    role = _required_role(view)
     if is_api():
         return None if role == PUBLIC else _check_token(role)
     _protect()
     if role == PUBLIC:
         return None
     if not current_user.is_authenticated:
-        return _refuse(401, "Sign in first.", url_for("auth.login", next=request.full_path))
+        return _deny(401, "Sign in first.", url_for("auth.login", next=request.full_path))
     if not current_user.may(role):
-        return _refuse(403, f"This needs the {role} role; you are a {current_user.role}.")
+        return _deny(403, f"This needs the {role} role; you are a {current_user.role}.")
     return None
+
+
+def _required_role(view):
+    """The role marked on the view, or on the MethodView method that answers this request; else DEFAULT_ROLE."""
+    handler = getattr(getattr(view, "view_class", None), request.method.lower(), None)
+    return getattr(handler, "required_role", getattr(view, "required_role", DEFAULT_ROLE))
 
 
 def is_api():
@@ -125,11 +138,12 @@ def _protect():
 
 def _check_token(role):
     """API requests carry a personal token and no cookies, so CSRF cannot reach them."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    user = ApiToken.holder(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
-    if user is None:
+    scheme, _, text = request.headers.get("Authorization", "").partition(" ")
+    token = ApiToken.find(text.strip()) if scheme.lower() == "bearer" and text.strip() else None
+    if token is None or not token.user.active:
         return jsonify(error="Send a valid API token: Authorization: Bearer <token>."), 401
-    g.api_user = user
+    token.note_use()
+    user = g.api_user = token.user
     if not user.may(role):
         return jsonify(error=f"This needs the {role} role; the token's user is a {user.role}."), 403
     return None
@@ -140,7 +154,7 @@ def too_many_requests(error):
     limit = limiter.current_limit
     retry = max(int(limit.reset_at - time.time()), 1) if limit else 60
     message = f"Too many requests for now; try again in {retry} seconds."
-    response = current_app.make_response(_refuse(HTTPStatus.TOO_MANY_REQUESTS, message))
+    response = current_app.make_response(_deny(HTTPStatus.TOO_MANY_REQUESTS, message))
     response.status_code = HTTPStatus.TOO_MANY_REQUESTS  # also for htmx, whose configuration swaps 429 answers
     response.headers["Retry-After"] = str(retry)
     return response
@@ -153,14 +167,14 @@ def http_error(error):
 
 def stale_form(error):
     """A browser request without a valid CSRF token: most often a page left open past its session."""
-    return _refuse(HTTPStatus.BAD_REQUEST, "This page is out of date (or your session ended). Reload it and try again.")
+    return _deny(HTTPStatus.BAD_REQUEST, "This page is out of date (or your session ended). Reload it and try again.")
 
 
-def _refuse(status, message, location=None):
+def _deny(status, message, location=None):
     """Refuse in the request's own terms: JSON for the API; else a redirect to `location` (one htmx
     follows too), or the message: for htmx in the page's message area, otherwise as a page."""
     if is_api():
         return jsonify(error=message), status
     if location is not None:
         return ("", 204, {"HX-Redirect": location}) if is_htmx() else redirect(location)
-    return refuse("_refused.html", "Not allowed", status, message=message)
+    return explain_refusal("_refused.html", "Not allowed", status, message=message)

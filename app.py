@@ -15,8 +15,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import access
 import cli
 import config
+import database
+import keys
+import logins
 import models
 import schema
+from probe import protocols
 from views import aliases, api, auth, credentials, events, groups, tokens, users
 
 
@@ -38,35 +42,35 @@ def create_app(test_config=None):
     `test_config` is a mapping that overrides the defaults and ``MAILKEEP_*``
     environment variables. The instance folder (database, generated keys) is
     ``instance/`` beside this file unless ``INSTANCE_PATH`` in `test_config`
-    or ``MAILKEEP_INSTANCE_PATH`` names another. Raises
-    config.ConfigurationError when the configuration cannot be used (a
-    malformed key, a bad deadline).
+    or ``MAILKEEP_INSTANCE_PATH`` names another. Binds the database and brings
+    its schema up to date. Raises config.ConfigurationError when the
+    configuration cannot be used (a malformed or missing key, a bad deadline).
     """
     instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("MAILKEEP_INSTANCE_PATH")
     app = Flask(__name__, instance_path=os.path.abspath(instance_path) if instance_path else None)
-    keyring = config.load(app, test_config)
-    app.extensions["mailkeep.keyring"] = keyring
-    app.extensions["mailkeep.test_slots"] = threading.BoundedSemaphore(app.config["CONNECTION_TEST_LIMIT"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config.load(app, test_config)
+    app.extensions["mailkeep.test_slots"] = threading.BoundedSemaphore(app.config["CONNECTION_TEST_LIMIT"])
 
     if proxies := app.config["TRUSTED_PROXIES"]:
         # Sign-in limits count per client address; behind a proxy that address is in X-Forwarded-For.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
-    models.bind(app.config["DATABASE_URL"])
+    database.bind(app.config["DATABASE_URL"])
+    keyring = app.extensions["mailkeep.keyring"] = keys.load(app)
     schema.upgrade(keyring)
-    config.check_key(keyring)
+    keys.check(keyring)
 
     @app.before_request
     def open_database():
-        """Open this thread's database connection for the request (peewee connections are per thread)."""
-        g.opened_database = models.db.connect(reuse_if_open=True)
+        """Take a connection from the pool for this request's thread (peewee connections are per thread)."""
+        g.opened_database = database.db.connect(reuse_if_open=True)
 
     @app.teardown_request
     def close_database(exc):
-        """Close the connection the request opened."""
-        # Close only what this request opened; a caller's own connection (a CLI command, a test) stays.
+        """Give the connection the request took back to the pool."""
+        # Only what this request took; a caller's own connection (a CLI command, a test) stays.
         if g.pop("opened_database", False):
-            models.db.close()
+            database.db.close()
 
     access.init_app(app)
     for blueprint in (auth.bp, credentials.bp, aliases.bp, groups.bp, users.bp, tokens.bp, events.bp, api.bp):
@@ -75,6 +79,10 @@ def create_app(test_config=None):
     for command in (cli.credentials_cli, cli.users_cli, cli.keys_cli):
         app.cli.add_command(command)
     app.add_template_filter(ago)
+    # What templates compare and word against: the protocol constants and the secrets' rules, never literals.
+    app.jinja_env.globals.update(
+        protocols=protocols, secret_rules=logins.SECRETS, unreadable_message=logins.UNREADABLE_SECRET,
+    )
 
     @app.after_request
     def headers(response):
@@ -90,9 +98,9 @@ def create_app(test_config=None):
     return app
 
 
-def ago(moment, now=None):
+def ago(moment):
     """How long ago a naive UTC datetime was, in words: "just now", "5 min ago", "3 h ago", "2 days ago"."""
-    seconds = ((now or models.utcnow()) - moment).total_seconds()
+    seconds = (models.utcnow() - moment).total_seconds()
     for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             count = int(seconds // size)

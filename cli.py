@@ -10,16 +10,16 @@ import sys
 
 import click
 from flask.cli import AppGroup
-from werkzeug.datastructures import MultiDict
 
-import audit
-import config
 import encryption
-import probe
+import keys
+import logins
+from audit import COMMAND_LINE
+from forms import AccountForm, CredentialForm, Invalid, validated
+from models import ROLES, Credential, Group, User
 from probe import protocols
-from forms import AccountForm, CredentialForm, field_values
-from models import ROLES, Credential, Group, User, check_then_write, db
-from services import TOO_MANY_TESTS, keyring, test_saved_credential
+from services import accounts, connection_tests
+from services.entries import save_credential
 
 credentials_cli = AppGroup("credentials", help="List, add and test credentials.")
 users_cli = AppGroup("users", help="Create users, change their role, disable them.")
@@ -59,16 +59,12 @@ def add_credential(group_name, port, secret_stdin, **values):
     group = Group.matching(Group.name_key, group_name) if group_name else Group.default()
     if group is None:
         raise click.UsageError(f"there is no group called {group_name!r}")
-    secret_name = "client_secret" if values["auth"] == protocols.OAUTH2 else "password"
-    noun = secret_name.replace("_", " ")
-    secret = sys.stdin.readline().rstrip("\r\n") if secret_stdin else click.prompt(noun.capitalize(), hide_input=True)
+    secret = logins.login_for(values["auth"]).secret
+    typed = sys.stdin.readline().rstrip("\r\n") if secret_stdin else click.prompt(secret.label, hide_input=True)
     if port is None:
         port = protocols.default_port(values["protocol"], values["security"])
-    formdata = MultiDict({**values, "group": str(group.id), "port": str(port), secret_name: secret})
-    form = _validated(CredentialForm, formdata, "credential")
-    with db.atomic():
-        credential = Credential().store(keyring(), form.secret_changes(), (), **field_values(form, Credential.EDITABLE))
-        audit.record("create", credential)
+    form = _validated(CredentialForm, {**values, "group": group.id, "port": port, secret.name: typed}, "credential")
+    credential = save_credential(Credential(), form.values(), form.login_secrets().changes(), (), actor=COMMAND_LINE)
     click.echo(credential.id)
 
 
@@ -79,11 +75,11 @@ def test_credential(credential_id):
     credential = Credential.get_or_none(Credential.id == credential_id)
     if credential is None:
         raise click.UsageError(f"there is no credential with id {credential_id}")
-    try:
-        result = test_saved_credential(credential)
-    except probe.Busy:
-        click.echo(TOO_MANY_TESTS, err=True)
+    outcome = connection_tests.test_saved(credential, actor=COMMAND_LINE)
+    if outcome.busy:
+        click.echo(connection_tests.TOO_MANY_TESTS, err=True)
         sys.exit(2)
+    result = outcome.result
     if result is None:
         click.echo(f"{credential.name}: {credential.last_test_summary}", err=True)
         sys.exit(1)
@@ -107,15 +103,8 @@ def rotate_keys(dry_run):
     happens in one transaction: interrupted, nothing changes and every secret
     stays readable with the old key.
     """
-    ring = keyring()
-    with db.atomic() as transaction:
-        counts = [credential.reencrypt(ring) for credential in Credential.select()]
-        done, unreadable = sum(c[0] for c in counts), sum(c[1] for c in counts)
-        config.record_key(ring)
-        audit.record("key_rotation", outcome="ok" if not unreadable else "failed",
-                     details=f"{done} secrets re-encrypted, {unreadable} unreadable{' (dry run)' if dry_run else ''}")
-        if dry_run:
-            transaction.rollback()
+    ring = keys.ring()
+    done, unreadable = keys.rotate(ring, actor=COMMAND_LINE, dry_run=dry_run)
     verb = "Would re-encrypt" if dry_run else "Re-encrypted"
     click.echo(f"{verb} {done} secrets with key {ring.active_fingerprint}.")
     if unreadable:
@@ -142,12 +131,9 @@ def create_user(username, role, password_stdin):
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    form = _validated(AccountForm, MultiDict(
-        {"username": username, "password": password, "confirm_password": password, "role": role}
-    ), "user")
-    with db.atomic():
-        user = User.add(form.username.data, password, role)
-        audit.record("user_create", user, details=f"role {role}")
+    form = _validated(AccountForm, {"username": username, "password": password, "confirm_password": password,
+                                    "role": role}, "user")
+    user = accounts.create_user(form.username.data, password, role, actor=COMMAND_LINE)
     click.echo(f"Created {user.username} ({role}).")
 
 
@@ -157,12 +143,10 @@ def create_user(username, role, password_stdin):
 def set_role(username, role):
     """Give a user another role; the last active admin stays an admin."""
     user = _user(username)
-    with check_then_write():
-        if role != "admin" and user.is_last_active_admin():
-            raise click.UsageError(f"{user.username} is the last active admin; make another user admin first")
-        before, user.role = user.role, role
-        user.save()
-        audit.record("role_change", user, details=f"{before} to {role}")
+    try:
+        accounts.set_role(user, role, actor=COMMAND_LINE)
+    except accounts.AccountError as refused:
+        raise click.UsageError(str(refused)) from None
     click.echo(f"{user.username} is now {role}.")
 
 
@@ -171,25 +155,23 @@ def set_role(username, role):
 def disable_user(username):
     """Disable a user: they cannot sign in, their sessions and API tokens stop working."""
     user = _user(username)
-    with check_then_write():
-        if user.is_last_active_admin():
-            raise click.UsageError(f"{user.username} is the last active admin; make another user admin first")
-        user.active = False
-        user.end_sessions()
-        user.save()
-        audit.record("user_disable", user)
+    try:
+        accounts.set_active(user, False, actor=COMMAND_LINE)
+    except accounts.AccountError as refused:
+        raise click.UsageError(str(refused)) from None
     click.echo(f"{user.username} is disabled.")
 
 
-def _validated(form_class, formdata, noun):
-    """Validate `formdata` with `form_class` as its page would; print each error and exit 1 when it fails."""
-    form = form_class(formdata=formdata, meta={"csrf": False})
-    if not form.validate():
-        for name, errors in {**form.errors, "": form.form_errors}.items():
+def _validated(form_class, values, noun):
+    """Validate `values` with `form_class` as its page would (forms.validated); print each error and exit 1
+    when they do not validate."""
+    try:
+        return validated(form_class, values)
+    except Invalid as invalid:
+        for name, errors in invalid.errors.items():
             for error in errors:
-                click.echo(f"{name or noun}: {error}", err=True)
+                click.echo(f"{noun if name == '_entry' else name}: {error}", err=True)
         sys.exit(1)
-    return form
 
 
 def _user(username):

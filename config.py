@@ -1,10 +1,10 @@
-"""Configuration: defaults, ``MAILKEEP_*`` environment variables, and keys kept in the instance folder.
+"""Configuration: defaults, ``MAILKEEP_*`` environment variables, and the secret key kept in the instance folder.
 
 Precedence, lowest first: the defaults below, ``MAILKEEP_<NAME>`` environment
 variables (read by Flask's ``Config.from_prefixed_env``), then the mapping a
-test passes to ``create_app``. The Flask secret key and the encryption keys,
-when not configured, are generated once into files in the instance folder
-(mode 0600) and reused on every start.
+test passes to ``create_app``. The Flask secret key, when not configured, is
+generated once into a file in the instance folder (mode 0600) and reused on
+every start; the encryption keys are keys.py's.
 """
 
 import logging
@@ -13,8 +13,6 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-import encryption
-import models
 import probe
 from probe.policy import PolicyError
 
@@ -46,8 +44,6 @@ DEFAULTS = {
 }
 
 SECRET_KEY_FILE = "secret_key"
-ENCRYPTION_KEYS_FILE = "encryption_keys"
-KEY_FINGERPRINT_SETTING = "encryption_key_fingerprint"
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +53,7 @@ class ConfigurationError(RuntimeError):
 
 
 def load(app, test_config=None):
-    """Fill ``app.config`` and return the encryption key ring.
+    """Fill ``app.config``.
 
     Also puts the outbound-connection policy (a probe.Policy) into
     ``app.extensions["mailkeep.policy"]``. Raises ConfigurationError when a
@@ -72,12 +68,9 @@ def load(app, test_config=None):
         app.config.from_mapping(test_config)
 
     if not app.config.get("SECRET_KEY"):
-        app.config["SECRET_KEY"] = _read_or_create(instance / SECRET_KEY_FILE, secrets.token_hex)
+        app.config["SECRET_KEY"] = read_or_create(instance / SECRET_KEY_FILE, secrets.token_hex)
     # from_prefixed_env parses values as JSON, so a numeric key would arrive as a number.
     app.config["SECRET_KEY"] = str(app.config["SECRET_KEY"])
-    keys_text = app.config.get("ENCRYPTION_KEYS") or _read_or_create(
-        instance / ENCRYPTION_KEYS_FILE, encryption.generate_key
-    )
     _positive(app, "CONNECTION_TEST_DEADLINE", float, "a positive number of seconds")
     _positive(app, "CONNECTION_TEST_LIMIT", int, "a positive whole number")
     _positive(app, "PAGE_SIZE", int, "a positive whole number")
@@ -101,51 +94,11 @@ def load(app, test_config=None):
         )
     except PolicyError as error:
         raise ConfigurationError(f"MAILKEEP_ALLOWED_PORTS or MAILKEEP_ALLOWED_NETWORKS: {error}") from None
-    try:
-        return encryption.KeyRing(encryption.parse_keys(str(keys_text)))
-    except encryption.InvalidKeyError as error:
-        raise ConfigurationError(f"MAILKEEP_ENCRYPTION_KEYS: {error}") from None
-
-
-def check_key(keyring):
-    """Make sure `keyring` holds the key the bound database was last encrypted with.
-
-    The first start records the active key's fingerprint, and ``keys rotate``
-    the new one. A later start with a key ring that lacks it (a lost key file
-    replaced by a new one, instances configured with different keys) raises
-    ConfigurationError. Secrets made with another missing key (an old key
-    dropped before ``keys rotate`` ran) are logged as a warning: their entries
-    say they cannot be read, and adding the key back brings them back.
-    """
-    with models.db.connection_context():
-        stored = models.Setting.get_or_none(models.Setting.name == KEY_FINGERPRINT_SETTING)
-        if stored is not None and stored.value not in keyring.fingerprints:
-            raise missing_keys_error({stored.value})
-        if stored is None:
-            record_key(keyring)
-        if missing := models.Credential.keys_missing_from(keyring):
-            log.warning("some stored secrets were encrypted with the key(s) %s, which are not configured; "
-                        "they cannot be read until the key is added back (or the secret is set again)",
-                        ", ".join(sorted(missing)))
-
-
-def missing_keys_error(fingerprints):
-    """The ConfigurationError for stored secrets whose keys (a set of fingerprints) the key ring lacks."""
-    return ConfigurationError(
-        f"the database's secrets are encrypted with the key(s) {', '.join(sorted(fingerprints))}, which are not "
-        "among the configured encryption keys (MAILKEEP_ENCRYPTION_KEYS or instance/encryption_keys). Restore "
-        "them from your backup; every instance sharing this database needs them."
-    )
 
 
 def _flag(value):
     """A yes/no setting: true for True, 1, "1", "true", "yes" (environment variables arrive as text or JSON)."""
     return value is True or str(value).strip().lower() in ("1", "true", "yes")
-
-
-def record_key(keyring):
-    """Remember the active key's fingerprint in the database (after the first start, and after rotation)."""
-    models.Setting.replace(name=KEY_FINGERPRINT_SETTING, value=keyring.active_fingerprint).execute()
 
 
 def _positive(app, name, kind, description):
@@ -159,12 +112,14 @@ def _positive(app, name, kind, description):
     app.config[name] = value
 
 
-def _read_or_create(path, generate):
+def read_or_create(path, generate, announce=None):
     """Return the stripped text of `path`, first writing ``generate()`` to it (mode 0600) if absent.
 
     The value is written to a private temporary file and hard-linked into place,
     which fails if the file appeared meanwhile, so when several workers start at
     once exactly one value is kept and none of them reads a half-written file.
+    `announce`, when given, is logged (with ``{path}`` filled in) by the one
+    process that made the file. Raises ConfigurationError when the file is empty.
     """
     if not path.exists():
         temporary = path.with_name(f".{path.name}.{os.getpid()}")
@@ -173,6 +128,8 @@ def _read_or_create(path, generate):
             handle.write(generate() + "\n")
         try:
             os.link(temporary, path)
+            if announce:
+                log.info(announce.format(path=path))
         except FileExistsError:
             pass
         finally:

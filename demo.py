@@ -38,28 +38,24 @@ def seed(app, mail, tokens):
         admin = models.User.add(ADMIN, ADMIN_PASSWORD, "admin")
         _, api_token = models.ApiToken.issue(admin, "demo")
         default, customers = models.Group.default(), models.Group.create(name="Customers", description="Shared inboxes")
-        support = models.Credential().store(
-            keyring, {"password": MAILBOX.password}, [("queue", "support-l1")], name="Support inbox",
-            description="Tickets for the helpdesk, over IMAP", group=default, protocol=protocols.IMAP,
-            port=mail.imaps_port, security=protocols.IMPLICIT_TLS, **server,
-        )
-        models.Credential().store(
-            keyring, {"password": MAILBOX.password}, (), name="Team mailbox (POP3)",
-            description="Read by the old fax gateway, over POP3 with STARTTLS", group=default,
-            protocol=protocols.POP3, port=mail.pop3_port, security=protocols.STARTTLS, **server,
-        )
-        models.Credential().store(
-            keyring, {"client_secret": CLIENT_SECRET}, (), name="Integration (OAuth2)",
-            description="The CRM's mailbox, with OAuth2 client credentials", group=customers,
-            protocol=protocols.IMAP, port=mail.imaps_port, security=protocols.IMPLICIT_TLS,
+        support = models.Credential().store(keyring, dict(
+            name="Support inbox", description="Tickets for the helpdesk, over IMAP", group=default,
+            protocol=protocols.IMAP, port=mail.imaps_port, security=protocols.IMPLICIT_TLS, **server,
+        ), {"password": MAILBOX.password}, [("queue", "support-l1")])
+        models.Credential().store(keyring, dict(
+            name="Team mailbox (POP3)", description="Read by the old fax gateway, over POP3 with STARTTLS",
+            group=default, protocol=protocols.POP3, port=mail.pop3_port, security=protocols.STARTTLS, **server,
+        ), {"password": MAILBOX.password})
+        models.Credential().store(keyring, dict(
+            name="Integration (OAuth2)", description="The CRM's mailbox, with OAuth2 client credentials",
+            group=customers, protocol=protocols.IMAP, port=mail.imaps_port, security=protocols.IMPLICIT_TLS,
             auth=protocols.OAUTH2, client_id=CLIENT_ID, token_url=tokens.token_url, **dict(server, folder="Team Inbox"),
-        )
-        models.Credential().store(
-            keyring, {"password": "an-old-password"}, (), name="Billing (wrong password)",
-            description="Its password was changed on the server; press Test to see", group=customers,
-            protocol=protocols.IMAP, port=mail.imaps_port, security=protocols.IMPLICIT_TLS,
+        ), {"client_secret": CLIENT_SECRET})
+        models.Credential().store(keyring, dict(
+            name="Billing (wrong password)", description="Its password was changed on the server; press Test to see",
+            group=customers, protocol=protocols.IMAP, port=mail.imaps_port, security=protocols.IMPLICIT_TLS,
             **dict(server, folder="Archive"),
-        )
+        ), {"password": "an-old-password"})
         models.Alias.create(address="support@example.test", credential=support, workspace="Helpdesk",
                             project_type="Ticket", client="ACME", description="First-line support")
     return api_token

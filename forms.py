@@ -1,4 +1,9 @@
-"""The forms (Flask-WTF): what users may type, and the per-field messages when they may not."""
+"""The forms (Flask-WTF): what users may type, and the per-field messages when they may not.
+
+Forms validate and hand over plain values (``values()``); what is then done
+with them is the services'. The API and the command line validate through the
+same forms with ``validated()``, so every rule and message is the same there.
+"""
 
 import ipaddress
 import re
@@ -21,9 +26,9 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
 
-from probe import protocols
+import logins
 from models import ROLES, Alias, Credential, Group, User
-from probe import oauth
+from probe import oauth, protocols
 
 # CR, LF, NUL and other control characters (C0, DEL, C1, the Unicode line and paragraph separators)
 # would split an IMAP or POP3 command line, or a log line.
@@ -34,19 +39,39 @@ DNS_NAME = re.compile(rf"^(?=.{{1,253}}\.?$)(?:{DNS_LABEL}\.)*{DNS_LABEL}\.?$")
 
 CUSTOM_DATA_ACTION = "custom_data_action"
 MIN_PASSWORD_LENGTH = 12
-# A stored secret stays bound to where it was typed for: change any of these and it must be typed again,
-# so it is never sent to a server (or token endpoint) the person who typed it did not choose.
-SAME_LOGIN_FIELDS = {
-    "password": ("protocol", "host", "port", "security", "username"),
-    "client_secret": ("protocol", "host", "port", "security", "username", "client_id", "token_url"),
-}
 
 
-def field_values(source, names):
-    """The named values of a form (its fields' data) or of a model row, as a dict of keyword arguments."""
-    if isinstance(source, Form):
-        return {name: getattr(source, name).data for name in names}
-    return {name: getattr(source, name) for name in names}
+class Invalid(Exception):
+    """Values that do not validate: `errors` maps field names to lists of messages, and ``"_entry"``
+    to messages about the entry as a whole."""
+
+    def __init__(self, errors):
+        super().__init__(errors)
+        self.errors = errors
+
+
+def validated(form_class, values, instance=None):
+    """A `form_class` form filled from plain `values` (JSON or command-line values) and validated.
+
+    ``custom_data`` is a list of ``{"key", "value"}`` objects; None leaves a
+    field out. Returns the form; raises Invalid with every message otherwise.
+    """
+    formdata = MultiDict()
+    for name, value in values.items():
+        if name == "custom_data":
+            if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+                raise Invalid({"custom_data": ["Send a list of {key, value} objects."]})
+            for index, item in enumerate(value):
+                formdata.update({f"custom_data-{index}-{key}": str(item.get(key, "")) for key in ("key", "value")})
+        elif value is not None:
+            formdata[name] = str(value)
+    form = form_class(formdata=formdata, instance=instance, meta={"csrf": False})
+    if not form.validate():
+        errors = {name: messages for name, messages in form.errors.items() if name is not None}
+        if form.form_errors:
+            errors["_entry"] = form.form_errors
+        raise Invalid(errors)
+    return form
 
 
 def strip(value):
@@ -103,19 +128,28 @@ def unique(key, message):
 
 
 class ModelForm(FlaskForm):
-    """A form that adds or edits one row: `instance` is the row being edited, or None when adding."""
+    """A form that adds or edits one row: `instance` is the row being edited, or None when adding.
+
+    ``FIELDS`` names the fields that are columns of the row; ``values()`` hands them over.
+    """
+
+    FIELDS = ()
 
     def __init__(self, *args, instance=None, **kwargs):
         self.instance = instance
         super().__init__(*args, **kwargs)
 
+    def values(self, names=None):
+        """{name: validated value} of the fields `names` (``FIELDS`` unless given)."""
+        return {name: self[name].data for name in (names or self.FIELDS)}
+
 
 class ConnectionForm(ModelForm):
     """The fields a connection test needs, shared by the credential form and the test endpoints.
 
-    The secrets are optional here: a stored one may stand in for them (see
-    ``reusable_secrets`` and ``missing_secret``). OAuth2 needs a Client ID and
-    a Token endpoint.
+    The secrets are optional here: a stored one may stand in for them
+    (logins.LoginSecrets decides, see ``login_secrets``). OAuth2 needs a
+    Client ID and a Token endpoint.
     """
 
     protocol = SelectField(
@@ -138,16 +172,14 @@ class ConnectionForm(ModelForm):
         choices=[SelectChoice(value, label) for value, label in protocols.AUTHENTICATION_LABELS.items()],
         default=protocols.PASSWORD,
     )
-    password = PasswordField("Password", [no_control_characters])
+    password = PasswordField(logins.PASSWORD.label, [no_control_characters])
     # Defaults of "" because the columns are NOT NULL and a form without these fields must still save.
     client_id = StringField("Client ID", [Length(max=255), no_control_characters], filters=[strip], default="")
-    client_secret = PasswordField("Client secret", [no_control_characters])
+    client_secret = PasswordField(logins.CLIENT_SECRET.label, [no_control_characters])
     token_url = StringField("Token endpoint", [Length(max=2000), no_control_characters], filters=[strip], default="")
     scope = StringField("Scope", [Length(max=1000), no_control_characters], filters=[strip], default="")
 
-    CONNECTION_FIELDS = (
-        "protocol", "host", "port", "security", "username", "folder", "auth", "client_id", "token_url", "scope",
-    )
+    FIELDS = logins.CONNECTION_FIELDS
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -161,11 +193,6 @@ class ConnectionForm(ModelForm):
     def oauth2(self):
         """True when OAuth2 client credentials are chosen."""
         return self.auth.data == protocols.OAUTH2
-
-    @property
-    def login_secret(self):
-        """The name of the secret the chosen authentication needs: "password" or "client_secret"."""
-        return "client_secret" if self.oauth2 else "password"
 
     def validate_client_id(self, field):
         """OAuth2 needs a client ID."""
@@ -187,31 +214,10 @@ class ConnectionForm(ModelForm):
             self.folder.data = protocols.POP3_FOLDER
         return super().validate(extra_validators)
 
-    def secrets(self):
-        """The secrets typed into the form, by name ("" when not typed)."""
-        return {name: getattr(self, name).data or "" for name in Credential.SECRETS}
-
-    def reusable_secrets(self):
-        """The instance's stored secrets that may serve these values: those whose login fields are unchanged."""
-        if self.instance is None:
-            return []
-        return [
-            name for name in self.instance.stored_secrets
-            if all(getattr(self.instance, f) == getattr(self, f).data for f in SAME_LOGIN_FIELDS[name])
-        ]
-
-    def missing_secret(self):
-        """Mark the login secret as required when it was neither typed nor is reusable; True if it was."""
-        name = self.login_secret
-        if self.secrets()[name] or name in self.reusable_secrets():
-            return False
-        field = getattr(self, name)
-        stored = self.instance is not None and name in self.instance.stored_secrets
-        field.errors = [
-            f"The server or login changed: type the {field.label.text.lower()} again for it." if stored
-            else f"Enter the {field.label.text.lower()}."
-        ]
-        return True
+    def login_secrets(self):
+        """The logins.LoginSecrets of the values and secrets on this form, for the row being edited."""
+        typed = {name: self[name].data or "" for name in logins.SECRETS}
+        return logins.LoginSecrets(self.instance, self.values(logins.CONNECTION_FIELDS), typed)
 
 
 class CustomDataRow(Form):
@@ -241,10 +247,12 @@ class CredentialForm(ConnectionForm):
     group = SelectField("Group", coerce=int)
     custom_data = FieldList(FormField(CustomDataRow))
 
+    FIELDS = Credential.EDITABLE
+
     def __init__(self, *args, **kwargs):
         self.duplicate = None
         super().__init__(*args, **kwargs)
-        self.group.choices = [SelectChoice(group.id, group.name) for group in Group.ordered()]
+        self.group.choices = [SelectChoice(group.id, group.name) for group in Group.by_name()]
         if self.group.data is None:
             self.group.data = Group.default().id
 
@@ -264,7 +272,13 @@ class CredentialForm(ConnectionForm):
     def validate(self, extra_validators=None):
         """Validate the fields and the login secret, then refuse a second credential for the same mailbox."""
         valid = super().validate(extra_validators)
-        if self.missing_secret() or not valid:
+        login = self.login_secrets()
+        problems = login.typed_over_stored()
+        if missing := login.missing():
+            problems[login.needed.name] = missing
+        for name, message in problems.items():
+            self[name].errors = [*self[name].errors, message]
+        if problems or not valid:
             return False
         self.duplicate = Credential.same_mailbox(
             self.protocol.data, self.host.data, self.port.data, self.username.data, self.folder.data,
@@ -281,33 +295,18 @@ class CredentialForm(ConnectionForm):
         """The custom data rows with a key, as ordered (key, value) pairs."""
         return [(row.key.data, row.value.data or "") for row in self.custom_data if row.key.data]
 
-    def secret_changes(self):
-        """What saving does to the secrets: {name: new plaintext, or None to forget the stored one}.
-
-        A typed secret is kept unless its stored one is still reusable (those
-        change only in their own dialog); a stored secret whose login changed
-        and that was not typed again is forgotten.
-        """
-        reusable = self.reusable_secrets()
-        changes = {name: value for name, value in self.secrets().items() if value and name not in reusable}
-        if self.instance is not None:
-            for name in self.instance.stored_secrets:
-                if name not in reusable and name not in changes:
-                    changes[name] = None
-        return changes
-
 
 class SecretChangeForm(FlaskForm):
-    """Change one stored secret: typed twice, saved only when both match."""
+    """Change one stored secret (a logins.SecretRule): typed twice, saved only when both match."""
 
     new_secret = PasswordField("New password", [DataRequired(), no_control_characters])
     confirm_secret = PasswordField("Confirm password", [DataRequired()])
 
-    def __init__(self, *args, label="password", **kwargs):
+    def __init__(self, *args, secret=logins.PASSWORD, **kwargs):
         super().__init__(*args, **kwargs)
-        self.noun = label
-        self.new_secret.label.text = f"New {label}"
-        self.confirm_secret.label.text = f"Confirm {label}"
+        self.noun = secret.noun
+        self.new_secret.label.text = f"New {secret.noun}"
+        self.confirm_secret.label.text = f"Confirm {secret.noun}"
 
     def validate_confirm_secret(self, field):
         """The two typings must match."""
@@ -353,7 +352,7 @@ class GroupForm(ModelForm):
     FIELDS = ("name", "description")
 
 
-def credential_data(credential):
+def credential_form_data(credential):
     """A credential's stored values in the shape CredentialForm's ``data`` takes."""
     data = model_to_dict(credential, recurse=False, only=[getattr(Credential, n) for n in Credential.EDITABLE])
     data["custom_data"] = [{"key": key, "value": value} for key, value in credential.custom_data]
@@ -388,6 +387,8 @@ def strong_password(form, field):
 
 class AccountForm(ModelForm):
     """A new account: a username nobody has, and a password typed twice."""
+
+    FIELDS = ("username", "password", "role")
 
     username = StringField(
         "Username",

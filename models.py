@@ -1,80 +1,37 @@
-"""The database handle, the models, and the queries on them (peewee).
+"""The models and the queries on them (peewee), on the handle ``database.db``.
 
-One handle, ``db``, is bound at run time to ``MAILKEEP_DATABASE_URL`` by
-``bind()``. Uniqueness that users see as case-insensitive is enforced by unique
-indexes on ``*_key`` columns holding the casefolded text (SQLite's ``lower()``
-folds ASCII only), and references between rows by foreign keys with
-``ON DELETE RESTRICT``, so the database itself refuses what the forms refuse.
+Uniqueness that users see as case-insensitive is enforced by unique indexes on
+``*_key`` columns holding the casefolded text (SQLite's ``lower()`` folds ASCII
+only), and references between rows by foreign keys with ``ON DELETE RESTRICT``,
+so the database itself refuses what the forms refuse. Each model says how the
+audit log names a row of it (``AUDIT_TYPE``, ``audit_name``) and what still
+needs a row before it may be deleted (``blockers``).
 """
 
 import hashlib
-import logging
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from peewee import (
     JOIN,
     BooleanField,
     CharField,
     Check,
-    DatabaseProxy,
     DateTimeField,
     ForeignKeyField,
     IntegerField,
     Model,
-    SqliteDatabase,
     TextField,
     fn,
 )
-from playhouse import db_url
 from werkzeug.security import check_password_hash, generate_password_hash
 
+import logins
+from database import db, upsert
 from probe import protocols
-from encryption import UndecryptableSecret, key_id
-
-db = DatabaseProxy()
-log = logging.getLogger(__name__)
-
-# secure_delete overwrites freed pages, so a deleted ciphertext does not linger in the file.
-# busy_timeout comes first so that even switching the file to WAL waits for other connections.
-SQLITE_PRAGMAS = {"busy_timeout": 5000, "foreign_keys": 1, "journal_mode": "wal", "secure_delete": 1}
+from sealing import Sealed, SecretField
 
 SUMMARY_LENGTH = 300
-
-
-def bind(url):
-    """Bind ``db`` to a playhouse ``db_url`` URL (e.g. ``sqlite:////srv/mailkeep.db``); schema.upgrade then
-    creates or upgrades the tables."""
-    options = {"pragmas": SQLITE_PRAGMAS} if url.startswith("sqlite") else {}
-    db.initialize(db_url.connect(url, **options))
-
-
-def check_then_write():
-    """A transaction for a check followed by a write that another request must not slip between.
-
-    The first administrator (the user table is still empty) and the last active
-    admin (not demoted or disabled) are such checks. On SQLite it is ``BEGIN
-    IMMEDIATE``, which takes the write lock before the check reads, so a second
-    request waits (up to the busy timeout) and then sees the first one's write.
-    Other databases get a plain ``db.atomic()``.
-    """
-    return db.atomic("IMMEDIATE") if isinstance(db.obj, SqliteDatabase) else db.atomic()
-
-
-def checkpoint():
-    """Fold SQLite's write-ahead log into the database file and empty it.
-
-    With ``secure_delete`` on, a deleted row's pages are zeroed in the file; the
-    checkpoint makes sure no copy of them is left in the ``-wal`` file either. It
-    waits for readers up to the busy timeout; a reader holding on longer makes it
-    fail, which is logged. Other databases: nothing to do.
-    """
-    if not isinstance(db.obj, SqliteDatabase):
-        return
-    busy, _, _ = db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    if busy:
-        log.warning("the write-ahead log could not be emptied while a reader held it; "
-                    "deleted data stays in mailkeep.db-wal until the next checkpoint")
 
 
 def fold(text):
@@ -97,10 +54,23 @@ class BaseModel(Model):
     """
 
     FOLDED = ()
+    AUDIT_TYPE = ""
 
     class Meta:
         database = db
         only_save_dirty = True
+
+    @property
+    def audit_name(self):
+        """How the audit log names this row."""
+        return getattr(self, "name", "")
+
+    def blockers(self):
+        """What still needs this row, so it may not be deleted: (references, why in words), or None.
+
+        `references` is what a refusal shows (a list of rows, or a count).
+        """
+        return None
 
     def save(self, *args, **kwargs):
         """Refresh the ``*_key`` columns, then save (only the changed columns of an existing row)."""
@@ -123,6 +93,17 @@ class Setting(BaseModel):
     name = CharField(primary_key=True, max_length=100)
     value = TextField()
 
+    @classmethod
+    def read(cls, name):
+        """The value of the setting `name`, or None."""
+        row = cls.get_or_none(cls.name == name)
+        return None if row is None else row.value
+
+    @classmethod
+    def write(cls, name, value):
+        """Set the setting `name` to `value`, whether it exists or not."""
+        upsert(cls, cls.name, name=name, value=value)
+
 
 class Group(BaseModel):
     """A named set of credentials; exactly one group is the default for new credentials."""
@@ -134,6 +115,7 @@ class Group(BaseModel):
 
     DEFAULT_NAME = "Default"
     FOLDED = (("name", "name_key"),)
+    AUDIT_TYPE = "group"
 
     @classmethod
     def default(cls):
@@ -142,7 +124,12 @@ class Group(BaseModel):
         return group or cls.create(name=cls.DEFAULT_NAME, is_default=True)
 
     @classmethod
-    def ordered(cls):
+    def by_name(cls):
+        """All groups by name (for choosing one)."""
+        return cls.select().order_by(cls.name_key)
+
+    @classmethod
+    def with_counts(cls):
         """All groups by name, each with ``credential_count``."""
         return (
             cls.select(cls, fn.COUNT(Credential.id).alias("credential_count"))
@@ -151,13 +138,21 @@ class Group(BaseModel):
             .order_by(cls.name_key)
         )
 
+    def blockers(self):
+        """The default group is needed for what it is; another one while it holds credentials."""
+        if self.is_default:
+            return 0, "the default group"
+        count = self.credentials.count()
+        return (count, "it holds credentials") if count else None
 
-class Credential(BaseModel):
+
+class Credential(Sealed, BaseModel):
     """An IMAP or POP3 login: where to connect, how, as whom, and which folder to read.
 
-    It logs in with a password or with OAuth2 client credentials. Both secrets
-    (``SECRETS``) are kept only as AES-GCM ciphertexts bound to this row and
-    field (see ``encryption``); ``last_test_*`` record the latest connection test.
+    It logs in with a password or with OAuth2 client credentials (which secret
+    a login needs is logins.py's rule). Both secrets are ``SecretField``
+    ciphertexts bound to this row (see sealing.py); ``last_test_*`` record the
+    latest connection test.
     """
 
     # Random per row and part of every ciphertext's binding: a database may hand a deleted row's id to a
@@ -173,11 +168,11 @@ class Credential(BaseModel):
     security = CharField(max_length=16, default=protocols.IMPLICIT_TLS)
     username = CharField(max_length=320)
     username_key = CharField(max_length=320)
-    password_ciphertext = TextField(null=True)
+    password_ciphertext = SecretField("password")
     folder = CharField(max_length=255, default="INBOX")
     auth = CharField(max_length=32, default=protocols.PASSWORD)
     client_id = CharField(max_length=255, default="")
-    client_secret_ciphertext = TextField(null=True)
+    client_secret_ciphertext = SecretField("client_secret")
     token_url = CharField(max_length=2000, default="")
     scope = CharField(max_length=1000, default="")
     created_at = DateTimeField(default=utcnow)
@@ -186,12 +181,10 @@ class Credential(BaseModel):
     last_test_ok = BooleanField(null=True)
     last_test_summary = CharField(max_length=SUMMARY_LENGTH, null=True)
 
-    EDITABLE = (
-        "name", "description", "group", "protocol", "host", "port", "security", "username", "folder",
-        "auth", "client_id", "token_url", "scope",
-    )
-    SECRETS = ("password", "client_secret")
+    # What a person edits: the connection settings (the fields of a connection test), and how it is listed.
+    EDITABLE = ("name", "description", "group", *logins.CONNECTION_FIELDS)
     FOLDED = (("name", "name_key"), ("username", "username_key"))
+    AUDIT_TYPE = "credential"
 
     @property
     def security_label(self):
@@ -244,24 +237,22 @@ class Credential(BaseModel):
             query = query.where(cls.id != exclude_id)
         return query.first()
 
-    def store(self, keyring, secrets, custom_data=(), **fields):
-        """Save the ``EDITABLE`` columns, the custom data and the secrets named in `secrets`; return self.
+    def store(self, keyring, values, secret_changes, custom_data=()):
+        """Save `values` (``EDITABLE`` names), the custom data and the secret changes; return self.
 
-        A new credential is inserted first, since its id binds its ciphertexts to
-        it. `secrets` maps names in ``SECRETS`` to new plaintext, or to None to
-        forget the stored one; secrets not named stay. `custom_data` is ordered
-        (key, value) pairs. Raises peewee.IntegrityError on a duplicate name or mailbox.
+        `secret_changes` maps secret names to new plaintext, or to None to forget
+        the stored one (logins.LoginSecrets.changes); secrets not named stay. A
+        new credential is inserted first, since its id binds its ciphertexts.
+        `custom_data` is ordered (key, value) pairs. Raises peewee.IntegrityError
+        on a duplicate name or mailbox.
         """
-        for name, value in fields.items():
+        for name, value in values.items():
             setattr(self, name, value)
         with db.atomic():
             if self.id is None:
                 self.save()
-            for name, plaintext in secrets.items():
-                if plaintext is None:
-                    setattr(self, f"{name}_ciphertext", None)
-                else:
-                    self.set_secret(keyring, name, plaintext)
+            for name, plaintext in secret_changes.items():
+                self.seal(keyring, name, plaintext)
             self.save()
             self.replace_custom_data(custom_data)
         return self
@@ -272,82 +263,9 @@ class Credential(BaseModel):
         self.updated_at = utcnow()
         return super().save(*args, **kwargs)
 
-    @classmethod
-    def keys_missing_from(cls, keyring):
-        """The fingerprints (a set) of keys that made stored ciphertexts and that `keyring` lacks.
-
-        Reads each ciphertext's key id (encryption.key_id); a malformed ciphertext
-        names no key and is left to its entry's "cannot be read" notice.
-        """
-        columns = [getattr(cls, f"{name}_ciphertext") for name in cls.SECRETS]
-        named = {key_id(token) for row in cls.select(*columns).tuples() for token in row if token}
-        return named - set(keyring.fingerprints) - {None}
-
-    def _secret_context(self, name):
-        # Binding to table, row and field makes a ciphertext useless anywhere else.
-        return f"credential:{self.id}:{self.uid}:{name}"
-
-    def set_secret(self, keyring, name, plaintext):
-        """Encrypt the secret `name` (one of ``SECRETS``) into this row; saved by ``save()``; needs ``self.id``."""
-        setattr(self, f"{name}_ciphertext", keyring.encrypt(plaintext, self._secret_context(name)))
-
-    def has_secret(self, name):
-        """True when the secret `name` (one of ``SECRETS``) is stored."""
-        return getattr(self, f"{name}_ciphertext") is not None
-
-    @property
-    def stored_secrets(self):
-        """The names of the secrets this credential has stored."""
-        return [name for name in self.SECRETS if self.has_secret(name)]
-
-    def secret(self, keyring, name):
-        """Return the stored secret `name` (one of ``SECRETS``), or "" when none is stored.
-
-        Raises encryption.UndecryptableSecret when the stored one cannot be read.
-        """
-        ciphertext = getattr(self, f"{name}_ciphertext")
-        return "" if ciphertext is None else keyring.decrypt(ciphertext, self._secret_context(name))
-
-    def unreadable_secrets(self, keyring):
-        """The names of stored secrets `keyring` cannot decrypt (another key, altered, or copied from
-        another row); the secrets themselves are not kept."""
-        unreadable = []
-        for name in self.stored_secrets:
-            try:
-                self.secret(keyring, name)
-            except UndecryptableSecret:
-                unreadable.append(name)
-        return unreadable
-
-    def reencrypt(self, keyring, sealed_for=None):
-        """Re-encrypt the stored secrets that the active key did not make; return (re-encrypted, unreadable)
-        counts. Saves only the ciphertext columns (not ``updated_at``: nothing a user set changed).
-
-        `sealed_for` (secret name -> associated data), when given, is the binding the
-        stored ciphertexts were made with instead of this row's; then every readable
-        secret is re-encrypted, so it ends bound to this row as it is now.
-        """
-        done = unreadable = 0
-        for name in self.stored_secrets:
-            column = f"{name}_ciphertext"
-            token = getattr(self, column)
-            if sealed_for is None and keyring.is_current(token):
-                continue
-            try:
-                plaintext = keyring.decrypt(token, (sealed_for or self._secret_context)(name))
-            except UndecryptableSecret:
-                unreadable += 1
-                continue
-            self.set_secret(keyring, name, plaintext)
-            Credential.update({getattr(Credential, column): getattr(self, column)}).where(
-                Credential.id == self.id).execute()
-            done += 1
-        return done, unreadable
-
-    @property
-    def login_secret(self):
-        """The name of the secret this credential logs in with: "password" or "client_secret"."""
-        return "client_secret" if self.auth == protocols.OAUTH2 else "password"
+    def connection_values(self):
+        """The saved connection settings, {name: value} for ``logins.CONNECTION_FIELDS``."""
+        return {name: getattr(self, name) for name in logins.CONNECTION_FIELDS}
 
     @property
     def custom_data(self):
@@ -373,6 +291,11 @@ class Credential(BaseModel):
         Credential.update(
             last_test_at=self.last_test_at, last_test_ok=ok, last_test_summary=self.last_test_summary
         ).where(Credential.id == self.id).execute()
+
+    def blockers(self):
+        """The aliases that route through this credential, by address, if any."""
+        aliases = list(self.aliases.order_by(Alias.address_key))
+        return (aliases, "used by " + ", ".join(alias.address for alias in aliases)) if aliases else None
 
 
 Credential.add_index(
@@ -407,6 +330,11 @@ class Alias(BaseModel):
     description = TextField(default="")
 
     FOLDED = (("address", "address_key"),)
+    AUDIT_TYPE = "alias"
+
+    @property
+    def audit_name(self):
+        return self.address
 
     @classmethod
     def ordered(cls):
@@ -435,6 +363,7 @@ class User(BaseModel):
     session_epoch = IntegerField(default=0)
 
     FOLDED = (("username", "username_key"),)
+    AUDIT_TYPE = "user"
     is_authenticated = True
     is_anonymous = False
 
@@ -444,6 +373,10 @@ class User(BaseModel):
 
     def get_id(self):
         return f"{self.id}:{self.session_epoch}"
+
+    @property
+    def audit_name(self):
+        return self.username
 
     def end_sessions(self):
         """End every session of this user, at once: the stored epoch is raised in SQL, so a concurrent
@@ -474,7 +407,7 @@ class User(BaseModel):
         return cls.select().where((cls.role == "admin") & (cls.active == True))  # noqa: E712 (peewee expression)
 
     def is_last_active_admin(self):
-        """True when this user, as stored now, is the only active admin (to be kept so: see check_then_write)."""
+        """True when this user, as stored now, is the only active admin (to be kept so: see database.exclusive)."""
         stored = User.get_by_id(self.id)
         return stored.role == "admin" and stored.active and User.active_admins().count() == 1
 
@@ -493,10 +426,17 @@ class ApiToken(BaseModel):
     last_used_at = DateTimeField(null=True)
 
     PREFIX = "mkp_"
+    AUDIT_TYPE = "token"
+    # last_used_at is written at most this often, so reading the API does not write to the database each time.
+    USE_RESOLUTION = timedelta(minutes=1)
 
     @staticmethod
     def _digest(token):
         return hashlib.sha256(token.encode()).hexdigest()
+
+    @property
+    def audit_name(self):
+        return f"{self.name} ({self.user.username})"
 
     @classmethod
     def issue(cls, user, name):
@@ -505,13 +445,16 @@ class ApiToken(BaseModel):
         return cls.create(user=user, name=name, digest=cls._digest(token)), token
 
     @classmethod
-    def holder(cls, token):
-        """The active user a token text belongs to, or None; notes when the token was last used."""
-        row = cls.select(cls, User).join(User).where(cls.digest == cls._digest(token)).first()
-        if row is None or not row.user.active:
-            return None
-        cls.update(last_used_at=utcnow()).where(cls.id == row.id).execute()
-        return row.user
+    def find(cls, token):
+        """The ApiToken row (with its user) whose text is `token`, or None; whether it may act is the caller's."""
+        return cls.select(cls, User).join(User).where(cls.digest == cls._digest(token)).first()
+
+    def note_use(self, now=None):
+        """Record that the token was used now, unless that was recorded less than USE_RESOLUTION ago."""
+        now = now or utcnow()
+        if self.last_used_at is None or now - self.last_used_at >= self.USE_RESOLUTION:
+            self.last_used_at = now
+            ApiToken.update(last_used_at=now).where(ApiToken.id == self.id).execute()
 
 
 class AuditEvent(BaseModel):
@@ -543,3 +486,7 @@ class AuditEvent(BaseModel):
         if until:
             query = query.where(cls.at < until)
         return query
+
+
+# Every model that keeps secrets (sealing.Sealed): what key checks and rotation go through.
+SEALED_MODELS = (Credential,)

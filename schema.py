@@ -12,13 +12,13 @@ fails changes nothing.
 
 from contextlib import contextmanager
 
-from peewee import IntegrityError, SqliteDatabase
+from peewee import IntegrityError
 from playhouse.migrate import SchemaMigrator, migrate
 
-from config import ConfigurationError, missing_keys_error
-from models import (
-    Alias, ApiToken, AuditEvent, Credential, CustomDataItem, Group, Setting, User, check_then_write, db, fold,
-)
+from config import ConfigurationError
+from database import db, exclusive, is_sqlite
+from keys import missing_keys_error
+from models import Alias, ApiToken, AuditEvent, Credential, CustomDataItem, Group, Setting, User, fold
 
 MODELS = (Setting, Group, Credential, CustomDataItem, Alias, User, ApiToken, AuditEvent)
 
@@ -33,7 +33,7 @@ def upgrade(keyring):
     """
     # Write-locked from the first look at the schema, so a second process starting at the same time waits
     # and then finds the work done.
-    with db.connection_context(), _foreign_keys_off(), check_then_write():
+    with db.connection_context(), _foreign_keys_off(), exclusive():
         missing = {model: _missing_fields(model) for model in MODELS if model.table_exists()}
         missing = {model: fields for model, fields in missing.items() if fields}
         if missing:
@@ -84,19 +84,19 @@ def _add_columns(model, fields):
 
 
 def _rebind_secrets(keyring):
-    """Bind each secret sealed for ``credential:<id>:<field>`` to its row's new ``uid`` (Credential.reencrypt)."""
+    """Bind each secret sealed for ``credential:<id>:<field>`` to its row's new ``uid`` (sealing.Sealed.reseal)."""
     if missing := Credential.keys_missing_from(keyring):
         raise missing_keys_error(missing)
     for credential in Credential.select():
         # A secret unreadable before the upgrade stays so, and its page says so.
-        credential.reencrypt(keyring, sealed_for=lambda name, row_id=credential.id: f"credential:{row_id}:{name}")
+        credential.reseal(keyring, sealed_for=lambda name, row_id=credential.id: f"credential:{row_id}:{name}")
 
 
 @contextmanager
 def _foreign_keys_off():
     """Changing a column makes SQLite rebuild the table; its documented procedure turns foreign keys off
     around that, outside the transaction (where the pragma has effect), and checks them before committing."""
-    if not isinstance(db.obj, SqliteDatabase):
+    if not is_sqlite():
         yield
         return
     db.pragma("foreign_keys", 0)
@@ -107,5 +107,5 @@ def _foreign_keys_off():
 
 
 def _check_references():
-    if isinstance(db.obj, SqliteDatabase) and (broken := db.execute_sql("PRAGMA foreign_key_check").fetchall()):
+    if is_sqlite() and (broken := db.execute_sql("PRAGMA foreign_key_check").fetchall()):
         raise ConfigurationError(f"upgrading the database would break references, nothing was changed: {broken[:5]}")

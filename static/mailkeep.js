@@ -34,14 +34,17 @@ function showChoices(form) {
 }
 
 // Test connection stays disabled until the server, the login and its secret
-// (typed, or stored for the entry being edited) are there.
+// (typed, or stored for the entry being edited) are there. Which secret and
+// which fields each login needs is the server's rule (logins.py), rendered
+// into data-login-rules.
 function updateTestButton(form) {
   const button = form.querySelector("[data-connection-test]");
   const filled = (name) => form.elements[name] && form.elements[name].value.trim() !== "";
   const stored = (form.dataset.storedSecrets || "").split(" ");
-  const secret = form.elements.auth.value === "password" ? "password" : "client_secret";
-  const login = form.elements.auth.value === "password" ? [] : ["client_id", "token_url"];
-  const ready = ["host", "port", "username", ...login].every(filled) && (filled(secret) || stored.includes(secret));
+  const rules = JSON.parse(form.dataset.loginRules).logins;
+  const login = rules[form.elements.auth.value] || { secret: "password", needs: [] };
+  const ready = ["host", "port", "username", ...login.needs].every(filled) &&
+    (filled(login.secret) || stored.includes(login.secret));
   button.disabled = !ready;
 }
 

@@ -16,7 +16,7 @@ def test_add_prints_the_new_id_and_the_secret_comes_from_stdin(app, tmp_path):
     with models.db.connection_context():
         credential = Credential.get_by_id(credential_id)
         assert (credential.port, credential.security) == (993, "ssl_tls")
-        assert credential.secret(app.extensions["mailkeep.keyring"], "password") == "s3cret"
+        assert credential.unseal(app.extensions["mailkeep.keyring"], "password") == "s3cret"
     listed = runner.invoke(args=["credentials", "list"])
     assert f"{credential_id}\tSupport\tIMAP imap.example.com:993 SSL/TLS\thelp@example.com\tnot tested" in listed.output
 

@@ -8,7 +8,8 @@ import encryption
 import models
 from app import create_app
 from components import require_executable
-from config import ENCRYPTION_KEYS_FILE, SECRET_KEY_FILE, ConfigurationError
+from config import SECRET_KEY_FILE, ConfigurationError
+from keys import ENCRYPTION_KEYS_FILE
 from testdata import stored_credential
 
 

@@ -53,7 +53,7 @@ def test_adding_a_credential_stores_the_password_encrypted(app, client):
     credential = stored()
     assert credential.host == "imap.example.com"
     assert CANARY not in credential.password_ciphertext
-    assert credential.secret(app.extensions["mailkeep.keyring"], "password") == CANARY
+    assert credential.unseal(app.extensions["mailkeep.keyring"], "password") == CANARY
     page = client.get("/credentials/").get_data(as_text=True)
     assert "Support desk" in page and "imap.example.com:993" in page and "Not tested" in page
 
@@ -132,11 +132,11 @@ def test_changing_the_password_rejects_a_mismatch_and_saves_only_the_secret(app,
     assert refused.status_code == 200  # htmx gets the error fragment with 200; see views/__init__.py
     assert "The two passwords do not match." in refused.get_data(as_text=True)
     assert "<html" not in refused.get_data(as_text=True)
-    assert stored().secret(app.extensions["mailkeep.keyring"], "password") == CANARY
+    assert stored().unseal(app.extensions["mailkeep.keyring"], "password") == CANARY
     changed = client.post(url, data={"new_secret": "new-one", "confirm_secret": "new-one"}, headers=HTMX)
     assert "The password was changed." in changed.get_data(as_text=True)
     after = stored()
-    assert after.secret(app.extensions["mailkeep.keyring"], "password") == "new-one"
+    assert after.unseal(app.extensions["mailkeep.keyring"], "password") == "new-one"
     assert (after.name, after.host, after.username) == (credential.name, credential.host, credential.username)
 
 
@@ -308,7 +308,7 @@ def test_changing_the_server_asks_for_the_password_again(app, client):
     retyped = client.post(f"/credentials/{credential.id}/edit",
                           data=form_values(host="new.example.com", password="fresh"))
     assert retyped.status_code == 303
-    assert stored().secret(app.extensions["mailkeep.keyring"], "password") == "fresh"
+    assert stored().unseal(app.extensions["mailkeep.keyring"], "password") == "fresh"
 
 
 def test_a_secret_whose_login_changed_is_forgotten_when_not_typed_again(app, client, token_server):
@@ -319,7 +319,7 @@ def test_a_secret_whose_login_changed_is_forgotten_when_not_typed_again(app, cli
     assert client.post(f"/credentials/{credential.id}/edit", data=to_oauth2).status_code == 303
     after = stored()
     assert after.password_ciphertext is None  # never to be sent to new.example.com
-    assert after.secret(app.extensions["mailkeep.keyring"], "client_secret") == "client-secret"
+    assert after.unseal(app.extensions["mailkeep.keyring"], "client_secret") == "client-secret"
 
 
 def test_oauth2_needs_its_fields_and_an_https_token_endpoint(client):
@@ -346,17 +346,17 @@ def test_the_client_secret_has_its_own_change_dialog(app, client):
     dialog = client.get(f"/credentials/{credential.id}/client-secret", headers=HTMX).get_data(as_text=True)
     assert "New client secret" in dialog and "Confirm client secret" in dialog
     client.post(f"/credentials/{credential.id}/client-secret", data={"new_secret": "two", "confirm_secret": "two"})
-    assert stored().secret(app.extensions["mailkeep.keyring"], "client_secret") == "two"
+    assert stored().unseal(app.extensions["mailkeep.keyring"], "client_secret") == "two"
 
 
 def test_a_password_change_and_an_edit_at_once_both_stay(app, client):
     add(client)
     stale = stored()  # an edit that read the row before the password changed
     client.post(f"/credentials/{stale.id}/password", data={"new_secret": "newer", "confirm_secret": "newer"})
-    stale.store(app.extensions["mailkeep.keyring"], {}, description="Edited meanwhile")
+    stale.store(app.extensions["mailkeep.keyring"], {"description": "Edited meanwhile"}, {})
     after = stored()
     assert after.description == "Edited meanwhile"
-    assert after.secret(app.extensions["mailkeep.keyring"], "password") == "newer"
+    assert after.unseal(app.extensions["mailkeep.keyring"], "password") == "newer"
 
 
 def test_names_differing_only_in_non_ascii_case_are_one_name(client):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from peewee import IntegrityError
 
+import database
 import encryption
 import models
 import schema
@@ -52,7 +53,7 @@ def test_the_first_release_database_is_upgraded_and_keeps_every_row_and_secret(f
     keyring = app.extensions["mailkeep.keyring"]
     with models.db.connection_context():
         support = Credential.get(Credential.name == "Support")
-        assert support.secret(keyring, "password") == FIRST_RELEASE_PASSWORD
+        assert support.unseal(keyring, "password") == FIRST_RELEASE_PASSWORD
         assert (support.name_key, support.username_key, support.auth) == ("support", "help@example.com", "password")
         assert support.group.name == "Customers" and len({c.uid for c in Credential.select()}) == 2
         assert [(item.key, item.value) for item in CustomDataItem.select()] == [("queue", "L1")]
@@ -68,7 +69,7 @@ def test_the_first_release_database_is_upgraded_and_keeps_every_row_and_secret(f
 
 
 def test_two_starts_at_once_upgrade_once_and_both_succeed(first_release):
-    models.bind(first_release["DATABASE_URL"])
+    database.bind(first_release["DATABASE_URL"])
     keyring = encryption.KeyRing(encryption.parse_keys(FIRST_RELEASE_KEY))
     with ThreadPoolExecutor(2) as pool:  # each thread has its own connection, as two processes would
         for future in [pool.submit(schema.upgrade, keyring) for _ in range(2)]:
@@ -76,7 +77,7 @@ def test_two_starts_at_once_upgrade_once_and_both_succeed(first_release):
     app = create_app(first_release)
     with models.db.connection_context():
         support = Credential.get(Credential.name == "Support")
-        assert support.secret(app.extensions["mailkeep.keyring"], "password") == FIRST_RELEASE_PASSWORD
+        assert support.unseal(app.extensions["mailkeep.keyring"], "password") == FIRST_RELEASE_PASSWORD
 
 
 def test_the_upgraded_database_still_refuses_what_the_forms_refuse(first_release):

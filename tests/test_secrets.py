@@ -85,7 +85,7 @@ def test_a_ciphertext_left_from_a_deleted_row_does_not_decrypt_in_the_row_that_r
         Credential.update(password_ciphertext=deleted.password_ciphertext).where(
             Credential.id == successor.id).execute()
         with pytest.raises(UndecryptableSecret):
-            Credential.get_by_id(successor.id).secret(keyring, "password")
+            Credential.get_by_id(successor.id).unseal(keyring, "password")
 
 
 def test_a_tampered_ciphertext_says_so_and_nothing_crashes(app, client):
@@ -114,9 +114,9 @@ def test_rotation_re_encrypts_everything_so_the_old_key_alone_reads_nothing(app_
     new_only, old_only = (KeyRing(parse_keys(key)) for key in (new, old))
     with models.db.connection_context():
         for number, credential in enumerate(Credential.select().order_by(Credential.id)):
-            assert credential.secret(new_only, "password") == f"secret-{number}"
+            assert credential.unseal(new_only, "password") == f"secret-{number}"
             with pytest.raises(UndecryptableSecret):
-                credential.secret(old_only, "password")
+                credential.unseal(old_only, "password")
         assert models.AuditEvent.get(models.AuditEvent.action == "key_rotation").details.startswith("3 secrets")
     with pytest.raises(ConfigurationError, match="not among the configured encryption keys"):
         create_app({**app_config, "ENCRYPTION_KEYS": old})
@@ -142,12 +142,12 @@ def test_an_interrupted_rotation_changes_nothing(app_config, monkeypatch):
             raise KeyboardInterrupt  # the power goes, Ctrl-C, a crash
         return original(self, keyring)
 
-    original = Credential.reencrypt
-    monkeypatch.setattr(Credential, "reencrypt", fail_on_the_second)
+    original = Credential.reseal
+    monkeypatch.setattr(Credential, "reseal", fail_on_the_second)
     result = rotating.test_cli_runner().invoke(args=["keys", "rotate"])
     assert result.exit_code != 0
     old_only = KeyRing(parse_keys(old))
     with models.db.connection_context():
-        assert [c.secret(old_only, "password") for c in Credential.select().order_by(Credential.id)] == [
+        assert [c.unseal(old_only, "password") for c in Credential.select().order_by(Credential.id)] == [
             "secret-0", "secret-1", "secret-2"]
     create_app({**app_config, "ENCRYPTION_KEYS": old})  # the database still trusts the old key

@@ -25,7 +25,7 @@ def stored_credential(keyring, password=CANARY, **fields):
     """
     values = dict(name="Support", description="Helpdesk mailbox", group=models.Group.default(), protocol="IMAP",
                   host="imap.example.com", port=993, security="ssl_tls", username="help@example.com", folder="INBOX")
-    return models.Credential().store(keyring, {"password": password}, (), **{**values, **fields})
+    return models.Credential().store(keyring, {**values, **fields}, {"password": password})
 
 
 def canary_leaks(bodies, log_text, folder):

@@ -5,12 +5,11 @@ from peewee import IntegrityError
 from playhouse.flask_utils import get_object_or_404
 from playhouse.shortcuts import model_to_dict
 
-from access import requires
+from access import actor_name, requires
 from forms import AliasForm
 from models import Alias
-from services import delete_entry, save_entry
-
-from . import finish, respond
+from services.entries import delete_entry, save_entry
+from web import after_change, fragment_or_page
 
 bp = Blueprint("aliases", __name__, url_prefix="/aliases")
 
@@ -30,11 +29,11 @@ def edit(alias_id):
     form = AliasForm(data=model_to_dict(alias, recurse=False) if alias else None, instance=alias)
     if form.validate_on_submit():
         try:
-            saved = save_entry(form, alias or Alias())
+            saved = save_entry(alias or Alias(), form.values(), actor=actor_name())
         except IntegrityError:
             form.address.errors.append("Another alias took this address meanwhile.")
         else:
-            return finish(f"Saved {saved.address}.", ".index")
+            return after_change(f"Saved {saved.address}.", ".index")
     return render_template("aliases/form.html", form=form, alias=alias)
 
 
@@ -43,6 +42,6 @@ def delete(alias_id):
     """Ask (GET, for browsers without JavaScript), then delete the alias."""
     alias = get_object_or_404(Alias, Alias.id == alias_id)
     if request.method == "GET":
-        return respond("_delete_confirm.html", f"Delete {alias.address}", thing=f"the alias {alias.address}")
-    delete_entry(alias)
-    return finish(f"Deleted {alias.address}.", ".index")
+        return fragment_or_page("_delete_confirm.html", f"Delete {alias.address}", thing=f"the alias {alias.address}")
+    delete_entry(alias, actor=actor_name())
+    return after_change(f"Deleted {alias.address}.", ".index")

@@ -1,23 +1,18 @@
 """Signing in and out, and the one-time set-up of the first administrator."""
 
-import secrets
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-import audit
 from access import PUBLIC, limiter, requires
 from forms import AccountForm, LoginForm
-from models import User, check_then_write, db
-
+from models import User
+from services import accounts
 
 bp = Blueprint("auth", __name__)
 
 INVALID = "Invalid username or password."
-# Checked against when the username is unknown, so a wrong name takes as long as a wrong password.
-_UNKNOWN_USER = User()
-_UNKNOWN_USER.set_password(secrets.token_hex(16))
 
 
 @bp.route("/setup", methods=["GET", "POST"])
@@ -28,11 +23,10 @@ def setup():
         abort(404)
     form = AccountForm()
     if form.validate_on_submit():
-        with check_then_write():
-            if User.select().exists():  # someone finished set-up while this form was filled in
-                abort(404)
-            user = User.add(form.username.data, form.password.data, "admin")
-            audit.record("user_create", user, actor=user.username, details="the first administrator, at set-up")
+        try:
+            user = accounts.create_first_admin(form.username.data, form.password.data)
+        except accounts.SetupDone:  # someone finished set-up while this form was filled in
+            abort(404)
         _start_session(user)
         return redirect(url_for("credentials.index"), 303)
     return render_template("auth/setup.html", form=form)
@@ -45,15 +39,10 @@ def login():
     """Sign in. A failure says only that the username or password is invalid."""
     form = LoginForm()
     if form.validate_on_submit():
-        user = User.matching(User.username_key, form.username.data)
-        if (user or _UNKNOWN_USER).check_password(form.password.data) and user and user.active:
-            with db.atomic():
-                audit.record("login", user, actor=user.username)
+        user = accounts.sign_in(form.username.data, form.password.data)
+        if user is not None:
             _start_session(user)
             return redirect(_local(request.args.get("next")) or url_for("credentials.index"), 303)
-        with db.atomic():
-            # Only a known username is logged: an unknown one may be a password typed in the wrong box.
-            audit.record("login_failed", user, outcome="refused", actor=user.username if user else "")
         form.form_errors.append(INVALID)
     return render_template("auth/login.html", form=form)
 
@@ -62,9 +51,7 @@ def login():
 @requires("viewer")
 def logout():
     """Sign out: this session and any copy of its cookie end, and the user's other sessions with them."""
-    with db.atomic():
-        current_user.end_sessions()
-        audit.record("logout")
+    accounts.sign_out(current_user)
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"), 303)

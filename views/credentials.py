@@ -6,44 +6,31 @@ from flask import Blueprint, current_app, render_template, request
 from peewee import IntegrityError
 from playhouse.flask_utils import PaginatedQuery, get_object_or_404
 
-import audit
-import probe
-from probe import protocols
+import keys
+import logins
 import providers
-from access import limits_connection_tests, requires
-from encryption import UndecryptableSecret
+from access import actor_name, limits_connection_tests, requires
 from forms import (
     CUSTOM_DATA_ACTION,
     ConnectionForm,
     CredentialForm,
     SecretChangeForm,
     apply_custom_data_action,
-    credential_data,
-    field_values,
+    credential_form_data,
 )
-from models import Credential, Group, db
-from services import (
-    UNREADABLE_SECRET,
-    StillInUse,
-    audit_connection_test,
-    delete_entry,
-    keyring,
-    run_connection_test,
-    save_credential,
-    test_saved_credential,
-)
-
-from . import BUSY_HEADERS, TOO_MANY_REQUESTS, finish, id_arg, is_htmx, refuse, respond
+from models import Credential, Group
+from probe import protocols
+from services import connection_tests
+from services import entries
+from services.entries import StillInUse, delete_entry, save_credential
+from web import BUSY_HEADERS, TOO_MANY_REQUESTS, after_change, explain_refusal, fragment_or_page, id_arg, is_htmx
 
 bp = Blueprint("credentials", __name__, url_prefix="/credentials")
 log = logging.getLogger(__name__)
 
-# Fields a connection test can blame, each with a slot under it in the form for the cause.
-BLAMABLE_FIELDS = (
-    "host", "port", "security", "username", "password", "folder", "auth", "client_id", "client_secret",
-    "token_url", "scope",
-)
-SECRET_LABELS = {"password": "password", "client_secret": "client secret"}
+# Fields a connection test can blame, each with a slot under it in the form for the cause: every setting of
+# a test, secrets included.
+BLAMABLE_FIELDS = (*logins.CONNECTION_FIELDS, *logins.SECRETS)
 
 
 @bp.get("/")
@@ -66,7 +53,7 @@ def index():
         credentials=pages.get_object_list(),
         pages=pages,
         filters=filters,
-        groups=Group.ordered(),
+        groups=Group.by_name(),
         protocol_names=protocols.PROTOCOLS,
     )
 
@@ -77,17 +64,20 @@ def edit(credential_id):
     """Add a credential (no id) or edit one; the custom data editor's buttons re-render without saving."""
     credential = get_object_or_404(Credential, Credential.id == credential_id) if credential_id else None
     formdata, add_row = _form_input()
-    form = CredentialForm(formdata=formdata, data=credential_data(credential) if credential else None,
+    form = CredentialForm(formdata=formdata, data=credential_form_data(credential) if credential else None,
                           instance=credential)
     if add_row:
         form.custom_data.append_entry()
     if _wants_save() and form.validate():
         try:
-            credential = save_credential(form, credential)
+            credential = save_credential(
+                credential or Credential(), form.values(), form.login_secrets().changes(), form.custom_data_pairs(),
+                actor=actor_name(),
+            )
         except IntegrityError:
             form.form_errors.append("Another credential was saved with the same name or mailbox meanwhile.")
         else:
-            return finish(f"Saved {credential.name}.", ".index")
+            return after_change(f"Saved {credential.name}.", ".index")
     return _form_page(form, credential)
 
 
@@ -103,14 +93,17 @@ def _wants_save():
     return request.method == "POST" and not request.form.get(CUSTOM_DATA_ACTION)
 
 
-def _form_page(form, credential, test_result=None):
+def _form_page(form, credential, outcome=None):
+    """The credential form page, with a connection test's `outcome` (services.connection_tests.TestOutcome)."""
     return render_template(
         "credentials/form.html",
         form=form,
+        login=form.login_secrets(),
         credential=credential,
-        test_result=test_result,
+        outcome=outcome,
         default_ports=_default_ports(),
-        unreadable=credential.unreadable_secrets(keyring()) if credential else [],
+        login_rules=logins.client_rules(),
+        unreadable=credential.unreadable_secrets(keys.ring()) if credential else [],
     )
 
 
@@ -150,18 +143,17 @@ def autodetect():
 def change_secret(credential_id, name):
     """The dialog that changes one stored secret, and nothing else."""
     credential = get_object_or_404(Credential, Credential.id == credential_id)
-    form = SecretChangeForm(label=SECRET_LABELS[name])
+    secret = logins.SECRETS[name]
+    form = SecretChangeForm(secret=secret)
     if form.validate_on_submit():
-        with db.atomic():
-            credential.set_secret(keyring(), name, form.new_secret.data)
-            credential.save()
-            audit.record("secret_change", credential, details=f"{SECRET_LABELS[name]} changed")
+        entries.change_secret(credential, name, form.new_secret.data, actor=actor_name())
         if is_htmx():
-            return render_template("credentials/_secret_dialog.html", credential=credential, name=name, form=None)
-        return finish(f"The {form.noun} of {credential.name} was changed.", ".edit", credential_id=credential.id)
-    return respond(
-        "credentials/_secret_dialog.html", f"Change the {form.noun} of {credential.name}",
-        credential=credential, name=name, form=form,
+            return render_template("credentials/_secret_dialog.html", credential=credential, secret=secret, form=None)
+        return after_change(f"The {secret.noun} of {credential.name} was changed.", ".edit",
+                            credential_id=credential.id)
+    return fragment_or_page(
+        "credentials/_secret_dialog.html", f"Change the {secret.noun} of {credential.name}",
+        credential=credential, secret=secret, form=form,
     )
 
 
@@ -177,46 +169,17 @@ def test_form(credential_id):
     """
     credential = get_object_or_404(Credential, Credential.id == credential_id) if credential_id else None
     form = ConnectionForm(instance=credential)
-    try:
-        outcome = _test_values_on_screen(form, credential)
-        if outcome["result"]:
-            with db.atomic():
-                audit_connection_test(outcome["result"], credential, "values on screen")
-    except probe.Busy:
-        outcome = _outcome(busy=True)
-    status, headers = (TOO_MANY_REQUESTS, BUSY_HEADERS) if outcome["busy"] else (200, {})
+    if form.validate():
+        outcome = connection_tests.test(form.values(), form.login_secrets().typed, credential, actor=actor_name(),
+                                        list_folders=True)
+    else:
+        outcome = connection_tests.TestOutcome(blamed={name: errors[0] for name, errors in form.errors.items()})
+    status, headers = (TOO_MANY_REQUESTS, BUSY_HEADERS) if outcome.busy else (200, {})
     if is_htmx():
         return render_template(
-            "credentials/_test_result.html", blamable_fields=BLAMABLE_FIELDS, oob=True, form=form, **outcome
+            "credentials/_test_result.html", blamable_fields=BLAMABLE_FIELDS, oob=True, form=form, outcome=outcome,
         ), status, headers
-    return _form_page(CredentialForm(instance=credential), credential, test_result=outcome), status, headers
-
-
-def _test_values_on_screen(form, credential):
-    """Run the test for a ConnectionForm; return what _test_result.html shows.
-
-    The keys: `result` (a probe.Result, or None when nothing was tested),
-    `blamed` ({field name: message} for the slots under the fields),
-    `ask_secret` (the name of a stored secret that may not be reused for these
-    values), and `busy`. Raises probe.Busy when too many tests run already.
-    """
-    if not form.validate():
-        return _outcome(blamed={name: errors[0] for name, errors in form.errors.items()})
-    secrets = form.secrets()
-    name = form.login_secret
-    if not secrets[name] and name in form.reusable_secrets():
-        try:
-            secrets[name] = credential.secret(keyring(), name)
-        except UndecryptableSecret:
-            return _outcome(blamed={name: UNREADABLE_SECRET})
-    if not secrets[name]:
-        return _outcome(ask_secret=name)
-    result = run_connection_test(probe.Settings(**secrets, **field_values(form, ConnectionForm.CONNECTION_FIELDS)))
-    return _outcome(result=result, blamed={result.cause.field: result.cause.message} if result.cause else None)
-
-
-def _outcome(result=None, blamed=None, ask_secret=None, busy=False):
-    return {"result": result, "blamed": blamed or {}, "ask_secret": ask_secret, "busy": busy}
+    return _form_page(CredentialForm(instance=credential), credential, outcome), status, headers
 
 
 @bp.post("/<int:credential_id>/test")
@@ -224,16 +187,15 @@ def _outcome(result=None, blamed=None, ask_secret=None, busy=False):
 def test_saved(credential_id):
     """Test the saved credential and record the outcome on its health badge."""
     credential = _listed_or_404(credential_id)
-    try:
-        test_saved_credential(credential)
-    except probe.Busy:
+    outcome = connection_tests.test_saved(credential, actor=actor_name())
+    if outcome.busy:
         if is_htmx():
             row = render_template("credentials/_row.html", credential=credential, busy=True)
             return row, TOO_MANY_REQUESTS, BUSY_HEADERS
-        return (*respond("credentials/_busy.html", "Try again in a moment", TOO_MANY_REQUESTS), BUSY_HEADERS)
+        return (*fragment_or_page("credentials/_busy.html", "Try again in a moment", TOO_MANY_REQUESTS), BUSY_HEADERS)
     if is_htmx():
         return render_template("credentials/_row.html", credential=credential)
-    return finish(f"{credential.name}: {credential.last_test_summary}", ".index")
+    return after_change(f"{credential.name}: {credential.last_test_summary}", ".index")
 
 
 def _listed_or_404(credential_id):
@@ -249,15 +211,14 @@ def delete(credential_id):
     """
     credential = get_object_or_404(Credential, Credential.id == credential_id)
     if request.method == "GET":
-        return respond("_delete_confirm.html", f"Delete {credential.name}", thing=f"the credential {credential.name}")
+        return fragment_or_page("_delete_confirm.html", f"Delete {credential.name}",
+                                thing=f"the credential {credential.name}")
     try:
-        delete_entry(credential)
+        delete_entry(credential, actor=actor_name())
     except StillInUse as refused:
-        addresses = ", ".join(alias.address for alias in refused.references)
-        log.warning("refused to delete credential %s (%s): still used by aliases %s",
-                    credential.id, credential.name, addresses)
-        return refuse(
+        log.warning("refused to delete credential %s (%r): %s", credential.id, credential.name, refused.why)
+        return explain_refusal(
             "credentials/_delete_blocked.html", f"{credential.name} is still in use",
             credential=credential, aliases=refused.references,
         )
-    return finish(f"Deleted {credential.name}.", ".index")
+    return after_change(f"Deleted {credential.name}.", ".index")

@@ -9,7 +9,7 @@ from access import requires
 from audit import ACTIONS
 from models import AuditEvent, User
 
-from . import is_htmx
+from web import is_htmx
 
 bp = Blueprint("events", __name__, url_prefix="/audit")
 

@@ -4,12 +4,11 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from peewee import IntegrityError
 from playhouse.flask_utils import get_object_or_404
 
-from access import requires
+from access import actor_name, requires
 from forms import GroupForm
 from models import Group
-from services import StillInUse, delete_entry, save_entry
-
-from . import finish, is_htmx, refuse, respond
+from services.entries import StillInUse, delete_entry, save_entry
+from web import after_change, explain_refusal, fragment_or_page, is_htmx
 
 bp = Blueprint("groups", __name__, url_prefix="/groups")
 
@@ -18,7 +17,7 @@ bp = Blueprint("groups", __name__, url_prefix="/groups")
 @requires("viewer")
 def index():
     """The list, with the form that adds a group."""
-    return _page(GroupForm(formdata=None))
+    return _groups_page(GroupForm(formdata=None))
 
 
 @bp.post("/")
@@ -27,17 +26,17 @@ def add():
     new_form = GroupForm()
     if new_form.validate():
         try:
-            group = save_entry(new_form, Group())
+            group = save_entry(Group(), new_form.values(), actor=actor_name())
         except IntegrityError:
             new_form.name.errors.append("A group with this name was added meanwhile.")
         else:
-            return finish(f"Added the group {group.name}.", ".index")
-    return _page(new_form)
+            return after_change(f"Added the group {group.name}.", ".index")
+    return _groups_page(new_form)
 
 
-def _page(new_form, editing=None, form=None):
+def _groups_page(new_form, editing=None, form=None):
     """The groups page; `editing` is the group whose row shows the rename `form`."""
-    return render_template("groups/index.html", groups=Group.ordered(), new_form=new_form, editing=editing, form=form)
+    return render_template("groups/index.html", groups=Group.with_counts(), new_form=new_form, editing=editing, form=form)
 
 
 @bp.route("/<int:group_id>/edit", methods=["GET", "POST"])
@@ -47,16 +46,16 @@ def edit(group_id):
     form = GroupForm(obj=group, instance=group)
     if form.validate_on_submit():
         try:
-            save_entry(form, group)
+            save_entry(group, form.values(), actor=actor_name())
         except IntegrityError:
             form.name.errors.append("A group with this name was added meanwhile.")
         else:
             if is_htmx():
                 return render_template("groups/_row.html", group=group)
-            return finish(f"Saved the group {group.name}.", ".index")
+            return after_change(f"Saved the group {group.name}.", ".index")
     if is_htmx():
         return render_template("groups/_edit_row.html", group=group, form=form)
-    return _page(GroupForm(formdata=None), editing=group.id, form=form)
+    return _groups_page(GroupForm(formdata=None), editing=group.id, form=form)
 
 
 @bp.get("/<int:group_id>")
@@ -69,7 +68,7 @@ def row(group_id):
 
 def _listed_or_404(group_id):
     """The group as the list shows it (with ``credential_count``), or 404."""
-    return get_object_or_404(Group.ordered(), Group.id == group_id)
+    return get_object_or_404(Group.with_counts(), Group.id == group_id)
 
 
 @bp.route("/<int:group_id>/delete", methods=["GET", "POST"])
@@ -78,9 +77,9 @@ def delete(group_id):
     credentials."""
     group = _listed_or_404(group_id)
     if request.method == "GET":
-        return respond("_delete_confirm.html", f"Delete {group.name}", thing=f"the group {group.name}")
+        return fragment_or_page("_delete_confirm.html", f"Delete {group.name}", thing=f"the group {group.name}")
     try:
-        delete_entry(group)
+        delete_entry(group, actor=actor_name())
     except StillInUse:
-        return refuse("groups/_delete_blocked.html", f"{group.name} is still in use", group=group)
-    return finish(f"Deleted the group {group.name}.", ".index")
+        return explain_refusal("groups/_delete_blocked.html", f"{group.name} is still in use", group=group)
+    return after_change(f"Deleted the group {group.name}.", ".index")

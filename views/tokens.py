@@ -5,11 +5,11 @@ from flask_login import current_user
 from playhouse.flask_utils import get_object_or_404
 
 import audit
-from access import requires
+from access import actor_name, requires
+from database import db
 from forms import TokenForm
-from models import ApiToken, db
-
-from . import finish
+from models import ApiToken
+from web import after_change
 
 bp = Blueprint("tokens", __name__, url_prefix="/tokens")
 
@@ -18,7 +18,7 @@ bp = Blueprint("tokens", __name__, url_prefix="/tokens")
 @requires("viewer")
 def index():
     """Your tokens, and the form that makes one."""
-    return _page(TokenForm(formdata=None))
+    return _tokens_page(TokenForm(formdata=None))
 
 
 @bp.post("/")
@@ -30,12 +30,12 @@ def create():
     if form.validate():
         with db.atomic():
             row, token = ApiToken.issue(current_user, form.name.data)
-            audit.record("token_create", row)
+            audit.record("token_create", row, actor=actor_name())
         form = TokenForm(formdata=None)  # made: the next one starts blank
-    return _page(form, token)
+    return _tokens_page(form, token)
 
 
-def _page(form, token=None):
+def _tokens_page(form, token=None):
     tokens = current_user.tokens.order_by(ApiToken.created_at.desc())
     return render_template("tokens/index.html", tokens=tokens, form=form, new_token=token)
 
@@ -46,6 +46,6 @@ def revoke(token_id):
     """Revoke one of your tokens: it stops working at once."""
     token = get_object_or_404(ApiToken, (ApiToken.id == token_id) & (ApiToken.user == current_user.id))
     with db.atomic():
-        audit.record("token_revoke", token)
+        audit.record("token_revoke", token, actor=actor_name())
         token.delete_instance()
-    return finish(f"Revoked the token {token.name}.", ".index")
+    return after_change(f"Revoked the token {token.name}.", ".index")

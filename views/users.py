@@ -1,15 +1,13 @@
 """Users (admins only): add people, change their role, disable and enable them."""
 
 from flask import Blueprint, render_template, request
-from flask_login import current_user
 from playhouse.flask_utils import get_object_or_404
 
-import audit
-from access import requires
+from access import actor_name, requires
 from forms import AccountForm
-from models import ROLES, User, check_then_write, db
-
-from . import finish, is_htmx, refuse
+from models import ROLES, User
+from services import accounts
+from web import after_change, explain_refusal, is_htmx
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 
@@ -18,7 +16,7 @@ bp = Blueprint("users", __name__, url_prefix="/users")
 @requires("admin")
 def index():
     """Every user, and the form that adds one."""
-    return _page(AccountForm(formdata=None))
+    return _users_page(AccountForm(formdata=None))
 
 
 @bp.post("/")
@@ -27,14 +25,12 @@ def add():
     """Add a user with a role and a first password."""
     form = AccountForm()
     if form.validate():
-        with db.atomic():
-            user = User.add(form.username.data, form.password.data, form.role.data)
-            audit.record("user_create", user, details=f"role {user.role}")
-        return finish(f"Added {user.username} as {user.role}.", ".index")
-    return _page(form)
+        user = accounts.create_user(form.username.data, form.password.data, form.role.data, actor=actor_name())
+        return after_change(f"Added {user.username} as {user.role}.", ".index")
+    return _users_page(form)
 
 
-def _page(form):
+def _users_page(form):
     return render_template("users/index.html", users=User.select().order_by(User.username_key), form=form,
                            roles=ROLES)
 
@@ -45,14 +41,12 @@ def set_role(user_id):
     """Give a user another role; the last active admin stays an admin."""
     user = get_object_or_404(User, User.id == user_id)
     role = request.form.get("role", "")
-    if role not in ROLES:
-        return refuse("_refused.html", "Unknown role", message=f"There is no role {role!r}.")
-    with check_then_write():
-        if role != "admin" and user.is_last_active_admin():
-            return refuse("_refused.html", "The last admin", message=f"{user.username} is the last active admin.")
-        before, user.role = user.role, role
-        user.save()
-        audit.record("role_change", user, details=f"{before} to {role}")
+    try:
+        accounts.set_role(user, role, actor=actor_name())
+    except ValueError:
+        return explain_refusal("_refused.html", "Unknown role", message=f"There is no role {role!r}.")
+    except accounts.AccountError as refused:
+        return explain_refusal("_refused.html", "The last admin", message=str(refused))
     return _row_or_back(user, f"{user.username} is now {role}.")
 
 
@@ -62,20 +56,14 @@ def set_role(user_id):
 def set_active(user_id, active):
     """Enable or disable a user; disabling ends their sessions at their next request."""
     user = get_object_or_404(User, User.id == user_id)
-    if not active and user.id == current_user.id:
-        return refuse("_refused.html", "Not disabled", message="You cannot disable yourself.")
-    with check_then_write():
-        if not active and user.is_last_active_admin():
-            return refuse("_refused.html", "Not disabled", message=f"{user.username} is the last active admin.")
-        user.active = active
-        if not active:
-            user.end_sessions()  # re-enabling later must not bring old sessions back
-        user.save()
-        audit.record("user_enable" if active else "user_disable", user)
+    try:
+        accounts.set_active(user, active, actor=actor_name())
+    except accounts.AccountError as refused:
+        return explain_refusal("_refused.html", "Not disabled", message=str(refused))
     return _row_or_back(user, f"{user.username} is {'enabled' if active else 'disabled'}.")
 
 
 def _row_or_back(user, message):
     if is_htmx():
         return render_template("users/_row.html", user=user, roles=ROLES)
-    return finish(message, ".index")
+    return after_change(message, ".index")

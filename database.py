@@ -1,0 +1,110 @@
+"""The database handle, and everything that differs between the databases Mailkeep runs on.
+
+One handle, ``db``, is bound at run time to ``MAILKEEP_DATABASE_URL`` by
+``bind()`` (a peewee ``db_url``: ``sqlite:///path`` or ``postgresql://...``).
+Connections come from playhouse's pool, so a request takes an open connection
+and gives it back instead of opening its own (and, on SQLite, setting its
+pragmas) every time. SQLite-only SQL (pragmas, checkpoints, write locks) stays in
+this module; the models and services ask for what they need in plain terms:
+``exclusive()`` for a check followed by a write, ``upsert()``, ``wipe_freed_pages()``.
+"""
+
+import logging
+from contextlib import contextmanager
+
+from peewee import DatabaseProxy, SqliteDatabase
+from playhouse import db_url
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+
+db = DatabaseProxy()
+log = logging.getLogger(__name__)
+
+# secure_delete overwrites freed pages, so a deleted ciphertext does not linger in the file.
+# busy_timeout comes first so that even switching the file to WAL waits for other connections.
+# synchronous=NORMAL is the setting SQLite documents for WAL: a commit survives a crash of the process.
+SQLITE_PRAGMAS = {
+    "busy_timeout": 5000, "foreign_keys": 1, "journal_mode": "wal", "synchronous": "normal", "secure_delete": 1,
+}
+# Connections a process keeps open at most, and how long (seconds) an idle one is kept.
+DEFAULT_POOL_SIZE = 20
+STALE_SECONDS = 300
+
+
+def bind(url, pool_size=DEFAULT_POOL_SIZE):
+    """Bind ``db`` to the peewee ``db_url`` `url`, with a connection pool of at most `pool_size` connections.
+
+    A handle bound before is closed first (its pooled connections too).
+    Raises ValueError for a URL scheme peewee does not know.
+    """
+    if db.obj is not None:
+        unbind()
+    parsed = db_url.parse(url)
+    scheme = url.partition(":")[0].partition("+")[0]
+    # A request waits up to 10 seconds for a free connection rather than failing at once.
+    options = {"max_connections": pool_size, "stale_timeout": STALE_SECONDS, "timeout": 10}
+    if scheme == "sqlite":
+        # A pooled connection serves one thread at a time, but not always the thread that opened it.
+        handle = PooledSqliteDatabase(parsed.pop("database"), pragmas=SQLITE_PRAGMAS, check_same_thread=False,
+                                      **options, **parsed)
+    elif scheme in ("postgres", "postgresql"):
+        handle = PooledPostgresqlDatabase(parsed.pop("database"), **options, **parsed)
+    else:
+        handle = db_url.connect(url)
+    db.initialize(handle)
+
+
+def unbind():
+    """Close every connection of the bound handle (pooled ones included) and leave ``db`` unbound."""
+    if db.obj is None:
+        return
+    if hasattr(db.obj, "close_all"):
+        db.obj.close_all()
+    else:
+        db.close()
+    db.initialize(None)
+
+
+def is_sqlite():
+    """True when ``db`` is bound to SQLite."""
+    return isinstance(db.obj, SqliteDatabase)
+
+
+@contextmanager
+def exclusive():
+    """A transaction for a check followed by a write that another request must not slip between.
+
+    The first administrator (the user table is still empty), the last active
+    admin (not demoted or disabled) and the schema upgrade are such checks. On
+    SQLite it is ``BEGIN IMMEDIATE``, which takes the write lock before the
+    check reads, so a second request waits (up to the busy timeout) and then
+    sees the first one's write. Other databases get a plain transaction.
+    """
+    with db.atomic("IMMEDIATE") if is_sqlite() else db.atomic() as transaction:
+        yield transaction
+
+
+def upsert(model, key, **values):
+    """Insert a row of `model` with `values`, or update the one whose unique column `key` (a field) clashes.
+
+    ``INSERT ... ON CONFLICT (key) DO UPDATE`` (SQLite 3.24 and PostgreSQL 9.5 both speak it).
+    """
+    update = {getattr(model, name): value for name, value in values.items() if name != key.name}
+    model.insert(**values).on_conflict(conflict_target=[key], update=update).execute()
+
+
+def wipe_freed_pages():
+    """Make sure deleted rows leave no copy behind in SQLite's files.
+
+    With ``secure_delete`` on, a deleted row's pages are zeroed in the file; the
+    WAL checkpoint folds the write-ahead log into the file and empties it, so no
+    copy is left in the ``-wal`` file either. It waits for readers up to the busy
+    timeout; a reader holding on longer makes it fail, which is logged. Other
+    databases keep deleted rows until their own clean-up (PostgreSQL: VACUUM and
+    WAL recycling); there is nothing to do here for them.
+    """
+    if not is_sqlite():
+        return
+    busy, _, _ = db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if busy:
+        log.warning("the write-ahead log could not be emptied while a reader held it; "
+                    "deleted data stays in mailkeep.db-wal until the next checkpoint")

@@ -1,0 +1,158 @@
+"""Which secret a login needs, what it is called, and when a stored one may serve the values on screen.
+
+The one owner of the rule "a stored secret stays bound to the login it was typed
+for": change the server or the login (for OAuth2 also the client or the token
+endpoint) and the stored secret must be typed again, so it is never sent
+somewhere the person who typed it did not choose. Forms, views, templates, the
+API, the CLI and the browser script (through ``client_rules()``) all ask here.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+import probe
+from probe import protocols
+
+# The fields of a connection test's settings (probe.Settings) that are not secrets, in its order.
+CONNECTION_FIELDS = tuple(
+    field.name for field in dataclasses.fields(probe.Settings) if field.name not in probe.Settings.SECRET_FIELDS
+)
+SERVER_FIELDS = ("protocol", "host", "port", "security", "username")
+
+
+@dataclass(frozen=True)
+class SecretRule:
+    """One kind of secret: its `name` (a probe.Settings field), the `label` people read, and the fields
+    (`bound_to`) whose stored values it was typed for."""
+
+    name: str
+    label: str
+    bound_to: tuple
+
+    @property
+    def noun(self):
+        """The label inside a sentence: "password", "client secret"."""
+        return self.label.lower()
+
+
+@dataclass(frozen=True)
+class LoginRule:
+    """One way to log in (a key of ``protocols.AUTHENTICATION_LABELS``): the secret it needs and the other
+    fields it needs filled in."""
+
+    auth: str
+    secret: SecretRule
+    needs: tuple = ()
+
+
+PASSWORD = SecretRule("password", "Password", SERVER_FIELDS)
+CLIENT_SECRET = SecretRule("client_secret", "Client secret", SERVER_FIELDS + ("client_id", "token_url"))
+SECRETS = {rule.name: rule for rule in (PASSWORD, CLIENT_SECRET)}
+LOGINS = {
+    protocols.PASSWORD: LoginRule(protocols.PASSWORD, PASSWORD),
+    protocols.OAUTH2: LoginRule(protocols.OAUTH2, CLIENT_SECRET, needs=("client_id", "token_url")),
+}
+
+UNREADABLE_SECRET = "This secret cannot be read with the current keys; set it again."
+
+
+def login_for(auth):
+    """The LoginRule of `auth`; an unknown value counts as a password login (forms refuse it first)."""
+    return LOGINS.get(auth, LOGINS[protocols.PASSWORD])
+
+
+def settings_for(values, secrets):
+    """The probe.Settings of connection `values` (a mapping holding at least ``CONNECTION_FIELDS``) and
+    `secrets` ({secret name: plaintext}; missing ones are empty)."""
+    return probe.Settings(**{name: values[name] for name in CONNECTION_FIELDS}, **secrets)
+
+
+def client_rules():
+    """The rule as data for the browser script: which secret each login needs, which other fields it
+    needs, and the secrets' labels ({"logins": {auth: {"secret", "needs"}}, "labels": {name: label}})."""
+    return {
+        "logins": {auth: {"secret": rule.secret.name, "needs": list(rule.needs)} for auth, rule in LOGINS.items()},
+        "labels": {name: rule.label for name, rule in SECRETS.items()},
+    }
+
+
+class LoginSecrets:
+    """The secrets of one login as it stands on screen.
+
+    `saved` is the saved credential being edited or tested (anything with the
+    connection fields as attributes and ``stored_secrets``, ``unseal``), or None
+    when adding; `values` the connection values on screen (a mapping with the
+    ``bound_to`` fields and ``auth``); `typed` the secrets typed with them
+    ({name: text}, "" or absent when not typed).
+    """
+
+    def __init__(self, saved, values, typed=None):
+        self.saved = saved
+        self.values = values
+        self.typed = {name: (typed or {}).get(name) or "" for name in SECRETS}
+
+    @property
+    def needed(self):
+        """The SecretRule of the secret the chosen login needs."""
+        return login_for(self.values.get("auth")).secret
+
+    @property
+    def reusable(self):
+        """The names of the saved credential's stored secrets that may serve these values: those whose
+        ``bound_to`` fields are unchanged."""
+        if self.saved is None:
+            return []
+        return [
+            name for name in self.saved.stored_secrets
+            if all(getattr(self.saved, field) == self.values.get(field) for field in SECRETS[name].bound_to)
+        ]
+
+    @property
+    def stored(self):
+        """True when the saved credential has the needed secret stored (reusable here or not)."""
+        return self.saved is not None and self.needed.name in self.saved.stored_secrets
+
+    def missing(self):
+        """Why the needed secret is missing (a sentence), or None when it was typed or a stored one serves."""
+        needed = self.needed
+        if self.typed[needed.name] or needed.name in self.reusable:
+            return None
+        if self.stored:
+            return f"The server or login changed: type the {needed.noun} again for it."
+        return f"Enter the {needed.noun}."
+
+    def typed_over_stored(self):
+        """{name: message} for secrets typed although their stored one still serves: those change only
+        through their own step (the change dialog, or the API's secret route), never by a save."""
+        return {
+            name: f"The stored {SECRETS[name].noun} changes through its own step (Change {SECRETS[name].noun}), "
+                  "not with the other fields."
+            for name in self.reusable if self.typed[name]
+        }
+
+    def changes(self):
+        """What saving does to the secrets: {name: new plaintext, or None to forget the stored one}.
+
+        A typed secret is stored (unless its stored one still serves, see
+        ``typed_over_stored``); a stored secret whose login changed and that was
+        not typed again is forgotten.
+        """
+        reusable = self.reusable
+        changes = {name: text for name, text in self.typed.items() if text and name not in reusable}
+        for name in self.saved.stored_secrets if self.saved is not None else ():
+            if name not in reusable and name not in changes:
+                changes[name] = None
+        return changes
+
+    def for_test(self, keyring):
+        """{name: plaintext} of the needed secret to test these values with: the typed one, else the
+        stored one where it serves, else {} (ask for it: see ``missing``).
+
+        Raises encryption.UndecryptableSecret when the stored one cannot be read.
+        """
+        name = self.needed.name
+        if self.typed[name]:
+            return {name: self.typed[name]}
+        if name in self.reusable:
+            return {name: self.saved.unseal(keyring, name)}
+        return {}
