@@ -20,9 +20,9 @@ import keys
 import logins
 import models
 import schema
+
 from probe import protocols
 from views import aliases, api, auth, credentials, events, groups, tokens, users
-
 
 # No inline script or style anywhere (htmx is configured not to need them), so the policy can be strict.
 # Pico CSS draws its select arrows and search icon as data: SVG images.

@@ -22,8 +22,9 @@ from dovecot import Dovecot, MailUser  # noqa: E402
 from token_server import OAuthClient, TokenServer  # noqa: E402
 
 import models  # noqa: E402
-from probe import protocols  # noqa: E402
 from app import create_app  # noqa: E402
+
+from probe import protocols  # noqa: E402
 
 MAILBOX = MailUser("demo@example.test", "demo-password")
 CLIENT_ID, CLIENT_SECRET = "mailkeep-demo", "demo-client-secret"

@@ -24,10 +24,17 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    ValidationError,
+)
 
 import logins
 from models import ROLES, Alias, Credential, Group, User
+
 from probe import oauth, protocols
 
 # CR, LF, NUL and other control characters (C0, DEL, C1, the Unicode line and paragraph separators)

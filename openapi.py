@@ -1,8 +1,7 @@
 """The OpenAPI 3.1 document of the JSON API (served at /api/v1/openapi.json), and the schemas tests check
 the API's answers against."""
 
-from probe import protocols
-from probe import causes
+from probe import causes, protocols
 
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}

@@ -18,7 +18,17 @@ from playhouse.migrate import SchemaMigrator, migrate
 from config import ConfigurationError
 from database import db, exclusive, is_sqlite
 from keys import missing_keys_error
-from models import Alias, ApiToken, AuditEvent, Credential, CustomDataItem, Group, Setting, User, fold
+from models import (
+    Alias,
+    ApiToken,
+    AuditEvent,
+    Credential,
+    CustomDataItem,
+    Group,
+    Setting,
+    User,
+    fold,
+)
 
 MODELS = (Setting, Group, Credential, CustomDataItem, Alias, User, ApiToken, AuditEvent)
 

@@ -14,10 +14,11 @@ from flask import current_app
 
 import audit
 import keys
-import probe
 from database import db
 from encryption import UndecryptableSecret
 from logins import UNREADABLE_SECRET, LoginSecrets, settings_for
+
+import probe
 
 TOO_MANY_TESTS = "Too many connection tests are running; try again in a few seconds."
 

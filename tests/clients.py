@@ -1,15 +1,43 @@
 """How tests act as users: the test users ("viewer", "editor", "admin", password USER_PASSWORD)
-signed in to a Flask test client or a browser page, and what a browser page must never show."""
+signed in to a Flask test client or a browser page, and what a browser page must never show.
+
+Most tests need a session, not a sign-in: ``signed_in`` and ``start_session`` put one in place the way
+a sign-in leaves it (Flask-Login's session keys), without the sign-in form and its password hash. The
+tests about signing in use the form: ``signed_in_through_form`` and ``sign_in``.
+"""
 
 from testdata import USER_PASSWORD
 
+import models
+
+# What htmx sends with every request it makes.
+HTMX = {"HX-Request": "true"}
+
 
 def signed_in(app, username):
-    """A Flask test client with a session of `username`."""
+    """A Flask test client with a session of `username`, as signing in would leave it."""
+    client = app.test_client()
+    with models.db.connection_context():
+        user = models.User.get(models.User.username == username)
+    with client.session_transaction() as session:
+        session.permanent = True
+        session["_user_id"] = user.get_id()
+        session["_fresh"] = True
+    return client
+
+
+def signed_in_through_form(app, username):
+    """A Flask test client signed in as `username` through the sign-in form."""
     client = app.test_client()
     response = client.post("/login", data={"username": username, "password": USER_PASSWORD})
     assert response.status_code == 303, response.get_data(as_text=True)
     return client
+
+
+def start_session(page, app, live_server, username):
+    """Give a Playwright `page` a session of `username` (its cookie), as signing in would leave it."""
+    cookie = signed_in(app, username).get_cookie("session")
+    page.context.add_cookies([{"name": "session", "value": cookie.value, "url": live_server}])
 
 
 def sign_in(page, live_server, username):

@@ -5,12 +5,6 @@ import logging
 import threading
 
 import pytest
-from werkzeug.serving import make_server
-
-import access
-import encryption
-import models
-from app import create_app
 from clients import signed_in
 from components import CHROMIUM, DOVECOT, require_executable
 from dovecot import Dovecot, MailUser, write_certificates
@@ -26,6 +20,14 @@ from testdata import (
     canary_leaks,
 )
 from token_server import OAuthClient, TokenServer
+from werkzeug.security import generate_password_hash
+from werkzeug.serving import make_server
+
+import access
+import database
+import encryption
+import models
+from app import create_app
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -63,8 +65,14 @@ def app_config(tmp_path):
     }
 
 
+@pytest.fixture(scope="session")
+def user_password_hash():
+    """USER_PASSWORD hashed the way Mailkeep hashes passwords, once for the whole run (a hash takes 0.1 s)."""
+    return generate_password_hash(USER_PASSWORD)
+
+
 @pytest.fixture
-def app(request, app_config):
+def app(request, app_config, user_password_hash):
     """The application on a fresh database with one user of each role (named after it, password
     USER_PASSWORD); a test that uses ``dovecot`` gets one trusting its CA."""
     if "dovecot" in request.fixturenames:
@@ -74,9 +82,9 @@ def app(request, app_config):
     access.limiter.reset()
     with models.db.connection_context():
         for role in models.ROLES:
-            models.User.add(role, USER_PASSWORD, role)
+            models.User.create(username=role, role=role, password_hash=user_password_hash)
     yield application
-    models.db.close()
+    database.unbind()
 
 
 @pytest.fixture
@@ -201,6 +209,13 @@ def live_server(app):
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join()
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    """Every page prefers reduced motion, so Pico's transitions end at once and a computed style read in a
+    test is the settled one (pytest-playwright's context hook)."""
+    return {**browser_context_args, "reduced_motion": "reduce"}
 
 
 @pytest.fixture(scope="session")

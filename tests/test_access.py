@@ -8,9 +8,9 @@ someone decides who may use it.
 import re
 
 import pytest
+from clients import signed_in
 
 import models
-from clients import signed_in
 
 IDENTITIES = ("anonymous", "viewer", "editor", "admin")
 ROLE_ORDER = ("public",) + IDENTITIES[1:]

@@ -3,11 +3,10 @@
 import re
 
 import pytest
+from clients import HTMX
 
 import models
 from models import Alias, Credential, Group
-
-HTMX = {"HX-Request": "true"}
 
 
 @pytest.fixture

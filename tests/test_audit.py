@@ -2,13 +2,13 @@
 not at all; admins read and filter them."""
 
 import pytest
+from clients import HTMX, signed_in_through_form
 from peewee import OperationalError
+from testdata import CANARY, MAILBOX_USER
 
 import models
 from models import AuditEvent, Credential
-from testdata import CANARY, MAILBOX_USER
 
-HTMX = {"HX-Request": "true"}
 CREDENTIAL = {"name": "Support", "description": "x", "group": "1", "protocol": "IMAP", "host": "localhost",
               "port": "993", "security": "ssl_tls", "username": MAILBOX_USER, "password": CANARY, "folder": "INBOX"}
 
@@ -21,7 +21,8 @@ def events(**where):
         return [(e.actor, e.action, e.entry_type, e.entry_name, e.outcome) for e in query]
 
 
-def test_changes_and_tests_are_recorded_with_who_what_and_how(dovecot, client):
+def test_changes_and_tests_are_recorded_with_who_what_and_how(app, dovecot):
+    client = signed_in_through_form(app, "admin")
     client.post("/credentials/new", data={**CREDENTIAL, "port": str(dovecot.imaps_port)})
     with models.db.connection_context():
         credential = Credential.get()

@@ -5,14 +5,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from clients import signed_in
+from testdata import USER_PASSWORD
 
 import access
 import models
 from app import create_app
-from clients import signed_in
 from config import ConfigurationError
 from models import ApiToken, AuditEvent, User
-from testdata import USER_PASSWORD
 
 
 def test_with_no_users_the_only_page_is_creating_the_first_administrator(app_config):

@@ -1,9 +1,10 @@
 """The command line: add a credential and keep its id, list them, test one, make a key."""
 
+from testdata import CANARY, MAILBOX_USER
+
 import encryption
 import models
 from models import AuditEvent, Credential, User
-from testdata import CANARY, MAILBOX_USER
 
 
 def test_add_prints_the_new_id_and_the_secret_comes_from_stdin(app, tmp_path):

@@ -3,14 +3,14 @@
 import stat
 
 import pytest
+from components import require_executable
+from testdata import stored_credential
 
 import encryption
 import models
 from app import create_app
-from components import require_executable
 from config import SECRET_KEY_FILE, ConfigurationError
 from keys import ENCRYPTION_KEYS_FILE
-from testdata import stored_credential
 
 
 @pytest.fixture

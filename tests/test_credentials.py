@@ -7,13 +7,11 @@ import threading
 from html import unescape
 
 import pytest
-
-import models
-from clients import signed_in
-from models import Alias, Credential, Group
+from clients import HTMX, signed_in
 from testdata import CANARY, CLIENT_SECRET, MAILBOX_USER
 
-HTMX = {"HX-Request": "true"}
+import models
+from models import Alias, Credential, Group
 
 
 def form_values(**overrides):

@@ -10,7 +10,6 @@ import sys
 import urllib.request
 
 import pytest
-
 from components import DOVECOT, require_executable
 
 

@@ -2,7 +2,13 @@
 
 import pytest
 
-from encryption import InvalidKeyError, KeyRing, UndecryptableSecret, generate_key, parse_keys
+from encryption import (
+    InvalidKeyError,
+    KeyRing,
+    UndecryptableSecret,
+    generate_key,
+    parse_keys,
+)
 
 CONTEXT = "credential:1:password"
 

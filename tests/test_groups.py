@@ -1,9 +1,9 @@
 """The groups page: list, add, rename in place, delete unless the group still holds credentials."""
 
+from clients import HTMX
+
 import models
 from models import Credential, Group
-
-HTMX = {"HX-Request": "true"}
 
 
 def test_add_a_group_and_refuse_a_duplicate_name(client):

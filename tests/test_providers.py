@@ -1,7 +1,8 @@
 """The provider table: look-ups by username domain and by server host."""
 
-from probe import protocols
 import providers
+
+from probe import protocols
 
 
 def test_every_provider_the_issue_names_is_known():

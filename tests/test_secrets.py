@@ -8,6 +8,8 @@ import logging
 import sqlite3
 
 import pytest
+from clients import HTMX
+from testdata import CANARY, LogRecorder, canary_leaks, stored_credential
 
 import encryption
 import models
@@ -15,9 +17,6 @@ from app import create_app
 from config import ConfigurationError
 from encryption import KeyRing, UndecryptableSecret, parse_keys
 from models import Credential
-from testdata import CANARY, LogRecorder, canary_leaks, stored_credential
-
-HTMX = {"HX-Request": "true"}
 
 
 def test_a_credential_saved_edited_retested_and_deleted_never_shows_its_password(client, tmp_path):

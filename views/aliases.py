@@ -8,8 +8,9 @@ from playhouse.shortcuts import model_to_dict
 from access import actor_name, requires
 from forms import AliasForm
 from models import Alias
-from services.entries import delete_entry, save_entry
 from web import after_change, fragment_or_page
+
+from services.entries import delete_entry, save_entry
 
 bp = Blueprint("aliases", __name__, url_prefix="/aliases")
 

@@ -19,11 +19,20 @@ from playhouse.shortcuts import model_to_dict
 
 import openapi
 from access import PUBLIC, actor_name, limits_connection_tests, requires
-from forms import AliasForm, ConnectionForm, CredentialForm, GroupForm, Invalid, credential_form_data, validated
+from forms import (
+    AliasForm,
+    ConnectionForm,
+    CredentialForm,
+    GroupForm,
+    Invalid,
+    credential_form_data,
+    validated,
+)
 from models import Alias, Credential, Group
+from web import BUSY_HEADERS, CONFLICT, LARGEST_ID, TOO_MANY_REQUESTS, UNPROCESSABLE
+
 from services import connection_tests
 from services.entries import StillInUse, delete_entry, save_credential, save_entry
-from web import BUSY_HEADERS, CONFLICT, LARGEST_ID, TOO_MANY_REQUESTS, UNPROCESSABLE
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

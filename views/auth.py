@@ -8,6 +8,7 @@ from flask_login import current_user, login_user, logout_user
 from access import PUBLIC, limiter, requires
 from forms import AccountForm, LoginForm
 from models import User
+
 from services import accounts
 
 bp = Blueprint("auth", __name__)

@@ -19,11 +19,19 @@ from forms import (
     credential_form_data,
 )
 from models import Credential, Group
+from web import (
+    BUSY_HEADERS,
+    TOO_MANY_REQUESTS,
+    after_change,
+    explain_refusal,
+    fragment_or_page,
+    id_arg,
+    is_htmx,
+)
+
 from probe import protocols
-from services import connection_tests
-from services import entries
+from services import connection_tests, entries
 from services.entries import StillInUse, delete_entry, save_credential
-from web import BUSY_HEADERS, TOO_MANY_REQUESTS, after_change, explain_refusal, fragment_or_page, id_arg, is_htmx
 
 bp = Blueprint("credentials", __name__, url_prefix="/credentials")
 log = logging.getLogger(__name__)

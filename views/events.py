@@ -8,7 +8,6 @@ from playhouse.flask_utils import PaginatedQuery
 from access import requires
 from audit import ACTIONS
 from models import AuditEvent, User
-
 from web import is_htmx
 
 bp = Blueprint("events", __name__, url_prefix="/audit")

@@ -6,8 +6,9 @@ from playhouse.flask_utils import get_object_or_404
 from access import actor_name, requires
 from forms import AccountForm
 from models import ROLES, User
-from services import accounts
 from web import after_change, explain_refusal, is_htmx
+
+from services import accounts
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 

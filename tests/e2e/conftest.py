@@ -1,8 +1,7 @@
 """Browser tests: Debian's Chromium driven by Playwright against the app served on loopback."""
 
 import pytest
-
-from clients import sign_in, watch
+from clients import start_session, watch
 
 
 @pytest.fixture
@@ -13,7 +12,7 @@ def app_config(app_config):
 
 
 @pytest.fixture
-def page(page, live_server):
+def page(page, app, live_server):
     """A page signed in as the admin; every confirmation (hx-confirm) is accepted, as a user who means it would.
 
     When the test ends, the page must have logged no console error, thrown no
@@ -22,6 +21,6 @@ def page(page, live_server):
     problems = watch(page)
     page.on("dialog", lambda dialog: dialog.accept())
     page.set_default_timeout(10_000)
-    sign_in(page, live_server, "admin")
+    start_session(page, app, live_server, "admin")
     yield page
     assert problems == [], "console errors or CSP violations"
