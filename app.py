@@ -5,7 +5,6 @@ configuration, the database, CSRF protection, the blueprints, and the command
 line (``flask --app app --help``; see cli.py).
 """
 
-import logging
 import os
 import threading
 
@@ -48,7 +47,7 @@ def create_app(test_config=None):
     """
     instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("MAILKEEP_INSTANCE_PATH")
     app = Flask(__name__, instance_path=os.path.abspath(instance_path) if instance_path else None)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config.configure_logging()
     config.load(app, test_config)
     app.extensions["mailkeep.test_slots"] = threading.BoundedSemaphore(app.config["CONNECTION_TEST_LIMIT"])
 

@@ -6,35 +6,67 @@ hidden prompt or, with ``--secret-stdin``, from standard input, never from the
 command line where other users could see it.
 """
 
+import logging
 import sys
 
 import click
 from flask.cli import AppGroup
 
+import config
 import encryption
 import keys
 import logins
 from audit import COMMAND_LINE
-from forms import AccountForm, CredentialForm, Invalid, validated
+from forms import CONTROL_CHARACTERS, AccountForm, CredentialForm, Invalid, validated
 from models import ROLES, Credential, Group, User
 from probe import protocols
 from services import accounts, connection_tests
 from services.entries import save_credential
 
-credentials_cli = AppGroup("credentials", help="List, add and test credentials.")
-users_cli = AppGroup("users", help="Create users, change their role, disable them.")
-keys_cli = AppGroup("keys", help="Encryption keys.")
+
+def _verbosity(context, parameter, verbose):
+    """Click callback of ``--verbose``: the command logs INFO records on standard error only when asked."""
+    config.console_level(logging.INFO if verbose else logging.WARNING)
+
+
+class Commands(AppGroup):
+    """A group of commands that print their answer on standard output and, on standard error, only warnings
+    and errors unless given ``--verbose`` (the log of what happens: connection tests, their addresses)."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+
+        def decorator(function):
+            verbose = click.option("--verbose", "-v", is_flag=True, expose_value=False, is_eager=True,
+                                   callback=_verbosity, help="Also log what happens (INFO) on standard error.")
+            return register(verbose(function))
+        return decorator
+
+
+credentials_cli = Commands("credentials", help="List, add and test credentials.")
+users_cli = Commands("users", help="Create users, change their role, disable them.")
+keys_cli = Commands("keys", help="Encryption keys.")
+
+LIST_COLUMNS = ("ID", "Name", "Server", "Username", "Last test")
 
 
 @credentials_cli.command("list")
 def list_credentials():
-    """Print every credential: id, name, server, username, last test."""
+    """Print every credential, tab-separated under a header row: id, name, server, username, last test."""
+    click.echo("\t".join(LIST_COLUMNS))
     for credential in Credential.search():
         outcome = "not tested" if credential.last_test_ok is None else ("ok" if credential.last_test_ok else "failing")
-        click.echo(
-            f"{credential.id}\t{credential.name}\t{credential.protocol} {credential.host}:{credential.port} "
-            f"{credential.security_label}\t{credential.username}\t{outcome}"
-        )
+        click.echo("\t".join(_cell(text) for text in (
+            str(credential.id), credential.name,
+            f"{credential.protocol} {credential.host}:{credential.port} {credential.security_label}",
+            credential.username, outcome,
+        )))
+
+
+def _cell(text):
+    """`text` for one tab-separated cell: a tab, line break or other control character (in an entry saved
+    before they were refused) is written as its escape (``\\n``), so each credential stays one line."""
+    return CONTROL_CHARACTERS.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 @credentials_cli.command("add")
@@ -61,8 +93,7 @@ def add_credential(group_name, port, secret_stdin, **values):
         raise click.UsageError(f"there is no group called {group_name!r}")
     secret = logins.login_for(values["auth"]).secret
     typed = sys.stdin.readline().rstrip("\r\n") if secret_stdin else click.prompt(secret.label, hide_input=True)
-    if port is None:
-        port = protocols.default_port(values["protocol"], values["security"])
+    # A port left out (None) is the standard one of protocol and security: forms.validated's rule, as in the API.
     form = _validated(CredentialForm, {**values, "group": group.id, "port": port, secret.name: typed}, "credential")
     credential = save_credential(Credential(), form.values(), form.login_secrets().changes(), (), actor=COMMAND_LINE)
     click.echo(credential.id)

@@ -47,6 +47,35 @@ SECRET_KEY_FILE = "secret_key"
 
 log = logging.getLogger(__name__)
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# The handler configure_logging adds, by name, so the command line can quieten it.
+CONSOLE_HANDLER = "mailkeep.console"
+# At INFO, the HTTP client logs every request with its full URL (an OAuth2 token endpoint's query included).
+# Its loggers are "httpx"/"httpcore", and "httpx2"/"httpcore2" in the fork Mailkeep installs.
+QUIET_LOGGERS = ("httpx", "httpcore", "httpx2", "httpcore2")
+
+
+def configure_logging():
+    """Log INFO and above to standard error, unless logging is configured already (by a test runner, or a
+    server's own logging configuration); the HTTP client's loggers only from WARNING, wherever they go."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.set_name(CONSOLE_HANDLER)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def console_level(level):
+    """Print only records at `level` (a logging level) and above on standard error, through the handler
+    ``configure_logging`` added; other handlers (a test's, a server's) keep theirs."""
+    for handler in logging.getLogger().handlers:
+        if handler.get_name() == CONSOLE_HANDLER:
+            handler.setLevel(level)
+
 
 class ConfigurationError(RuntimeError):
     """The configuration cannot be used; the message says what to fix."""

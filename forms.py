@@ -61,8 +61,13 @@ def validated(form_class, values, instance=None):
     """A `form_class` form filled from plain `values` (JSON or command-line values) and validated.
 
     ``custom_data`` is a list of ``{"key", "value"}`` objects; None leaves a
-    field out. Returns the form; raises Invalid with every message otherwise.
+    field out. A connection whose port is left out gets the standard port of
+    its protocol and security (``with_default_port``). Returns the form; raises
+    Invalid with every message otherwise: {field name: [message]}, and
+    ``"_entry"`` for the entry as a whole, each message once.
     """
+    if issubclass(form_class, ConnectionForm):
+        values = with_default_port(values)
     formdata = MultiDict()
     for name, value in values.items():
         if name == "custom_data":
@@ -74,11 +79,38 @@ def validated(form_class, values, instance=None):
             formdata[name] = str(value)
     form = form_class(formdata=formdata, instance=instance, meta={"csrf": False})
     if not form.validate():
-        errors = {name: messages for name, messages in form.errors.items() if name is not None}
+        # WTForms lists the form's own errors under "" (None before 3.2); they go under "_entry" only.
+        errors = {name: _messages(messages) for name, messages in form.errors.items() if name}
         if form.form_errors:
-            errors["_entry"] = form.form_errors
+            errors["_entry"] = list(form.form_errors)
         raise Invalid(errors)
     return form
+
+
+def with_default_port(values):
+    """`values` (a mapping of connection values) with ``port`` set to the standard port of their protocol and
+    security (protocols.default_port; IMAP and SSL/TLS when those are left out too) when it is missing or None.
+
+    Values whose protocol or security is unknown are returned as they are, for the form to refuse.
+    """
+    if values.get("port") is not None:
+        return values
+    protocol = values.get("protocol") or protocols.IMAP
+    security = values.get("security") or protocols.IMPLICIT_TLS
+    if (protocol, security) not in protocols.DEFAULT_PORTS:
+        return values
+    return {**values, "port": protocols.default_port(protocol, security)}
+
+
+def _messages(errors):
+    """A field's errors as a flat list of sentences: a list of rows (FieldList) becomes "Row 2, key: ..."."""
+    messages = []
+    for number, error in enumerate(errors, 1):
+        if isinstance(error, dict):
+            messages += [f"Row {number}, {name}: {message}" for name, texts in error.items() for message in texts]
+        else:
+            messages.append(error)
+    return messages
 
 
 def strip(value):

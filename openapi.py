@@ -13,8 +13,11 @@ def _nullable(schema):
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-def _object(properties, required=None):
-    return {"type": "object", "properties": properties, "required": list(required or properties)}
+def _object(properties, required=None, closed=True):
+    """An object with `properties` (a name: schema mapping), `required` (all of them unless given); `closed`
+    says it has no other properties (the API answers exactly what it documents)."""
+    return {"type": "object", "properties": properties, "required": list(required or properties),
+            "additionalProperties": not closed}
 
 
 def _ref(name):
@@ -26,7 +29,8 @@ CREDENTIAL_FIELDS = {
     "description": STRING,
     "protocol": {"enum": list(protocols.PROTOCOLS)},
     "host": STRING,
-    "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+    "port": {"type": "integer", "minimum": 1, "maximum": 65535,
+             "description": "Left out: the standard port of protocol and security (993, 143, 995, 110)."},
     "security": {"enum": list(protocols.SECURITY_LABELS)},
     "username": STRING,
     "folder": STRING,
@@ -79,7 +83,8 @@ SCHEMAS = {
             "hint": STRING, "server_reply": STRING,
         })),
     }),
-    "Error": _object({"error": STRING}),
+    # A refused delete adds what is in the way (aliases, credential_count) to its error.
+    "Error": _object({"error": STRING}, closed=False),
     "ValidationErrors": _object({"errors": {"type": "object", "additionalProperties": {
         "type": "array", "items": STRING}}}),
 }

@@ -189,3 +189,42 @@ def test_the_api_acts_as_the_token_user(api):
     with models.db.connection_context():
         event = models.AuditEvent.get(models.AuditEvent.action == "create")
     assert (event.actor, event.entry_name) == ("admin", "Customers")
+
+
+# Issue "What a new user, a security review and servers other than Dovecot found".
+
+def test_a_duplicate_mailbox_is_named_once_under_entry(api):
+    body = {"name": "Support", "description": "x", "host": "imap.example.com", "username": "help@example.com",
+            "password": "pw"}
+    assert api.post("/api/v1/credentials", json=body).status_code == 201
+    refused = matches_spec(api.post("/api/v1/credentials", json={**body, "name": "Second"}), "/credentials", "POST")
+    assert refused.status_code == 422
+    assert refused.get_json()["errors"] == {
+        "_entry": ["'Support' already uses this protocol, host, port, username and folder."]}
+
+
+def test_an_alias_names_its_credential_as_credential_id_only(api):
+    credential = api.post("/api/v1/credentials", json={
+        "name": "Support", "description": "x", "host": "imap.example.com", "username": "help@example.com",
+        "password": "pw"}).get_json()
+    alias = api.post("/api/v1/aliases", json={"address": "help@example.com", "credential_id": credential["id"]})
+    assert set(alias.get_json()) == {"id", "address", "credential_id", "workspace", "project_type", "client",
+                                     "description"}
+    listed = matches_spec(api.get("/api/v1/aliases"), "/aliases", "GET").get_json()["items"]
+    assert "credential" not in listed[0] and listed[0]["credential_id"] == credential["id"]
+
+
+def test_a_left_out_port_is_the_standard_port_of_protocol_and_security(api):
+    body = {"name": "Support", "description": "x", "host": "imap.example.com", "username": "help@example.com",
+            "password": "pw"}
+    ports = {}
+    for protocol, security in (("IMAP", "ssl_tls"), ("IMAP", "starttls"), ("POP3", "ssl_tls"), ("POP3", "starttls")):
+        created = api.post("/api/v1/credentials", json={
+            **body, "name": f"{protocol} {security}", "username": f"{protocol}.{security}@example.com",
+            "protocol": protocol, "security": security})
+        assert created.status_code == 201, created.get_json()
+        ports[(protocol, security)] = created.get_json()["port"]
+    assert ports == {("IMAP", "ssl_tls"): 993, ("IMAP", "starttls"): 143, ("POP3", "ssl_tls"): 995,
+                     ("POP3", "starttls"): 110}
+    unknown = api.post("/api/v1/credentials", json={**body, "security": "carrier-pigeon"})
+    assert unknown.status_code == 422 and "security" in unknown.get_json()["errors"]

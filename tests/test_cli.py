@@ -1,5 +1,11 @@
 """The command line: add a credential and keep its id, list them, test one, make a key."""
 
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
 from testdata import CANARY, MAILBOX_USER
 
 import encryption
@@ -84,3 +90,40 @@ def test_the_command_line_keeps_the_last_active_admin(app):
         assert (admin.role, admin.active) == ("admin", True)
     assert runner.invoke(args=["users", "set-role", "editor", "admin"]).exit_code == 0
     assert runner.invoke(args=["users", "disable", "admin"]).exit_code == 0  # the editor, now admin, remains
+
+
+# Issue "What a new user, a security review and servers other than Dovecot found".
+
+def test_the_list_has_a_header_row_and_keeps_each_credential_on_one_line(app):
+    runner = app.test_cli_runner()
+    runner.invoke(args=["credentials", "add", "--name", "Support", "--description", "x", "--host", "imap.example.com",
+                        "--username", "help@example.com", "--secret-stdin"], input="pw\n")
+    with models.db.connection_context():  # saved before line breaks were refused
+        Credential.create(name="Forged\nline", description="x", group=models.Group.default(), host="b.example.com",
+                          port=993, username="b@example.com")
+    lines = runner.invoke(args=["credentials", "list"]).output.splitlines()
+    assert lines[0] == "ID\tName\tServer\tUsername\tLast test"
+    assert len(lines) == 3 and all(line.count("\t") == 4 for line in lines)
+    assert "\tForged\\nline\t" in lines[1]
+
+
+def flask_command(tmp_path, *args, stdin=""):
+    """Run ``flask --app app ARGS`` in a process of its own (logging as a real command line sets it up)."""
+    environment = {**os.environ, "MAILKEEP_INSTANCE_PATH": str(tmp_path / "instance"),
+                   "MAILKEEP_ALLOWED_PORTS": "1-65535", "MAILKEEP_ALLOWED_NETWORKS": "127.0.0.0/8"}
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], input=stdin, capture_output=True,
+                          text=True, env=environment, cwd=pathlib.Path(__file__).parent.parent, timeout=60)
+
+
+def test_commands_log_only_warnings_unless_asked_to_be_verbose(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]  # nothing listens there once closed
+    added = flask_command(tmp_path, "credentials", "add", "--name", "Nowhere", "--description", "x",
+                          "--host", "127.0.0.1", "--port", str(port), "--username", "someone",
+                          "--secret-stdin", stdin="pw\n")
+    assert added.returncode == 0, added.stderr
+    quiet = flask_command(tmp_path, "credentials", "test", added.stdout.strip())
+    assert quiet.returncode == 1 and "Connect failed" in quiet.stderr
+    assert " INFO " not in quiet.stderr
+    verbose = flask_command(tmp_path, "credentials", "test", "--verbose", added.stdout.strip())
+    assert verbose.returncode == 1 and " INFO probe: connection test 127.0.0.1" in verbose.stderr

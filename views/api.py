@@ -224,7 +224,8 @@ class Aliases(Entries):
 
     def to_json(self, alias):
         data = model_to_dict(alias, recurse=False, only=[getattr(Alias, name) for name in AliasForm.FIELDS])
-        return {"id": alias.id, **data, "credential_id": data.pop("credential")}
+        credential_id = data.pop("credential")  # answered as credential_id only, as it is sent
+        return {"id": alias.id, **data, "credential_id": credential_id}
 
     def to_input(self, alias, payload):
         return _renamed(super().to_input(alias, payload), "credential_id", "credential")
