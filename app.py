@@ -19,6 +19,7 @@ import keys
 import logins
 import models
 import schema
+import web
 
 from probe import protocols
 from views import aliases, api, auth, credentials, events, groups, tokens, users
@@ -72,6 +73,7 @@ def create_app(test_config=None):
             database.db.close()
 
     access.init_app(app)
+    app.url_map.converters["id"] = web.RowIdConverter  # before the blueprints' routes use it
     for blueprint in (auth.bp, credentials.bp, aliases.bp, groups.bp, users.bp, tokens.bp, events.bp, api.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "home", access.requires("viewer")(lambda: redirect(url_for("credentials.index"))))

@@ -16,6 +16,7 @@ statuses throughout (422 for invalid input).
 from http import HTTPStatus
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from werkzeug.routing import IntegerConverter
 
 UNPROCESSABLE = HTTPStatus.UNPROCESSABLE_ENTITY
 CONFLICT = HTTPStatus.CONFLICT
@@ -24,6 +25,14 @@ TOO_MANY_REQUESTS = HTTPStatus.TOO_MANY_REQUESTS
 BUSY_HEADERS = {"Retry-After": "5"}
 # SQLite integers are 64-bit; a bigger id in a URL cannot name a row.
 LARGEST_ID = 2**63 - 1
+
+
+class RowIdConverter(IntegerConverter):
+    """``<id:name>`` in a route: a row id, from 1 to LARGEST_ID. Any other number matches no route, so every
+    route answers 404 for it (a database would overflow on a bigger one)."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=1, max=LARGEST_ID)
 
 
 def is_htmx():

@@ -23,46 +23,46 @@ LEAST_ROLE = {
     ("/", "GET"): "viewer",
     ("/credentials/", "GET"): "viewer",
     ("/credentials/new", "GET"): "editor", ("/credentials/new", "POST"): "editor",
-    ("/credentials/<int:credential_id>/edit", "GET"): "editor",
-    ("/credentials/<int:credential_id>/edit", "POST"): "editor",
+    ("/credentials/<id:credential_id>/edit", "GET"): "editor",
+    ("/credentials/<id:credential_id>/edit", "POST"): "editor",
     ("/credentials/custom-data", "POST"): "editor",
     ("/credentials/autodetect", "GET"): "editor",
-    ("/credentials/<int:credential_id>/password", "GET"): "editor",
-    ("/credentials/<int:credential_id>/password", "POST"): "editor",
-    ("/credentials/<int:credential_id>/client-secret", "GET"): "editor",
-    ("/credentials/<int:credential_id>/client-secret", "POST"): "editor",
+    ("/credentials/<id:credential_id>/password", "GET"): "editor",
+    ("/credentials/<id:credential_id>/password", "POST"): "editor",
+    ("/credentials/<id:credential_id>/client-secret", "GET"): "editor",
+    ("/credentials/<id:credential_id>/client-secret", "POST"): "editor",
     ("/credentials/test", "POST"): "editor",
-    ("/credentials/<int:credential_id>/test-form", "POST"): "editor",
-    ("/credentials/<int:credential_id>/test", "POST"): "editor",
-    ("/credentials/<int:credential_id>/delete", "GET"): "editor",
-    ("/credentials/<int:credential_id>/delete", "POST"): "editor",
+    ("/credentials/<id:credential_id>/test-form", "POST"): "editor",
+    ("/credentials/<id:credential_id>/test", "POST"): "editor",
+    ("/credentials/<id:credential_id>/delete", "GET"): "editor",
+    ("/credentials/<id:credential_id>/delete", "POST"): "editor",
     ("/aliases/", "GET"): "viewer",
     ("/aliases/new", "GET"): "editor", ("/aliases/new", "POST"): "editor",
-    ("/aliases/<int:alias_id>/edit", "GET"): "editor", ("/aliases/<int:alias_id>/edit", "POST"): "editor",
-    ("/aliases/<int:alias_id>/delete", "GET"): "editor", ("/aliases/<int:alias_id>/delete", "POST"): "editor",
+    ("/aliases/<id:alias_id>/edit", "GET"): "editor", ("/aliases/<id:alias_id>/edit", "POST"): "editor",
+    ("/aliases/<id:alias_id>/delete", "GET"): "editor", ("/aliases/<id:alias_id>/delete", "POST"): "editor",
     ("/groups/", "GET"): "viewer", ("/groups/", "POST"): "editor",
-    ("/groups/<int:group_id>", "GET"): "editor",
-    ("/groups/<int:group_id>/edit", "GET"): "editor", ("/groups/<int:group_id>/edit", "POST"): "editor",
-    ("/groups/<int:group_id>/delete", "GET"): "editor", ("/groups/<int:group_id>/delete", "POST"): "editor",
+    ("/groups/<id:group_id>", "GET"): "editor",
+    ("/groups/<id:group_id>/edit", "GET"): "editor", ("/groups/<id:group_id>/edit", "POST"): "editor",
+    ("/groups/<id:group_id>/delete", "GET"): "editor", ("/groups/<id:group_id>/delete", "POST"): "editor",
     ("/tokens/", "GET"): "viewer", ("/tokens/", "POST"): "viewer",
-    ("/tokens/<int:token_id>/revoke", "POST"): "viewer",
+    ("/tokens/<id:token_id>/revoke", "POST"): "viewer",
     ("/users/", "GET"): "admin", ("/users/", "POST"): "admin",
-    ("/users/<int:user_id>/role", "POST"): "admin",
-    ("/users/<int:user_id>/active", "POST"): "admin", ("/users/<int:user_id>/inactive", "POST"): "admin",
+    ("/users/<id:user_id>/role", "POST"): "admin",
+    ("/users/<id:user_id>/active", "POST"): "admin", ("/users/<id:user_id>/inactive", "POST"): "admin",
     ("/audit/", "GET"): "admin",
     ("/api/v1/openapi.json", "GET"): "public",
     ("/api/v1/credentials", "GET"): "viewer", ("/api/v1/credentials", "POST"): "editor",
-    ("/api/v1/credentials/<int:row_id>", "GET"): "viewer",
-    ("/api/v1/credentials/<int:row_id>", "PATCH"): "editor",
-    ("/api/v1/credentials/<int:row_id>", "DELETE"): "editor",
+    ("/api/v1/credentials/<id:row_id>", "GET"): "viewer",
+    ("/api/v1/credentials/<id:row_id>", "PATCH"): "editor",
+    ("/api/v1/credentials/<id:row_id>", "DELETE"): "editor",
     ("/api/v1/aliases", "GET"): "viewer", ("/api/v1/aliases", "POST"): "editor",
-    ("/api/v1/aliases/<int:row_id>", "GET"): "viewer",
-    ("/api/v1/aliases/<int:row_id>", "PATCH"): "editor",
-    ("/api/v1/aliases/<int:row_id>", "DELETE"): "editor",
+    ("/api/v1/aliases/<id:row_id>", "GET"): "viewer",
+    ("/api/v1/aliases/<id:row_id>", "PATCH"): "editor",
+    ("/api/v1/aliases/<id:row_id>", "DELETE"): "editor",
     ("/api/v1/groups", "GET"): "viewer", ("/api/v1/groups", "POST"): "editor",
-    ("/api/v1/groups/<int:row_id>", "GET"): "viewer",
-    ("/api/v1/groups/<int:row_id>", "PATCH"): "editor",
-    ("/api/v1/groups/<int:row_id>", "DELETE"): "editor",
+    ("/api/v1/groups/<id:row_id>", "GET"): "viewer",
+    ("/api/v1/groups/<id:row_id>", "PATCH"): "editor",
+    ("/api/v1/groups/<id:row_id>", "DELETE"): "editor",
     ("/api/v1/connection-tests", "POST"): "editor",
 }
 
@@ -80,7 +80,7 @@ def test_the_table_names_every_route(app):
 @pytest.mark.parametrize(("rule", "method"), sorted(LEAST_ROLE), ids=lambda value: str(value))
 def test_every_route_lets_in_exactly_the_roles_it_should(app, rule, method):
     least = LEAST_ROLE[(rule, method)]
-    url = re.sub(r"<int:\w+>", "999", rule)  # no such row: nothing is changed, the check still runs
+    url = re.sub(r"<id:\w+>", "999", rule)  # no such row: nothing is changed, the check still runs
     api = rule.startswith("/api/")
     for identity in IDENTITIES:
         response = _client(app, identity, api).open(url, method=method, json={} if api else None,
@@ -121,3 +121,19 @@ def test_an_htmx_request_beyond_the_role_says_why_in_the_message_area(app):
     response = signed_in(app, "viewer").post("/credentials/test", headers={"HX-Request": "true"})
     assert response.headers["HX-Retarget"] == "#messages"
     assert "This needs the editor role; you are a viewer." in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("number", ["0", str(2**63 - 1), str(2**63), "99999999999999999999"])
+def test_every_route_answers_not_found_for_an_id_no_row_can_have(app, number):
+    """Ids from a URL reach the database only from 1 to 2**63 - 1 (SQLite's largest integer); any other
+    number is no row, on every route that takes one, rather than an overflow and a 500."""
+    page, api = signed_in(app, "admin"), _client(app, "admin", api=True)
+    with_ids = [(rule, method) for rule, method in sorted(LEAST_ROLE) if re.search(r"<\w+:\w+>", rule)]
+    assert len(with_ids) >= 20
+    for rule, method in with_ids:
+        url = re.sub(r"<\w+:\w+>", number, rule)
+        if rule.startswith("/api/"):
+            response = api.open(url, method=method, json={})
+        else:
+            response = page.open(url, method=method, data={"name": "x"})
+        assert response.status_code == 404, (url, method, response.status_code)

@@ -89,7 +89,7 @@ def matches_spec(response, path, method):
 
 
 def test_every_api_route_is_documented_and_every_documented_operation_exists(app):
-    routes = {(re.sub(r"<int:(\w+)>", r"{\1}", rule.rule.removeprefix("/api/v1")), method.lower())
+    routes = {(re.sub(r"<(?:[^:>]+:)?(\w+)>", r"{\1}", rule.rule.removeprefix("/api/v1")), method.lower())
               for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/")
               for method in rule.methods - {"HEAD", "OPTIONS"}}
     documented = {(path, method) for path, item in openapi.document()["paths"].items()

@@ -69,3 +69,10 @@ def test_admins_filter_the_log_and_htmx_gets_the_list(client):
     assert "No event matches" in client.get("/audit/?actor=viewer").get_data(as_text=True)
     assert "No event matches" in client.get("/audit/?until=2000-01-01").get_data(as_text=True)
     assert "Customers" in client.get("/audit/?since=2000-01-01").get_data(as_text=True)
+
+
+def test_dates_at_the_ends_of_the_calendar_filter_instead_of_failing(client):
+    client.post("/groups/", data={"name": "Customers"})
+    assert "Customers" in client.get("/audit/?until=9999-12-31").get_data(as_text=True)
+    assert "Customers" in client.get("/audit/?since=0001-01-01&until=9999-12-31").get_data(as_text=True)
+    assert "No event matches" in client.get("/audit/?since=9999-12-31").get_data(as_text=True)

@@ -391,7 +391,7 @@ def test_csrf_protects_every_form_post(app):
     posts = [rule for rule in app.url_map.iter_rules() if "POST" in rule.methods and not rule.rule.startswith("/api/")]
     assert len(posts) >= 10
     for rule in posts:
-        url = re.sub(r"<int:\w+>", "1", rule.rule)
+        url = re.sub(r"<id:\w+>", "1", rule.rule)
         assert client.post(url, data={"name": "x"}).status_code == 400, url
 
 

@@ -23,7 +23,7 @@ def index():
 
 
 @bp.route("/new", methods=["GET", "POST"], defaults={"alias_id": None})
-@bp.route("/<int:alias_id>/edit", methods=["GET", "POST"])
+@bp.route("/<id:alias_id>/edit", methods=["GET", "POST"])
 def edit(alias_id):
     """Add an alias (no id) or edit one."""
     alias = get_object_or_404(Alias, Alias.id == alias_id) if alias_id else None
@@ -38,7 +38,7 @@ def edit(alias_id):
     return render_template("aliases/form.html", form=form, alias=alias)
 
 
-@bp.route("/<int:alias_id>/delete", methods=["GET", "POST"])
+@bp.route("/<id:alias_id>/delete", methods=["GET", "POST"])
 def delete(alias_id):
     """Ask (GET, for browsers without JavaScript), then delete the alias."""
     alias = get_object_or_404(Alias, Alias.id == alias_id)

@@ -255,7 +255,7 @@ class Groups(Entries):
 
 for resource in (Credentials, Aliases, Groups):
     view = resource.as_view(resource.endpoint)
-    bp.add_url_rule(f"/{resource.endpoint}/<int:row_id>", view_func=view, methods=["GET", "PATCH", "DELETE"])
+    bp.add_url_rule(f"/{resource.endpoint}/<id:row_id>", view_func=view, methods=["GET", "PATCH", "DELETE"])
     bp.add_url_rule(f"/{resource.endpoint}", view_func=view, methods=["GET", "POST"])
 
 

@@ -67,7 +67,7 @@ def index():
 
 
 @bp.route("/new", methods=["GET", "POST"], defaults={"credential_id": None})
-@bp.route("/<int:credential_id>/edit", methods=["GET", "POST"])
+@bp.route("/<id:credential_id>/edit", methods=["GET", "POST"])
 def edit(credential_id):
     """Add a credential (no id) or edit one; the custom data editor's buttons re-render without saving."""
     credential = get_object_or_404(Credential, Credential.id == credential_id) if credential_id else None
@@ -146,8 +146,8 @@ def autodetect():
     )
 
 
-@bp.route("/<int:credential_id>/password", methods=["GET", "POST"], defaults={"name": "password"})
-@bp.route("/<int:credential_id>/client-secret", methods=["GET", "POST"], defaults={"name": "client_secret"})
+@bp.route("/<id:credential_id>/password", methods=["GET", "POST"], defaults={"name": "password"})
+@bp.route("/<id:credential_id>/client-secret", methods=["GET", "POST"], defaults={"name": "client_secret"})
 def change_secret(credential_id, name):
     """The dialog that changes one stored secret, and nothing else."""
     credential = get_object_or_404(Credential, Credential.id == credential_id)
@@ -166,7 +166,7 @@ def change_secret(credential_id, name):
 
 
 @bp.post("/test", defaults={"credential_id": None})
-@bp.post("/<int:credential_id>/test-form")
+@bp.post("/<id:credential_id>/test-form")
 @limits_connection_tests
 def test_form(credential_id):
     """Test the values on screen, before or without saving them.
@@ -190,7 +190,7 @@ def test_form(credential_id):
     return _form_page(CredentialForm(instance=credential), credential, outcome), status, headers
 
 
-@bp.post("/<int:credential_id>/test")
+@bp.post("/<id:credential_id>/test")
 @limits_connection_tests
 def test_saved(credential_id):
     """Test the saved credential and record the outcome on its health badge."""
@@ -211,7 +211,7 @@ def _listed_or_404(credential_id):
     return get_object_or_404(Credential.search(), Credential.id == credential_id)
 
 
-@bp.route("/<int:credential_id>/delete", methods=["GET", "POST"])
+@bp.route("/<id:credential_id>/delete", methods=["GET", "POST"])
 def delete(credential_id):
     """Ask (GET, for browsers without JavaScript), then delete unless an alias still uses it.
 

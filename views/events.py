@@ -1,6 +1,6 @@
 """The audit log page (admins only): events filtered by user, entry, action and date, newest first."""
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from flask import Blueprint, current_app, render_template, request
 from playhouse.flask_utils import PaginatedQuery
@@ -19,9 +19,10 @@ def index():
     """The events; htmx gets the list alone (the filters and page links swap it)."""
     filters = {name: request.args.get(name, "").strip() for name in ("actor", "entry", "action", "since", "until")}
     since, until = _day(filters["since"]), _day(filters["until"])
+    # Until the end of that day; the last day there is has no day after it, so it means no end.
+    before = until + timedelta(days=1) if until and until.date() < date.max else None
     pages = PaginatedQuery(
-        AuditEvent.search(filters["actor"], filters["entry"], filters["action"], since,
-                          until + timedelta(days=1) if until else None),
+        AuditEvent.search(filters["actor"], filters["entry"], filters["action"], since, before),
         paginate_by=current_app.config["PAGE_SIZE"],
     )
     pages.page = min(pages.get_page(), max(pages.get_page_count(), 1))

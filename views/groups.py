@@ -41,7 +41,7 @@ def _groups_page(new_form, editing=None, form=None):
                            form=form)
 
 
-@bp.route("/<int:group_id>/edit", methods=["GET", "POST"])
+@bp.route("/<id:group_id>/edit", methods=["GET", "POST"])
 def edit(group_id):
     """Rename in place: htmx swaps the row for a form and back; without JavaScript the page shows that row as a form."""
     group = _listed_or_404(group_id)
@@ -60,12 +60,13 @@ def edit(group_id):
     return _groups_page(GroupForm(formdata=None), editing=group.id, form=form)
 
 
-@bp.get("/<int:group_id>")
+@bp.get("/<id:group_id>")
 def row(group_id):
-    """A group's row, to put back when a rename is cancelled; without htmx, the list."""
+    """A group's row, to put back when a rename is cancelled; without htmx, the list (404 for no such group)."""
+    group = _listed_or_404(group_id)
     if not is_htmx():
         return redirect(url_for(".index"), 303)
-    return render_template("groups/_row.html", group=_listed_or_404(group_id))
+    return render_template("groups/_row.html", group=group)
 
 
 def _listed_or_404(group_id):
@@ -73,7 +74,7 @@ def _listed_or_404(group_id):
     return get_object_or_404(Group.with_counts(), Group.id == group_id)
 
 
-@bp.route("/<int:group_id>/delete", methods=["GET", "POST"])
+@bp.route("/<id:group_id>/delete", methods=["GET", "POST"])
 def delete(group_id):
     """Ask (GET, for browsers without JavaScript), then delete the group unless it is the default or holds
     credentials."""

@@ -40,7 +40,7 @@ def _tokens_page(form, token=None):
     return render_template("tokens/index.html", tokens=tokens, form=form, new_token=token)
 
 
-@bp.post("/<int:token_id>/revoke")
+@bp.post("/<id:token_id>/revoke")
 @requires("viewer")
 def revoke(token_id):
     """Revoke one of your tokens: it stops working at once."""

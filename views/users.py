@@ -36,7 +36,7 @@ def _users_page(form):
                            roles=ROLES)
 
 
-@bp.post("/<int:user_id>/role")
+@bp.post("/<id:user_id>/role")
 @requires("admin")
 def set_role(user_id):
     """Give a user another role; the last active admin stays an admin."""
@@ -51,8 +51,8 @@ def set_role(user_id):
     return _row_or_back(user, f"{user.username} is now {role}.")
 
 
-@bp.post("/<int:user_id>/active", defaults={"active": True})
-@bp.post("/<int:user_id>/inactive", defaults={"active": False})
+@bp.post("/<id:user_id>/active", defaults={"active": True})
+@bp.post("/<id:user_id>/inactive", defaults={"active": False})
 @requires("admin")
 def set_active(user_id, active):
     """Enable or disable a user; disabling ends their sessions at their next request."""
