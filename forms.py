@@ -40,6 +40,8 @@ from probe import oauth, protocols
 # CR, LF, NUL and other control characters (C0, DEL, C1, the Unicode line and paragraph separators)
 # would split an IMAP or POP3 command line, or a log line.
 CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# The same but for CR and LF, which a description (several lines) may hold.
+CONTROL_CHARACTERS_BUT_LINE_BREAKS = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 # A DNS name: dot-separated RFC 1123 labels, optionally with the root's trailing dot.
 DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 DNS_NAME = re.compile(rf"^(?=.{{1,253}}\.?$)(?:{DNS_LABEL}\.)*{DNS_LABEL}\.?$")
@@ -124,9 +126,16 @@ def lower(value):
 
 
 def no_control_characters(form, field):
-    """Validator: no CR, LF, NUL or other control characters."""
+    """Validator for every single-line field: no CR, LF, NUL or other control characters (they would split a
+    command line sent to a server, a log line, or a line of ``credentials list``)."""
     if field.data and CONTROL_CHARACTERS.search(field.data):
         raise ValidationError("Line breaks and other control characters are not allowed here.")
+
+
+def only_line_breaks(form, field):
+    """Validator for text of several lines (descriptions): line breaks (CR, LF) but no other control characters."""
+    if field.data and CONTROL_CHARACTERS_BUT_LINE_BREAKS.search(field.data):
+        raise ValidationError("Control characters other than line breaks are not allowed here.")
 
 
 def host_name(form, field):
@@ -194,7 +203,9 @@ class ConnectionForm(ModelForm):
     protocol = SelectField(
         "Protocol", choices=[SelectChoice(name) for name in protocols.PROTOCOLS], default=protocols.IMAP
     )
-    host = StringField("Host", [DataRequired(), Length(max=253), host_name], filters=[strip, lower])
+    host = StringField(
+        "Host", [DataRequired(), Length(max=253), no_control_characters, host_name], filters=[strip, lower]
+    )
     port = IntegerField(
         "Port",
         [InputRequired("Enter a port number."), NumberRange(1, 65535, "Enter a port from 1 to 65535.")],
@@ -262,8 +273,8 @@ class ConnectionForm(ModelForm):
 class CustomDataRow(Form):
     """One key/value row of a credential's custom data."""
 
-    key = StringField("Key", [Length(max=100)], filters=[strip])
-    value = StringField("Value", [Length(max=1000)])
+    key = StringField("Key", [Length(max=100), no_control_characters], filters=[strip])
+    value = StringField("Value", [Length(max=1000), no_control_characters])
 
 
 class CredentialForm(ConnectionForm):
@@ -277,12 +288,12 @@ class CredentialForm(ConnectionForm):
     name = StringField(
         "Name",
         [
-            DataRequired(), Length(max=100),
+            DataRequired(), Length(max=100), no_control_characters,
             unique(Credential.name_key, "Another credential is already called '{other.name}'."),
         ],
         filters=[strip],
     )
-    description = TextAreaField("Description", [DataRequired(), Length(max=2000)], filters=[strip])
+    description = TextAreaField("Description", [DataRequired(), Length(max=2000), only_line_breaks], filters=[strip])
     group = SelectField("Group", coerce=int)
     custom_data = FieldList(FormField(CustomDataRow))
 
@@ -339,7 +350,7 @@ class SecretChangeForm(FlaskForm):
     """Change one stored secret (a logins.SecretRule): typed twice, saved only when both match."""
 
     new_secret = PasswordField("New password", [DataRequired(), no_control_characters])
-    confirm_secret = PasswordField("Confirm password", [DataRequired()])
+    confirm_secret = PasswordField("Confirm password", [DataRequired(), no_control_characters])
 
     def __init__(self, *args, secret=logins.PASSWORD, **kwargs):
         super().__init__(*args, **kwargs)
@@ -359,16 +370,16 @@ class AliasForm(ModelForm):
     address = StringField(
         "Address",
         [
-            DataRequired(), Length(max=320), email_address,
+            DataRequired(), Length(max=320), no_control_characters, email_address,
             unique(Alias.address_key, "The alias {other.address} already exists."),
         ],
         filters=[strip],
     )
     credential = SelectField("Credential", coerce=int)
-    workspace = StringField("Workspace", [Length(max=100)], filters=[strip], default="")
-    project_type = StringField("Project type", [Length(max=100)], filters=[strip], default="")
-    client = StringField("Client", [Length(max=100)], filters=[strip], default="")
-    description = TextAreaField("Description", [Length(max=2000)], filters=[strip], default="")
+    workspace = StringField("Workspace", [Length(max=100), no_control_characters], filters=[strip], default="")
+    project_type = StringField("Project type", [Length(max=100), no_control_characters], filters=[strip], default="")
+    client = StringField("Client", [Length(max=100), no_control_characters], filters=[strip], default="")
+    description = TextAreaField("Description", [Length(max=2000), only_line_breaks], filters=[strip], default="")
 
     FIELDS = ("address", "credential", "workspace", "project_type", "client", "description")
 
@@ -383,10 +394,13 @@ class GroupForm(ModelForm):
 
     name = StringField(
         "Name",
-        [DataRequired(), Length(max=100), unique(Group.name_key, "The group '{other.name}' already exists.")],
+        [
+            DataRequired(), Length(max=100), no_control_characters,
+            unique(Group.name_key, "The group '{other.name}' already exists."),
+        ],
         filters=[strip],
     )
-    description = StringField("Description", [Length(max=500)], filters=[strip], default="")
+    description = StringField("Description", [Length(max=500), no_control_characters], filters=[strip], default="")
 
     FIELDS = ("name", "description")
 
@@ -414,7 +428,9 @@ def apply_custom_data_action(formdata):
 class LoginForm(FlaskForm):
     """Username and password."""
 
-    username = StringField("Username", [DataRequired(), Length(max=100)], filters=[strip])
+    username = StringField("Username", [DataRequired(), Length(max=100), no_control_characters], filters=[strip])
+    # Compared with the stored hash only (never stored, logged or sent on), so control characters are not
+    # refused here: a password set before they were refused still signs in.
     password = PasswordField("Password", [DataRequired()])
 
 
@@ -437,8 +453,8 @@ class AccountForm(ModelForm):
         ],
         filters=[strip],
     )
-    password = PasswordField("Password", [DataRequired(), strong_password])
-    confirm_password = PasswordField("Confirm password", [DataRequired()])
+    password = PasswordField("Password", [DataRequired(), strong_password, no_control_characters])
+    confirm_password = PasswordField("Confirm password", [DataRequired(), no_control_characters])
     role = SelectField("Role", choices=[SelectChoice(role, role.capitalize()) for role in ROLES], default="viewer")
 
     def validate_confirm_password(self, field):
@@ -450,4 +466,4 @@ class AccountForm(ModelForm):
 class TokenForm(FlaskForm):
     """A name for a new API token, to tell it apart when revoking."""
 
-    name = StringField("Name", [DataRequired(), Length(max=100)], filters=[strip])
+    name = StringField("Name", [DataRequired(), Length(max=100), no_control_characters], filters=[strip])

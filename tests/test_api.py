@@ -228,3 +228,15 @@ def test_a_left_out_port_is_the_standard_port_of_protocol_and_security(api):
                      ("POP3", "starttls"): 110}
     unknown = api.post("/api/v1/credentials", json={**body, "security": "carrier-pigeon"})
     assert unknown.status_code == 422 and "security" in unknown.get_json()["errors"]
+
+
+def test_control_characters_are_refused_in_the_api_too(api):
+    body = {"name": "Support\r\nINFO forged", "description": "x", "host": "imap.example.com",
+            "username": "help@example.com", "password": "pw", "custom_data": [{"key": "a\tb", "value": "1"}]}
+    refused = matches_spec(api.post("/api/v1/credentials", json=body), "/credentials", "POST")
+    assert refused.status_code == 422
+    errors = refused.get_json()["errors"]
+    assert errors["name"] == ["Line breaks and other control characters are not allowed here."]
+    assert "Row 1, key: Line breaks and other control characters are not allowed here." in errors["custom_data"]
+    group = api.post("/api/v1/groups", json={"name": "Team", "description": "one\ntwo"})
+    assert group.status_code == 422 and group.get_json()["errors"]["description"]

@@ -127,3 +127,10 @@ def test_commands_log_only_warnings_unless_asked_to_be_verbose(tmp_path):
     assert " INFO " not in quiet.stderr
     verbose = flask_command(tmp_path, "credentials", "test", "--verbose", added.stdout.strip())
     assert verbose.returncode == 1 and " INFO probe: connection test 127.0.0.1" in verbose.stderr
+
+
+def test_control_characters_are_refused_on_the_command_line_too(app):
+    result = app.test_cli_runner().invoke(args=[
+        "credentials", "add", "--name", "Support\nforged", "--description", "x", "--host", "imap.example.com",
+        "--username", "help@example.com", "--secret-stdin"], input="pw\n")
+    assert result.exit_code == 1 and "name: Line breaks and other control characters are not allowed" in result.output

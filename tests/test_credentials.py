@@ -503,3 +503,34 @@ def test_a_total_limit_caps_connection_tests_across_users(app, api):
 def test_pages_that_show_credentials_stay_out_of_htmx_history(client):
     assert '<body hx-headers=' in client.get("/credentials/").get_data(as_text=True)
     assert 'hx-history="false"' in client.get("/credentials/").get_data(as_text=True)
+
+
+# Issue "What a new user, a security review and servers other than Dovecot found".
+
+@pytest.mark.parametrize("field", ["name", "custom_data-0-key", "custom_data-0-value"])
+@pytest.mark.parametrize("control", ["\r\n", "\n", "\x1b"])
+def test_single_line_fields_refuse_control_characters(client, field, control):
+    values = form_values(**{"custom_data-0-key": "queue", "custom_data-0-value": "L1"})
+    values[field] = values[field] + control + "forged"
+    response = client.post("/credentials/new", data=values)
+    assert response.status_code == 200
+    assert "control characters" in response.get_data(as_text=True)
+    with models.db.connection_context():
+        assert Credential.select().count() == 0
+
+
+def test_a_description_keeps_its_line_breaks_but_no_other_control_characters(client):
+    refused = add(client, description="first\x1b[2Jsecond")
+    assert field_error(refused.text, "description") == "Control characters other than line breaks are not allowed here."
+    assert add(client, description="first line\r\nsecond line").status_code == 303
+    assert stored().description == "first line\r\nsecond line"
+
+
+def test_user_text_is_quoted_in_the_log(client, caplog):
+    add(client)
+    with models.db.connection_context():
+        Alias.create(address="help@example.com", credential=stored())
+        Alias.update(address="forged\nINFO everything is fine").execute()  # as an older Mailkeep let it be saved
+    client.post(f"/credentials/{stored().id}/delete")
+    record = next(record for record in caplog.records if "refused to delete" in record.getMessage())
+    assert "\n" not in record.getMessage() and "forged\\nINFO" in record.getMessage()

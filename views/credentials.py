@@ -224,7 +224,7 @@ def delete(credential_id):
     try:
         delete_entry(credential, actor=actor_name())
     except StillInUse as refused:
-        log.warning("refused to delete credential %s (%r): %s", credential.id, credential.name, refused.why)
+        log.warning("refused to delete credential %s (%r): %r", credential.id, credential.name, refused.why)
         return explain_refusal(
             "credentials/_delete_blocked.html", f"{credential.name} is still in use",
             credential=credential, aliases=refused.references,
