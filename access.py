@@ -14,11 +14,11 @@ from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import audit
 from models import ApiToken, User
-from web import explain_refusal, is_htmx
+from web import TooManyFormParts, explain_refusal, is_htmx
 
 PUBLIC = "public"
 DEFAULT_ROLE = "editor"
@@ -50,6 +50,7 @@ def init_app(app):
     app.before_request(check_access)
     app.register_error_handler(RateLimitExceeded, too_many_requests)
     app.register_error_handler(CSRFError, stale_form)
+    app.register_error_handler(RequestEntityTooLarge, too_large)
     app.register_error_handler(HTTPException, http_error)
 
 
@@ -158,6 +159,16 @@ def too_many_requests(error):
     response.status_code = HTTPStatus.TOO_MANY_REQUESTS  # also for htmx, whose configuration swaps 429 answers
     response.headers["Retry-After"] = str(retry)
     return response
+
+
+def too_large(error):
+    """A request body over MAX_REQUEST_BYTES, or a form with more fields than MAX_FORM_PARTS: 413, saying which."""
+    if isinstance(error, TooManyFormParts):
+        message = f"{error.description} It accepts at most {current_app.config['MAX_FORM_PARTS']}."
+    else:
+        message = (f"This request is larger than Mailkeep accepts: at most {current_app.config['MAX_REQUEST_BYTES']:,} "
+                   "bytes.")
+    return _deny(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message)
 
 
 def http_error(error):

@@ -48,6 +48,7 @@ def create_app(test_config=None):
     """
     instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("MAILKEEP_INSTANCE_PATH")
     app = Flask(__name__, instance_path=os.path.abspath(instance_path) if instance_path else None)
+    app.request_class = web.Request
     config.configure_logging()
     config.load(app, test_config)
     app.extensions["mailkeep.test_slots"] = threading.BoundedSemaphore(app.config["CONNECTION_TEST_LIMIT"])

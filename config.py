@@ -41,6 +41,11 @@ DEFAULTS = {
     # Extra PEM file of CA certificates trusted besides the system store.
     "CA_FILE": None,
     "PAGE_SIZE": 20,
+    # The largest request body accepted (bytes), the most fields a form may send, and the most custom data rows
+    # a credential may have; more is refused (413, or a message on the field).
+    "MAX_REQUEST_BYTES": 1024 * 1024,
+    "MAX_FORM_PARTS": 1000,
+    "MAX_CUSTOM_DATA_ROWS": 50,
 }
 
 SECRET_KEY_FILE = "secret_key"
@@ -104,10 +109,16 @@ def load(app, test_config=None):
     _positive(app, "CONNECTION_TEST_LIMIT", int, "a positive whole number")
     _positive(app, "PAGE_SIZE", int, "a positive whole number")
     _positive(app, "SESSION_IDLE_MINUTES", float, "a positive number of minutes")
+    _positive(app, "MAX_REQUEST_BYTES", int, "a positive whole number of bytes")
+    _positive(app, "MAX_FORM_PARTS", int, "a positive whole number")
+    _positive(app, "MAX_CUSTOM_DATA_ROWS", int, "a positive whole number")
     if not str(app.config["TRUSTED_PROXIES"]).isdigit():
         raise ConfigurationError("MAILKEEP_TRUSTED_PROXIES must be a whole number (0 when no proxy is in front)")
     app.config["TRUSTED_PROXIES"] = int(app.config["TRUSTED_PROXIES"])
     app.config.update(
+        # Flask's limits: the whole body (JSON included), and each multipart text part; MAX_FORM_PARTS is Flask's own.
+        MAX_CONTENT_LENGTH=app.config["MAX_REQUEST_BYTES"],
+        MAX_FORM_MEMORY_SIZE=app.config["MAX_REQUEST_BYTES"],
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=app.config["SESSION_IDLE_MINUTES"]),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",

@@ -48,6 +48,8 @@ DNS_NAME = re.compile(rf"^(?=.{{1,253}}\.?$)(?:{DNS_LABEL}\.)*{DNS_LABEL}\.?$")
 
 CUSTOM_DATA_ACTION = "custom_data_action"
 MIN_PASSWORD_LENGTH = 12
+# The longest password or secret accepted (characters): long enough for any generated one.
+MAX_SECRET_LENGTH = 4096
 
 
 class Invalid(Exception):
@@ -75,6 +77,8 @@ def validated(form_class, values, instance=None):
         if name == "custom_data":
             if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
                 raise Invalid({"custom_data": ["Send a list of {key, value} objects."]})
+            if len(value) > max_custom_data_rows():  # refused before a form field is made for each row
+                raise Invalid({"custom_data": [too_many_rows_message()]})
             for index, item in enumerate(value):
                 formdata.update({f"custom_data-{index}-{key}": str(item.get(key, "")) for key in ("key", "value")})
         elif value is not None:
@@ -222,10 +226,10 @@ class ConnectionForm(ModelForm):
         choices=[SelectChoice(value, label) for value, label in protocols.AUTHENTICATION_LABELS.items()],
         default=protocols.PASSWORD,
     )
-    password = PasswordField(logins.PASSWORD.label, [no_control_characters])
+    password = PasswordField(logins.PASSWORD.label, [Length(max=MAX_SECRET_LENGTH), no_control_characters])
     # Defaults of "" because the columns are NOT NULL and a form without these fields must still save.
     client_id = StringField("Client ID", [Length(max=255), no_control_characters], filters=[strip], default="")
-    client_secret = PasswordField(logins.CLIENT_SECRET.label, [no_control_characters])
+    client_secret = PasswordField(logins.CLIENT_SECRET.label, [Length(max=MAX_SECRET_LENGTH), no_control_characters])
     token_url = StringField("Token endpoint", [Length(max=2000), no_control_characters], filters=[strip], default="")
     scope = StringField("Scope", [Length(max=1000), no_control_characters], filters=[strip], default="")
 
@@ -307,7 +311,9 @@ class CredentialForm(ConnectionForm):
             self.group.data = Group.default().id
 
     def validate_custom_data(self, field):
-        """Every value needs a key, and no key may appear twice (ignoring case)."""
+        """At most MAX_CUSTOM_DATA_ROWS rows; every value needs a key, and no key may appear twice (ignoring case)."""
+        if len(field.entries) > max_custom_data_rows():
+            raise ValidationError(too_many_rows_message())
         seen = set()
         for row in field:
             key = row.key.data
@@ -341,6 +347,14 @@ class CredentialForm(ConnectionForm):
             return False
         return True
 
+    def add_custom_data_row(self):
+        """Append a blank custom data row (the editor's Add row), unless there are MAX_CUSTOM_DATA_ROWS already;
+        then say so under the rows instead."""
+        if len(self.custom_data.entries) >= max_custom_data_rows():
+            self.custom_data.errors = [too_many_rows_message()]
+        else:
+            self.custom_data.append_entry()
+
     def custom_data_pairs(self):
         """The custom data rows with a key, as ordered (key, value) pairs."""
         return [(row.key.data, row.value.data or "") for row in self.custom_data if row.key.data]
@@ -349,8 +363,9 @@ class CredentialForm(ConnectionForm):
 class SecretChangeForm(FlaskForm):
     """Change one stored secret (a logins.SecretRule): typed twice, saved only when both match."""
 
-    new_secret = PasswordField("New password", [DataRequired(), no_control_characters])
-    confirm_secret = PasswordField("Confirm password", [DataRequired(), no_control_characters])
+    new_secret = PasswordField("New password", [DataRequired(), Length(max=MAX_SECRET_LENGTH), no_control_characters])
+    confirm_secret = PasswordField("Confirm password", [DataRequired(), Length(max=MAX_SECRET_LENGTH),
+                                                        no_control_characters])
 
     def __init__(self, *args, secret=logins.PASSWORD, **kwargs):
         super().__init__(*args, **kwargs)
@@ -405,6 +420,15 @@ class GroupForm(ModelForm):
     FIELDS = ("name", "description")
 
 
+def max_custom_data_rows():
+    """How many custom data rows a credential may have (MAILKEEP_MAX_CUSTOM_DATA_ROWS)."""
+    return current_app.config["MAX_CUSTOM_DATA_ROWS"]
+
+
+def too_many_rows_message():
+    return f"A credential holds at most {max_custom_data_rows()} rows of custom data."
+
+
 def credential_form_data(credential):
     """A credential's stored values in the shape CredentialForm's ``data`` takes."""
     data = model_to_dict(credential, recurse=False, only=[getattr(Credential, n) for n in Credential.EDITABLE])
@@ -431,7 +455,7 @@ class LoginForm(FlaskForm):
     username = StringField("Username", [DataRequired(), Length(max=100), no_control_characters], filters=[strip])
     # Compared with the stored hash only (never stored, logged or sent on), so control characters are not
     # refused here: a password set before they were refused still signs in.
-    password = PasswordField("Password", [DataRequired()])
+    password = PasswordField("Password", [DataRequired(), Length(max=MAX_SECRET_LENGTH)])
 
 
 def strong_password(form, field):
@@ -453,8 +477,10 @@ class AccountForm(ModelForm):
         ],
         filters=[strip],
     )
-    password = PasswordField("Password", [DataRequired(), strong_password, no_control_characters])
-    confirm_password = PasswordField("Confirm password", [DataRequired(), no_control_characters])
+    password = PasswordField("Password", [DataRequired(), strong_password, Length(max=MAX_SECRET_LENGTH),
+                                          no_control_characters])
+    confirm_password = PasswordField("Confirm password", [DataRequired(), Length(max=MAX_SECRET_LENGTH),
+                                                          no_control_characters])
     role = SelectField("Role", choices=[SelectChoice(role, role.capitalize()) for role in ROLES], default="viewer")
 
     def validate_confirm_password(self, field):

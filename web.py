@@ -13,9 +13,13 @@ a full page but 200 for htmx, its explanation going to the message area. Only
 statuses throughout (422 for invalid input).
 """
 
+import io
 from http import HTTPStatus
 
+import flask
 from flask import abort, flash, redirect, render_template, request, url_for
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
 from werkzeug.routing import IntegerConverter
 
 UNPROCESSABLE = HTTPStatus.UNPROCESSABLE_ENTITY
@@ -25,6 +29,30 @@ TOO_MANY_REQUESTS = HTTPStatus.TOO_MANY_REQUESTS
 BUSY_HEADERS = {"Retry-After": "5"}
 # SQLite integers are 64-bit; a bigger id in a URL cannot name a row.
 LARGEST_ID = 2**63 - 1
+
+
+class TooManyFormParts(RequestEntityTooLarge):
+    """A form sent more fields than MAX_FORM_PARTS (413)."""
+
+    description = "This form sends more fields than Mailkeep accepts."
+
+
+class _FormDataParser(FormDataParser):
+    """Werkzeug's form parser, with MAX_FORM_PARTS applied to URL-encoded forms too: Werkzeug counts the parts
+    of multipart forms only, and browsers send Mailkeep's forms URL-encoded. (It overrides a method Werkzeug
+    does not document; requirements.txt pins the version it was written for.)"""
+
+    def _parse_urlencoded(self, stream, mimetype, content_length, options):
+        body = stream.read()  # at most MAX_CONTENT_LENGTH bytes: the stream is limited before it gets here
+        if self.max_form_parts is not None and body.count(b"&") >= self.max_form_parts:
+            raise TooManyFormParts()
+        return super()._parse_urlencoded(io.BytesIO(body), mimetype, content_length, options)
+
+
+class Request(flask.Request):
+    """Flask's request, whose forms are held to MAX_FORM_PARTS however they are encoded."""
+
+    form_data_parser_class = _FormDataParser
 
 
 class RowIdConverter(IntegerConverter):

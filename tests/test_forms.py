@@ -59,3 +59,8 @@ def test_a_description_keeps_line_breaks_and_nothing_else():
     assert not forms.CONTROL_CHARACTERS_BUT_LINE_BREAKS.search("first line\r\nsecond line\nthird")
     for control in ("\t", "\x1b", "\x00", "\x7f", "\u2028"):
         assert forms.CONTROL_CHARACTERS_BUT_LINE_BREAKS.search(f"a{control}b"), repr(control)
+
+
+@pytest.mark.parametrize(("form", "name", "unbound"), ALL_TEXT_FIELDS, ids=FIELD_IDS)
+def test_every_text_field_has_a_longest_length(form, name, unbound):
+    assert any(isinstance(check, Length) and check.max > 0 for check in validators(unbound))

@@ -75,7 +75,7 @@ def edit(credential_id):
     form = CredentialForm(formdata=formdata, data=credential_form_data(credential) if credential else None,
                           instance=credential)
     if add_row:
-        form.custom_data.append_entry()
+        form.add_custom_data_row()
     if _wants_save() and form.validate():
         try:
             credential = save_credential(
@@ -129,7 +129,7 @@ def custom_data():
     formdata, add_row = apply_custom_data_action(request.form)
     form = CredentialForm(formdata=formdata)
     if add_row:
-        form.custom_data.append_entry()
+        form.add_custom_data_row()
     return render_template("credentials/_custom_data.html", form=form)
 
 
