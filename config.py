@@ -95,7 +95,10 @@ def load(app, test_config=None):
     number of seconds, an unreadable CA file, a bad port or network list.
     """
     instance = Path(app.instance_path)
-    instance.mkdir(parents=True, exist_ok=True)
+    if not instance.exists():
+        # It holds the database and the keys: for Mailkeep's user alone.
+        instance.mkdir(parents=True)
+        instance.chmod(0o700)
     app.config.from_mapping(DEFAULTS, DATABASE_URL=f"sqlite:///{instance / 'mailkeep.db'}")
     app.config.from_prefixed_env("MAILKEEP")
     if test_config:

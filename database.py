@@ -10,6 +10,7 @@ this module; the models and services ask for what they need in plain terms:
 """
 
 import logging
+import os
 from contextlib import contextmanager
 
 from peewee import DatabaseProxy, SqliteDatabase
@@ -43,14 +44,35 @@ def bind(url, pool_size=DEFAULT_POOL_SIZE):
     # A request waits up to 10 seconds for a free connection rather than failing at once.
     options = {"max_connections": pool_size, "stale_timeout": STALE_SECONDS, "timeout": 10}
     if scheme == "sqlite":
+        path = parsed.pop("database")
+        keep_private(path)
         # A pooled connection serves one thread at a time, but not always the thread that opened it.
-        handle = PooledSqliteDatabase(parsed.pop("database"), pragmas=SQLITE_PRAGMAS, check_same_thread=False,
-                                      **options, **parsed)
+        handle = PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False, **options, **parsed)
     elif scheme in ("postgres", "postgresql"):
         handle = PooledPostgresqlDatabase(parsed.pop("database"), **options, **parsed)
     else:
         handle = db_url.connect(url)
     db.initialize(handle)
+
+
+def keep_private(path):
+    """Make the SQLite database file `path` readable and writable by its owner only (mode 0600).
+
+    A missing file is created so: SQLite gives the ``-wal`` and ``-shm`` files it
+    makes later the mode of the database file. Existing ones (made before this
+    rule, or copied in) are changed to 0600 too. An in-memory database is left
+    alone; a file whose mode cannot be changed (another owner) is logged.
+    """
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        try:
+            os.chmod(file, 0o600)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            log.warning("could not make %r readable by its owner only: %s", file, error)
 
 
 def unbind():

@@ -114,3 +114,22 @@ def test_an_unreadable_ca_file_or_a_bad_page_size_stops_start_up(bare_config, tm
         create_app({**bare_config, "CA_FILE": str(tmp_path / "missing.pem")})
     with pytest.raises(ConfigurationError, match="MAILKEEP_PAGE_SIZE must be a positive whole number"):
         create_app({**bare_config, "PAGE_SIZE": "abc"})
+
+
+def test_the_instance_folder_and_the_database_files_are_for_their_owner_only(bare_config, tmp_path):
+    create_app(bare_config)
+    instance = tmp_path / "instance"
+    with models.db.connection_context():
+        models.Group.create(name="Customers")  # a write, so the write-ahead log exists
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in instance.iterdir()}
+    assert stat.S_IMODE(instance.stat().st_mode) == 0o700
+    assert {"mailkeep.db", "mailkeep.db-wal", "mailkeep.db-shm"} <= set(modes)
+    assert set(modes.values()) == {0o600}, modes
+
+
+def test_a_database_file_readable_by_others_is_made_private_at_start(bare_config, tmp_path):
+    create_app(bare_config)
+    database = tmp_path / "instance" / "mailkeep.db"
+    database.chmod(0o644)
+    create_app(bare_config)
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
