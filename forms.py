@@ -379,6 +379,13 @@ class SecretChangeForm(FlaskForm):
             raise ValidationError(f"The two {self.noun}s do not match.")
 
 
+class SecretForm(FlaskForm):
+    """A new value for one stored secret, as the API sends it (``{"value": "..."}``); never echoed back."""
+
+    value = PasswordField("Value", [DataRequired("Send the new value; it cannot be empty."),
+                                    Length(max=MAX_SECRET_LENGTH), no_control_characters])
+
+
 class AliasForm(ModelForm):
     """Add or edit an alias."""
 

@@ -1,6 +1,8 @@
 """The OpenAPI 3.1 document of the JSON API (served at /api/v1/openapi.json), and the schemas tests check
 the API's answers against."""
 
+import logins
+
 from probe import causes, protocols
 
 STRING = {"type": "string"}
@@ -60,6 +62,7 @@ SCHEMAS = {
     "AliasInput": {"type": "object", "properties": ALIAS_FIELDS},
     "Group": _object({"id": INTEGER, **GROUP_FIELDS, "is_default": BOOLEAN, "credential_count": INTEGER}),
     "GroupInput": {"type": "object", "properties": GROUP_FIELDS},
+    "SecretInput": _object({"value": {"type": "string", "writeOnly": True, "minLength": 1, "maxLength": 4096}}),
     "ConnectionTestInput": {
         "type": "object",
         "properties": {"credential_id": INTEGER, **{k: v for k, v in CREDENTIAL_FIELDS.items()
@@ -156,6 +159,19 @@ def document():
             **_collection("Credential", "credentials", filters),
             **_collection("Alias", "aliases"),
             **_collection("Group", "groups"),
+            "/credentials/{row_id}/secrets/{name}": {
+                "parameters": [{"name": "row_id", "in": "path", "required": True, "schema": INTEGER},
+                               {"name": "name", "in": "path", "required": True,
+                                "schema": {"enum": list(logins.SECRETS)}}],
+                "put": {
+                    "summary": "Change a credential's stored password or client secret (logged; never answered)",
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": _ref("SecretInput")}}},
+                    "responses": {"204": {"description": "Changed."}, **ERRORS, **NOT_FOUND,
+                                  **{code: WRITE_ERRORS[code] for code in ("400", "415")},
+                                  "422": _json("ValidationErrors", "An empty value, or one with control characters.")},
+                },
+            },
             "/connection-tests": {"post": {
                 "summary": "Test a saved credential (credential_id) or the settings sent",
                 "requestBody": {"required": True, "content": {"application/json": {

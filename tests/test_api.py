@@ -240,3 +240,31 @@ def test_control_characters_are_refused_in_the_api_too(api):
     assert "Row 1, key: Line breaks and other control characters are not allowed here." in errors["custom_data"]
     group = api.post("/api/v1/groups", json={"name": "Team", "description": "one\ntwo"})
     assert group.status_code == 422 and group.get_json()["errors"]["description"]
+
+
+def test_a_stored_secret_changes_through_its_own_route_only_and_is_never_answered(app, api):
+    created = api.post("/api/v1/credentials", json={"name": "Support", "description": "x", "host": "imap.example.com",
+                                                    "username": "help@example.com", "password": "first"})
+    path = created.headers["Location"]
+    typed_over = api.patch(path, json={"password": CANARY})
+    assert typed_over.status_code == 422 and "its own step" in typed_over.get_json()["errors"]["password"][0]
+    changed = matches_spec(api.put(f"{path}/secrets/password", json={"value": CANARY}),
+                           "/credentials/{row_id}/secrets/{name}", "PUT")
+    assert changed.status_code == 204 and changed.get_data() == b""
+    with models.db.connection_context():
+        credential = Credential.get_by_id(created.get_json()["id"])
+        assert credential.unseal(app.extensions["mailkeep.keyring"], "password") == CANARY
+        event = models.AuditEvent.select().order_by(models.AuditEvent.id.desc()).get()
+    assert (event.action, event.actor, event.entry_name, event.details) == (
+        "secret_change", "admin", "Support", "password changed")
+    for value, message in (("", "Send the new value; it cannot be empty."), (None, "Send the new value"),
+                           ("new\r\nA1 LOGOUT", "Line breaks and other control characters are not allowed here.")):
+        refused = matches_spec(api.put(f"{path}/secrets/password", json={"value": value}),
+                               "/credentials/{row_id}/secrets/{name}", "PUT")
+        assert refused.status_code == 422 and refused.get_json()["errors"]["value"][0].startswith(message)
+    assert api.put(f"{path}/secrets/pin", json={"value": "x"}).status_code == 404
+    assert api.put("/api/v1/credentials/999/secrets/password", json={"value": "x"}).status_code == 404
+    assert api.put(f"{path}/secrets/password", data="value=x").status_code == 415
+    with models.db.connection_context():
+        assert Credential.get_by_id(created.get_json()["id"]).unseal(app.extensions["mailkeep.keyring"],
+                                                                     "password") == CANARY
