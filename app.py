@@ -22,7 +22,7 @@ import schema
 import web
 
 from probe import protocols
-from views import aliases, api, auth, credentials, events, groups, tokens, users
+from views import account, aliases, api, auth, credentials, events, groups, tokens, users
 
 # No inline script or style anywhere (htmx is configured not to need them), so the policy can be strict.
 # Pico CSS draws its select arrows and search icon as data: SVG images.
@@ -75,7 +75,8 @@ def create_app(test_config=None):
 
     access.init_app(app)
     app.url_map.converters["id"] = web.RowIdConverter  # before the blueprints' routes use it
-    for blueprint in (auth.bp, credentials.bp, aliases.bp, groups.bp, users.bp, tokens.bp, events.bp, api.bp):
+    for blueprint in (auth.bp, account.bp, credentials.bp, aliases.bp, groups.bp, users.bp, tokens.bp, events.bp,
+                      api.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "home", access.requires("viewer")(lambda: redirect(url_for("credentials.index"))))
     for command in (cli.credentials_cli, cli.users_cli, cli.keys_cli):

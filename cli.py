@@ -1,5 +1,5 @@
-"""The command line: ``flask --app app credentials list|add|test``, ``users create|set-role|disable``,
-``keys generate|rotate``.
+"""The command line: ``flask --app app credentials list|add|test``,
+``users create|set-role|set-password|disable|delete``, ``keys generate|rotate``.
 
 Other tools add an entry and keep the id it prints; a secret is read from a
 hidden prompt or, with ``--secret-stdin``, from standard input, never from the
@@ -17,7 +17,7 @@ import encryption
 import keys
 import logins
 from audit import COMMAND_LINE
-from forms import CONTROL_CHARACTERS, AccountForm, CredentialForm, Invalid, validated
+from forms import CONTROL_CHARACTERS, AccountForm, CredentialForm, Invalid, NewPasswordForm, validated
 from models import ROLES, Credential, Group, User
 from probe import protocols
 from services import accounts, connection_tests
@@ -44,7 +44,7 @@ class Commands(AppGroup):
 
 
 credentials_cli = Commands("credentials", help="List, add and test credentials.")
-users_cli = Commands("users", help="Create users, change their role, disable them.")
+users_cli = Commands("users", help="Create users, change their role or password, disable or delete them.")
 keys_cli = Commands("keys", help="Encryption keys.")
 
 LIST_COLUMNS = ("ID", "Name", "Server", "Username", "Last test")
@@ -158,10 +158,7 @@ def create_user(username, role, password_stdin):
 
     The checks are the users page's (AccountForm): a new username, a strong enough password.
     """
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     form = _validated(AccountForm, {"username": username, "password": password, "confirm_password": password,
                                     "role": role}, "user")
     user = accounts.create_user(form.username.data, password, role, actor=COMMAND_LINE)
@@ -179,6 +176,40 @@ def set_role(username, role):
     except accounts.AccountError as refused:
         raise click.UsageError(str(refused)) from None
     click.echo(f"{user.username} is now {role}.")
+
+
+@users_cli.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def set_password(username, password_stdin):
+    """Set a user's password (one who lost theirs); asked for (hidden, twice) unless --password-stdin.
+
+    The checks are the pages' (at least 12 characters). Every session of the user ends; their API tokens
+    keep working.
+    """
+    user = _user(username)
+    password = _read_password(password_stdin)
+    form = _validated(NewPasswordForm, {"new_password": password, "confirm_password": password}, "password")
+    try:
+        accounts.reset_password(user, form.new_password.data, actor=COMMAND_LINE)
+    except accounts.AccountError as refused:
+        raise click.UsageError(str(refused)) from None
+    click.echo(f"{user.username} has a new password; their sessions have ended.")
+
+
+@users_cli.command("delete")
+@click.argument("username")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_user(username, yes):
+    """Delete a user and their API tokens; the audit log keeps their events. The last active admin stays."""
+    user = _user(username)
+    if not yes:
+        click.confirm(f"Delete {user.username} and their {user.tokens.count()} API token(s)?", abort=True)
+    try:
+        accounts.delete_user(user, actor=COMMAND_LINE)
+    except accounts.AccountError as refused:
+        raise click.UsageError(str(refused)) from None
+    click.echo(f"Deleted {user.username}.")
 
 
 @users_cli.command("disable")
@@ -203,6 +234,13 @@ def _validated(form_class, values, noun):
             for error in errors:
                 click.echo(f"{noun if name == '_entry' else name}: {error}", err=True)
         sys.exit(1)
+
+
+def _read_password(from_stdin):
+    """A password from one line of standard input, or asked for twice at a hidden prompt."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 
 def _user(username):

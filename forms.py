@@ -496,6 +496,29 @@ class AccountForm(ModelForm):
             raise ValidationError("The two passwords do not match.")
 
 
+class NewPasswordForm(FlaskForm):
+    """A new password for an account, typed twice (an admin setting someone's, the command line)."""
+
+    new_password = PasswordField(
+        f"New password (at least {MIN_PASSWORD_LENGTH} characters)",
+        [DataRequired(), strong_password, Length(max=MAX_SECRET_LENGTH), no_control_characters],
+    )
+    confirm_password = PasswordField("Confirm the new password", [DataRequired(), Length(max=MAX_SECRET_LENGTH),
+                                                                   no_control_characters])
+
+    def validate_confirm_password(self, field):
+        """The two typings must match."""
+        if field.data != self.new_password.data:
+            raise ValidationError("The two passwords do not match.")
+
+
+class PasswordChangeForm(NewPasswordForm):
+    """Your own password: the current one (services.accounts checks it), then the new one twice."""
+
+    # Compared with the stored hash only, like the sign-in password.
+    current_password = PasswordField("Current password", [DataRequired(), Length(max=MAX_SECRET_LENGTH)])
+
+
 class TokenForm(FlaskForm):
     """A name for a new API token, to tell it apart when revoking."""
 

@@ -1,7 +1,8 @@
-"""People's accounts: the first administrator, new users, roles, enabling and disabling, signing in.
+"""People's accounts: the first administrator, new users, roles, passwords, enabling, disabling and deleting
+users, signing in.
 
-The rule that there is always an active admin lives here: demoting or
-disabling the last one is refused, with the check and the write in one
+The rule that there is always an active admin lives here: demoting, disabling
+or deleting the last one is refused, with the check and the write in one
 ``database.exclusive()`` transaction so two admins demoting each other at once
 cannot both pass it. Errors are AccountError subclasses whose message the
 pages and the command line show as they are.
@@ -11,7 +12,7 @@ import secrets
 
 import audit
 from database import db, exclusive
-from models import ROLES, User, fold
+from models import ROLES, ApiToken, User, fold
 
 
 class AccountError(Exception):
@@ -23,6 +24,13 @@ class LastActiveAdmin(AccountError):
 
     def __init__(self, user):
         super().__init__(f"{user.username} is the last active admin; make another user admin first.")
+
+
+class WrongPassword(AccountError):
+    """The current password given to change it is not the user's."""
+
+    def __init__(self):
+        super().__init__("That is not your current password.")
 
 
 class SetupDone(AccountError):
@@ -88,6 +96,61 @@ def set_active(user, active, *, actor):
             user.end_sessions()  # re-enabling later must not bring old sessions back
         user.save()
         audit.record("user_enable" if active else "user_disable", user, actor=actor)
+
+
+def change_own_password(user, current_password, new_password):
+    """`user` changes their own password to `new_password` (the forms check its length), proving they know
+    `current_password`. Every session of theirs ends (the caller signs the one that asked in again).
+
+    Raises WrongPassword, after logging the refusal, when `current_password` is not theirs.
+    """
+    if not user.check_password(current_password):
+        with db.atomic():
+            audit.record("password_change", user, actor=user.username, outcome="refused",
+                         details="the current password was wrong")
+        raise WrongPassword()
+    _store_password(user, new_password, actor=user.username, details="their own")
+
+
+def reset_password(user, new_password, *, actor):
+    """Give `user` the password `new_password` (an admin, or the command line, for someone who lost theirs);
+    every session of theirs ends. Raises AccountError when `actor` is `user`: your own password changes with
+    ``change_own_password``, which asks for the current one."""
+    if fold(user.username) == fold(actor):
+        raise AccountError("Change your own password on your Account page; it asks for the current one.")
+    _store_password(user, new_password, actor=actor, details="reset")
+
+
+def _store_password(user, password, *, actor, details):
+    with db.atomic():
+        user.set_password(password)
+        user.save()
+        user.end_sessions()
+        audit.record("password_change", user, actor=actor, details=details)
+
+
+def delete_user(user, *, actor):
+    """Delete `user` and their API tokens (each token's revocation logged); the audit events they made or that
+    name them stay. Their sessions end at their next request.
+
+    Raises AccountError when `actor` deletes themself, LastActiveAdmin when
+    `user` is the last active admin.
+    """
+    if fold(user.username) == fold(actor):
+        raise AccountError("You cannot delete yourself.")
+    with exclusive():
+        if user.is_last_active_admin():
+            raise LastActiveAdmin(user)
+        _revoke_tokens(user, actor=actor, why="its user was deleted")
+        audit.record("user_delete", user, actor=actor)
+        user.delete_instance()
+
+
+def _revoke_tokens(user, *, actor, why):
+    """Delete every API token of `user`, logging each (inside the caller's transaction)."""
+    for token in user.tokens:
+        audit.record("token_revoke", token, actor=actor, details=why)
+    ApiToken.delete().where(ApiToken.user == user).execute()
 
 
 def sign_in(username, password):

@@ -134,3 +134,23 @@ def test_control_characters_are_refused_on_the_command_line_too(app):
         "credentials", "add", "--name", "Support\nforged", "--description", "x", "--host", "imap.example.com",
         "--username", "help@example.com", "--secret-stdin"], input="pw\n")
     assert result.exit_code == 1 and "name: Line breaks and other control characters are not allowed" in result.output
+
+
+def test_passwords_are_set_and_users_deleted_from_the_command_line(app):
+    runner = app.test_cli_runner()
+    short = runner.invoke(args=["users", "set-password", "editor", "--password-stdin"], input="short\n")
+    assert short.exit_code == 1 and "new_password: Use at least 12 characters." in short.output
+    prompted = runner.invoke(args=["users", "set-password", "editor"], input="a new long password\n" * 2)
+    assert prompted.exit_code == 0 and "editor has a new password" in prompted.output
+    assert "a new long password" not in prompted.output  # the prompt is hidden
+    with models.db.connection_context():
+        assert User.get(User.username == "editor").check_password("a new long password")
+    assert runner.invoke(args=["users", "delete", "editor"], input="n\n").exit_code == 1  # not confirmed
+    deleted = runner.invoke(args=["users", "delete", "editor"], input="y\n")
+    assert deleted.exit_code == 0 and "Deleted editor." in deleted.output
+    last = runner.invoke(args=["users", "delete", "admin", "--yes"])
+    assert last.exit_code == 2 and "admin is the last active admin" in last.output
+    with models.db.connection_context():
+        assert not User.select().where(User.username == "editor").exists()
+        actions = [event.action for event in AuditEvent.select().where(AuditEvent.actor == "(command line)")]
+    assert actions == ["password_change", "user_delete"]

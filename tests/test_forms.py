@@ -10,7 +10,7 @@ from wtforms.validators import Length
 import forms
 
 # Fields whose text is only compared, never stored, logged or sent on (see forms.LoginForm).
-COMPARED_ONLY = {("LoginForm", "password")}
+COMPARED_ONLY = {("LoginForm", "password"), ("PasswordChangeForm", "current_password")}
 
 
 def form_classes():

@@ -1,12 +1,12 @@
-"""Users (admins only): add people, change their role, disable and enable them."""
+"""Users (admins only): add people, change their role, set their password, disable, enable and delete them."""
 
 from flask import Blueprint, render_template, request
 from playhouse.flask_utils import get_object_or_404
 
 from access import actor_name, requires
-from forms import AccountForm
+from forms import AccountForm, NewPasswordForm
 from models import ROLES, User
-from web import after_change, explain_refusal, is_htmx
+from web import after_change, explain_refusal, fragment_or_page, is_htmx
 
 from services import accounts
 
@@ -62,6 +62,37 @@ def set_active(user_id, active):
     except accounts.AccountError as refused:
         return explain_refusal("_refused.html", "Not disabled", message=str(refused))
     return _row_or_back(user, f"{user.username} is {'enabled' if active else 'disabled'}.")
+
+
+@bp.route("/<id:user_id>/password", methods=["GET", "POST"])
+@requires("admin")
+def set_password(user_id):
+    """Set someone's password (they lost theirs); their sessions end. Your own changes on the Account page."""
+    user = get_object_or_404(User, User.id == user_id)
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        try:
+            accounts.reset_password(user, form.new_password.data, actor=actor_name())
+        except accounts.AccountError as refused:
+            return explain_refusal("_refused.html", "Not changed", message=str(refused))
+        return after_change(f"{user.username} has a new password; their sessions have ended.", ".index")
+    return render_template("users/password.html", user=user, form=form)
+
+
+@bp.route("/<id:user_id>/delete", methods=["GET", "POST"])
+@requires("admin")
+def delete(user_id):
+    """Ask (GET, for browsers without JavaScript), then delete a user and their API tokens; the audit log
+    keeps their events. Not yourself, and not the last active admin."""
+    user = get_object_or_404(User, User.id == user_id)
+    if request.method == "GET":
+        thing = f"the user {user.username} and their API tokens (the audit log keeps their events)"
+        return fragment_or_page("_delete_confirm.html", f"Delete {user.username}", thing=thing)
+    try:
+        accounts.delete_user(user, actor=actor_name())
+    except accounts.AccountError as refused:
+        return explain_refusal("_refused.html", "Not deleted", message=str(refused))
+    return after_change(f"Deleted {user.username}.", ".index")
 
 
 def _row_or_back(user, message):
