@@ -6,6 +6,7 @@ forgetting the mark never opens a door wider. Until the first administrator
 exists, every page leads to the set-up page, and there is no default password.
 """
 
+import hashlib
 import time
 from http import HTTPStatus
 
@@ -17,7 +18,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import audit
-from models import ApiToken, User
+from models import ApiToken, User, fold
 from web import TooManyFormParts, explain_refusal, is_htmx
 
 PUBLIC = "public"
@@ -95,6 +96,26 @@ def limits_connection_tests(view):
         lambda: current_app.config["TEST_RATE_LIMIT_TOTAL"], scope="connection-tests-total", key_func=lambda: "everyone"
     )
     return in_total(per_user(view))
+
+
+def limits_password_guesses(username):
+    """Apply LOGIN_ACCOUNT_RATE_LIMIT to a view that checks the password of the account `username()` names
+    (a function of the request): the sign-in form, the Account page.
+
+    Counted per account, whichever address the guesses come from, and only for
+    answers that refuse (200: the form again; a success is a 303), shared by every
+    such view. The key is the casefolded name whether an account has it or not,
+    so a throttled name says "try again in N seconds" like any other and tells
+    nothing of which accounts exist. The count ends with its window (fixed
+    windows): a delay, never a lock an attacker could keep an admin out with.
+    """
+    def account_key():
+        return "account:" + hashlib.sha256(fold(username() or "").encode()).hexdigest()
+
+    return limiter.shared_limit(
+        lambda: current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"], scope="password-guesses", key_func=account_key,
+        methods=["POST"], deduct_when=lambda response: response.status_code == HTTPStatus.OK,
+    )
 
 
 def check_access():

@@ -24,8 +24,11 @@ DEFAULTS = {
     # Where connection tests may go: these ports, at public addresses and in these networks (CIDR, comma-separated).
     "ALLOWED_PORTS": "993,995,143,110",
     "ALLOWED_NETWORKS": "",
-    # Flask-Limiter limits: sign-in attempts per address, connection tests per user and for all users together.
+    # Flask-Limiter limits: sign-in attempts per address, failed password checks per account (sign-in and the
+    # Account page together; a delay that ends with its window, never a lock), connection tests per user and for
+    # all users together.
     "LOGIN_RATE_LIMIT": "10 per minute",
+    "LOGIN_ACCOUNT_RATE_LIMIT": "5 per minute",
     "TEST_RATE_LIMIT": "30 per minute",
     "TEST_RATE_LIMIT_TOTAL": "120 per minute",
     # Where Flask-Limiter counts: memory counts per process; a shared store (redis://...) counts across them.

@@ -60,6 +60,7 @@ def app_config(tmp_path):
         "WTF_CSRF_ENABLED": False,
         # Tests sign in and test a lot; the limits themselves have tests of their own.
         "LOGIN_RATE_LIMIT": "1000 per minute",
+        "LOGIN_ACCOUNT_RATE_LIMIT": "1000 per minute",
         "TEST_RATE_LIMIT": "1000 per minute",
         "TEST_RATE_LIMIT_TOTAL": "1000 per minute",
     }

@@ -2,6 +2,7 @@
 
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -238,3 +239,51 @@ def test_next_never_leaves_the_site(app, target):
     response = app.test_client().post("/login", query_string={"next": target},
                                       data={"username": "viewer", "password": USER_PASSWORD})
     assert response.headers["Location"] == "/credentials/"
+
+
+# Issue "What a new user, a security review and servers other than Dovecot found".
+
+def sign_in_from(app, address, username, password="wrong password here"):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client.post("/login", data={"username": username, "password": password})
+
+
+def test_failed_sign_ins_are_limited_per_account_from_any_address_and_say_only_to_wait(app):
+    app.config["LOGIN_ACCOUNT_RATE_LIMIT"] = "3 per minute"
+    access.limiter.reset()
+    for number, username in enumerate(("admin", "admin", "ADMIN ", "nobody", "nobody", "nobody")):
+        refused = sign_in_from(app, f"203.0.113.{number}", username)
+        assert refused.status_code == 200 and "Invalid username or password." in refused.text
+    right_password = sign_in_from(app, "198.51.100.1", "admin", USER_PASSWORD)
+    unknown = sign_in_from(app, "198.51.100.2", "Nobody")
+    assert right_password.status_code == unknown.status_code == 429
+    assert int(right_password.headers["Retry-After"]) > 0
+    wait = re.compile(r"Too many requests for now; try again in \d+ seconds?\.")
+    assert wait.search(right_password.text) and wait.search(unknown.text)  # alike, existing account or not
+    assert "Invalid username or password" not in right_password.text
+    assert sign_in_from(app, "198.51.100.1", "editor", USER_PASSWORD).status_code == 303  # other accounts go on
+
+
+def test_successful_sign_ins_do_not_count_against_the_account(app):
+    app.config["LOGIN_ACCOUNT_RATE_LIMIT"] = "2 per minute"
+    access.limiter.reset()
+    assert [sign_in_from(app, "203.0.113.1", "viewer", USER_PASSWORD).status_code for _ in range(4)] == [303] * 4
+
+
+def test_the_account_limit_is_a_delay_that_ends_not_a_lock(app):
+    app.config["LOGIN_ACCOUNT_RATE_LIMIT"] = "2 per 1 second"
+    access.limiter.reset()
+    assert [sign_in_from(app, "203.0.113.1", "admin").status_code for _ in range(3)] == [200, 200, 429]
+    time.sleep(1.1)
+    assert sign_in_from(app, "203.0.113.1", "admin", USER_PASSWORD).status_code == 303
+
+
+def test_guessing_the_current_password_on_the_account_page_counts_with_sign_ins(app):
+    app.config["LOGIN_ACCOUNT_RATE_LIMIT"] = "2 per minute"
+    access.limiter.reset()
+    assert sign_in_from(app, "203.0.113.1", "viewer").status_code == 200
+    viewer = signed_in(app, "viewer")
+    guess = {"current_password": "a guess at it", "new_password": "x" * 20, "confirm_password": "x" * 20}
+    assert viewer.post("/account/", data=guess).status_code == 200
+    assert viewer.post("/account/", data=guess).status_code == 429

@@ -3,7 +3,7 @@
 from flask import Blueprint, render_template
 from flask_login import current_user, login_user
 
-from access import requires
+from access import limits_password_guesses, requires
 from forms import PasswordChangeForm
 from models import User
 from web import after_change
@@ -15,6 +15,7 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 
 @bp.route("/", methods=["GET", "POST"])
 @requires("viewer")
+@limits_password_guesses(lambda: current_user.username)  # the current password is a guess like a sign-in
 def index():
     """The account page; a changed password ends your other sessions and keeps this one."""
     form = PasswordChangeForm()

@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from access import PUBLIC, limiter, requires
+from access import PUBLIC, limiter, limits_password_guesses, requires
 from forms import AccountForm, LoginForm
 from models import User
 
@@ -36,8 +36,10 @@ def setup():
 @bp.route("/login", methods=["GET", "POST"])
 @requires(PUBLIC)
 @limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
+@limits_password_guesses(lambda: request.form.get("username", "").strip())
 def login():
-    """Sign in. A failure says only that the username or password is invalid."""
+    """Sign in. A failure says only that the username or password is invalid; too many for one account, from
+    anywhere, say to wait (access.limits_password_guesses)."""
     form = LoginForm()
     if form.validate_on_submit():
         user = accounts.sign_in(form.username.data, form.password.data)
