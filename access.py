@@ -10,7 +10,7 @@ import hashlib
 import time
 from http import HTTPStatus
 
-from flask import current_app, g, jsonify, redirect, request, url_for
+from flask import current_app, g, jsonify, redirect, request, session, url_for
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user
@@ -22,6 +22,8 @@ from models import ApiToken, User, fold
 from web import TooManyFormParts, explain_refusal, is_htmx
 
 PUBLIC = "public"
+# The session key holding when its sign-in happened (seconds since the epoch): SESSION_MAX_HOURS counts from it.
+SIGNED_IN_AT = "signed_in_at"
 DEFAULT_ROLE = "editor"
 API_PREFIX = "/api/"
 
@@ -57,10 +59,26 @@ def init_app(app):
 
 def _load_user(session_id):
     # A session names its user and the user's session epoch: a disabled user, or a session from before
-    # the epoch moved on (signed out, disabled), ends here, on its next request.
+    # the epoch moved on (signed out, disabled), ends here, on its next request. So does one signed in
+    # more than SESSION_MAX_HOURS ago however busy it is, or one without a sign-in time (made before it was kept).
+    if not session_is_young():
+        return None
     user_id, _, epoch = session_id.partition(":")
     user = User.get_or_none(User.id == int(user_id)) if user_id.isdigit() else None
     return user if user is not None and user.active and str(user.session_epoch) == epoch else None
+
+
+def mark_signed_in():
+    """Record in the session that its sign-in happens now (SESSION_MAX_HOURS counts from this)."""
+    session[SIGNED_IN_AT] = time.time()
+
+
+def session_is_young():
+    """True when this session's sign-in was less than SESSION_MAX_HOURS ago."""
+    signed_in_at = session.get(SIGNED_IN_AT)
+    if not isinstance(signed_in_at, (int, float)):
+        return False
+    return 0 <= time.time() - signed_in_at < current_app.config["SESSION_MAX_HOURS"] * 3600
 
 
 def acting_user():
@@ -164,6 +182,9 @@ def _check_token(role):
     token = ApiToken.find(text.strip()) if scheme.lower() == "bearer" and text.strip() else None
     if token is None or not token.user.active:
         return jsonify(error="Send a valid API token: Authorization: Bearer <token>."), 401
+    if token.expired():
+        return jsonify(error=f"This API token expired on {token.expires_at:%Y-%m-%d}; make a new one on the "
+                             "API tokens page."), 401
     token.note_use()
     user = g.api_user = token.user
     if not user.may(role):

@@ -34,6 +34,8 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+# Behind HTTPS (MAILKEEP_HTTPS=1): browsers come back over HTTPS only, for a year.
+STRICT_TRANSPORT_SECURITY = "max-age=31536000"
 
 
 def create_app(test_config=None):
@@ -93,6 +95,8 @@ def create_app(test_config=None):
         # The same URL answers a fragment or a page depending on this header; caches must know.
         response.vary.add("HX-Request")
         response.headers.update(SECURITY_HEADERS)
+        if app.config["HTTPS"]:
+            response.headers["Strict-Transport-Security"] = STRICT_TRANSPORT_SECURITY
         if request.endpoint != "static":
             # Pages name servers and accounts: keep them out of shared caches and the browser's disk cache.
             response.headers["Cache-Control"] = "no-store"

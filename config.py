@@ -35,9 +35,12 @@ DEFAULTS = {
     "RATELIMIT_STORAGE_URI": "memory://",
     # Reverse proxies in front of Mailkeep whose X-Forwarded-For to believe (Werkzeug's ProxyFix).
     "TRUSTED_PROXIES": 0,
-    # A session ends after this many minutes without a request.
+    # A session ends after this many minutes without a request, and this many hours after its sign-in whatever
+    # its activity.
     "SESSION_IDLE_MINUTES": 30,
-    # Set when Mailkeep is served over HTTPS, so the session cookie is sent over HTTPS only.
+    "SESSION_MAX_HOURS": 12,
+    # Set when Mailkeep is served over HTTPS: the session cookie is then sent over HTTPS only, and browsers are
+    # told to come back over HTTPS only (HSTS).
     "HTTPS": False,
     # Set to allow credentials without TLS ("None (insecure)"): the password then crosses the network readable.
     "ALLOW_INSECURE": False,
@@ -115,6 +118,7 @@ def load(app, test_config=None):
     _positive(app, "CONNECTION_TEST_LIMIT", int, "a positive whole number")
     _positive(app, "PAGE_SIZE", int, "a positive whole number")
     _positive(app, "SESSION_IDLE_MINUTES", float, "a positive number of minutes")
+    _positive(app, "SESSION_MAX_HOURS", float, "a positive number of hours")
     _positive(app, "MAX_REQUEST_BYTES", int, "a positive whole number of bytes")
     _positive(app, "MAX_FORM_PARTS", int, "a positive whole number")
     _positive(app, "MAX_CUSTOM_DATA_ROWS", int, "a positive whole number")
@@ -128,6 +132,7 @@ def load(app, test_config=None):
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=app.config["SESSION_IDLE_MINUTES"]),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        HTTPS=_flag(app.config["HTTPS"]),
         SESSION_COOKIE_SECURE=_flag(app.config["HTTPS"]),
         # A CSRF token lives as long as the session, so a form left open still saves while signed in.
         WTF_CSRF_TIME_LIMIT=None,

@@ -12,6 +12,7 @@ import os
 import pathlib
 import sys
 import tempfile
+from urllib.parse import urlsplit
 
 from werkzeug.serving import make_server
 
@@ -62,6 +63,20 @@ def seed(app, mail, tokens):
     return api_token
 
 
+def app_config(workdir, mail, tokens):
+    """The dashboard's configuration: a fresh instance folder in `workdir`, trusting the demo Dovecot's CA, and
+    allowed to dial only the ports of the servers the demo started (`mail`, a tests.dovecot.Dovecot, and
+    `tokens`, a tests.token_server.TokenServer), on loopback."""
+    ports = (mail.imaps_port, mail.imap_port, mail.pop3s_port, mail.pop3_port, urlsplit(tokens.token_url).port)
+    return {
+        "INSTANCE_PATH": str(workdir / "instance"),
+        "DATABASE_URL": f"sqlite:///{workdir / 'instance' / 'mailkeep.db'}",
+        "CA_FILE": str(mail.ca_file),
+        "ALLOWED_PORTS": ",".join(str(port) for port in ports),
+        "ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
+    }
+
+
 def main():
     """Run the demo until Ctrl-C."""
     host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "5000"))
@@ -71,14 +86,7 @@ def main():
         with TokenServer(clients) as tokens, Dovecot(
             workdir / "dovecot", users=[MAILBOX], oauth2_introspection_url=tokens.introspection_url
         ) as mail:
-            app = create_app({
-                "INSTANCE_PATH": str(workdir / "instance"),
-                "DATABASE_URL": f"sqlite:///{workdir / 'instance' / 'mailkeep.db'}",
-                "CA_FILE": str(mail.ca_file),
-                # The demo's servers are on loopback, at ports the system picks.
-                "ALLOWED_PORTS": "1-65535",
-                "ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
-            })
+            app = create_app(app_config(workdir, mail, tokens))
             api_token = seed(app, mail, tokens)
             server = make_server(host, port, app, threaded=True)
             print(f"Mailkeep demo: http://{host}:{port}/  (Ctrl-C stops it and deletes everything)")

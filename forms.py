@@ -7,6 +7,7 @@ same forms with ``validated()``, so every rule and message is the same there.
 
 import ipaddress
 import re
+from datetime import datetime, time
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
@@ -14,6 +15,7 @@ from flask_wtf import FlaskForm
 from playhouse.shortcuts import model_to_dict
 from werkzeug.datastructures import MultiDict
 from wtforms import (
+    DateField,
     FieldList,
     Form,
     FormField,
@@ -29,11 +31,12 @@ from wtforms.validators import (
     InputRequired,
     Length,
     NumberRange,
+    Optional,
     ValidationError,
 )
 
 import logins
-from models import ROLES, Alias, Credential, Group, User
+from models import ROLES, Alias, Credential, Group, User, utcnow
 
 from probe import oauth, protocols
 
@@ -520,6 +523,16 @@ class PasswordChangeForm(NewPasswordForm):
 
 
 class TokenForm(FlaskForm):
-    """A name for a new API token, to tell it apart when revoking."""
+    """A name for a new API token, to tell it apart when revoking, and the day it stops working, if any."""
 
     name = StringField("Name", [DataRequired(), Length(max=100), no_control_characters], filters=[strip])
+    expires_on = DateField("Expires on (optional)", [Optional()])
+
+    def validate_expires_on(self, field):
+        """A day after today (UTC): the token works until that day begins."""
+        if field.data is not None and field.data <= utcnow().date():
+            raise ValidationError("Choose a day after today, or none for a token that does not expire.")
+
+    def expires_at(self):
+        """The moment the token stops working (naive UTC: the chosen day's first moment), or None."""
+        return None if self.expires_on.data is None else datetime.combine(self.expires_on.data, time())

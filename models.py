@@ -424,6 +424,8 @@ class ApiToken(BaseModel):
     digest = CharField(max_length=64, unique=True)
     created_at = DateTimeField(default=utcnow)
     last_used_at = DateTimeField(null=True)
+    # The moment (naive UTC) it stops working, or None for a token that does not expire.
+    expires_at = DateTimeField(null=True)
 
     PREFIX = "mkp_"
     AUDIT_TYPE = "token"
@@ -439,10 +441,15 @@ class ApiToken(BaseModel):
         return f"{self.name} ({self.user.username})"
 
     @classmethod
-    def issue(cls, user, name):
-        """Make a token for `user`; return (the ApiToken row, the token text, never stored)."""
+    def issue(cls, user, name, expires_at=None):
+        """Make a token for `user` that works until `expires_at` (a naive UTC datetime; None: no end); return
+        (the ApiToken row, the token text, never stored)."""
         token = cls.PREFIX + secrets.token_urlsafe(32)
-        return cls.create(user=user, name=name, digest=cls._digest(token)), token
+        return cls.create(user=user, name=name, digest=cls._digest(token), expires_at=expires_at), token
+
+    def expired(self, now=None):
+        """True when the token has an expiry and it has come (at `now`, naive UTC, or now)."""
+        return self.expires_at is not None and (now or utcnow()) >= self.expires_at
 
     @classmethod
     def find(cls, token):

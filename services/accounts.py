@@ -81,7 +81,8 @@ def set_role(user, role, *, actor):
 
 
 def set_active(user, active, *, actor):
-    """Enable or disable `user`; disabling ends their sessions at their next request.
+    """Enable or disable `user`; disabling ends their sessions at their next request and revokes their API
+    tokens (each revocation logged), so enabling them again brings back neither.
 
     Raises AccountError when `actor` disables themself, LastActiveAdmin when
     it would disable the last active admin.
@@ -94,6 +95,7 @@ def set_active(user, active, *, actor):
         user.active = active
         if not active:
             user.end_sessions()  # re-enabling later must not bring old sessions back
+            _revoke_tokens(user, actor=actor, why="its user was disabled")  # nor old tokens
         user.save()
         audit.record("user_enable" if active else "user_disable", user, actor=actor)
 

@@ -6,8 +6,11 @@ a sign-in leaves it (Flask-Login's session keys), without the sign-in form and i
 tests about signing in use the form: ``signed_in_through_form`` and ``sign_in``.
 """
 
+import time
+
 from testdata import USER_PASSWORD
 
+import access
 import models
 
 # What htmx sends with every request it makes.
@@ -23,6 +26,7 @@ def signed_in(app, username):
         session.permanent = True
         session["_user_id"] = user.get_id()
         session["_fresh"] = True
+        session[access.SIGNED_IN_AT] = time.time()
     return client
 
 

@@ -4,9 +4,10 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 
 import pytest
-from clients import signed_in
+from clients import signed_in, signed_in_through_form
 from testdata import USER_PASSWORD
 
 import access
@@ -287,3 +288,70 @@ def test_guessing_the_current_password_on_the_account_page_counts_with_sign_ins(
     guess = {"current_password": "a guess at it", "new_password": "x" * 20, "confirm_password": "x" * 20}
     assert viewer.post("/account/", data=guess).status_code == 200
     assert viewer.post("/account/", data=guess).status_code == 429
+
+
+def test_browsers_are_told_to_keep_to_https_only_behind_https(app_config):
+    assert "Strict-Transport-Security" not in create_app(app_config).test_client().get("/login").headers
+    secure = create_app({**app_config, "HTTPS": "1"}).test_client().get("/login")
+    assert secure.headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+def test_a_session_ends_its_maximum_hours_after_sign_in_however_busy(app):
+    client = signed_in_through_form(app, "viewer")
+    with client.session_transaction() as session:
+        signed_in_at = session[access.SIGNED_IN_AT]
+        assert abs(signed_in_at - time.time()) < 60
+        session[access.SIGNED_IN_AT] = signed_in_at - 11.9 * 3600
+    assert client.get("/credentials/").status_code == 200  # busy all along: the idle timeout never came
+    with client.session_transaction() as session:
+        session[access.SIGNED_IN_AT] = signed_in_at - 12.1 * 3600
+    assert client.get("/credentials/").headers["Location"].startswith("/login")
+    app.config["SESSION_MAX_HOURS"] = 0.5
+    assert signed_in(app, "viewer").get("/credentials/").status_code == 200
+    old = signed_in(app, "viewer")
+    with old.session_transaction() as session:
+        session[access.SIGNED_IN_AT] = time.time() - 31 * 60
+    assert old.get("/credentials/").headers["Location"].startswith("/login")
+
+
+def test_a_session_from_before_sign_in_times_were_kept_ends(app):
+    client = signed_in(app, "viewer")
+    with client.session_transaction() as session:
+        del session[access.SIGNED_IN_AT]
+    assert client.get("/credentials/").headers["Location"].startswith("/login")
+
+
+def test_a_token_may_expire_and_then_says_so(app):
+    viewer = signed_in(app, "viewer")
+    today = models.utcnow().date()
+    past = viewer.post("/tokens/", data={"name": "old", "expires_on": today.isoformat()})
+    assert "Choose a day after today" in past.get_data(as_text=True)
+    made = viewer.post("/tokens/", data={"name": "sync", "expires_on": (today + timedelta(days=2)).isoformat()})
+    token = re.search(r'<code id="new-token">([^<]+)</code>', made.get_data(as_text=True)).group(1)
+    assert (today + timedelta(days=2)).isoformat() in viewer.get("/tokens/").get_data(as_text=True)
+    api = app.test_client()
+    api.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    assert api.get("/api/v1/credentials").status_code == 200
+    with models.db.connection_context():
+        ApiToken.update(expires_at=datetime.combine(today, datetime.min.time())).execute()  # it came
+    expired = api.get("/api/v1/credentials")
+    assert expired.status_code == 401
+    assert expired.get_json()["error"] == (f"This API token expired on {today.isoformat()}; make a new one on the "
+                                           "API tokens page.")
+    assert "expired" in viewer.get("/tokens/").get_data(as_text=True)
+
+
+def test_enabling_a_user_again_does_not_bring_back_their_tokens(app):
+    with models.db.connection_context():
+        viewer = User.get(User.username == "viewer")
+        _, token = ApiToken.issue(viewer, "script")
+    api = app.test_client()
+    api.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    admin = signed_in(app, "admin")
+    admin.post(f"/users/{viewer.id}/inactive")
+    admin.post(f"/users/{viewer.id}/active")
+    assert api.get("/api/v1/credentials").status_code == 401
+    with models.db.connection_context():
+        assert not ApiToken.select().where(ApiToken.user == viewer.id).exists()
+        revoked = AuditEvent.get(AuditEvent.action == "token_revoke")
+    assert (revoked.actor, revoked.entry_name, revoked.details) == ("admin", "script (viewer)", "its user was disabled")

@@ -1,7 +1,9 @@
 """Configuration: environment variables, keys generated once into the instance folder, clear refusals."""
 
+import logging
 import stat
 
+import httpx2
 import pytest
 from components import require_executable
 from testdata import stored_credential
@@ -133,3 +135,10 @@ def test_a_database_file_readable_by_others_is_made_private_at_start(bare_config
     database.chmod(0o644)
     create_app(bare_config)
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
+
+
+def test_the_http_client_logs_no_request_with_its_url(app, token_server, caplog):
+    caplog.set_level(logging.DEBUG)
+    with httpx2.Client() as http:
+        assert http.post(token_server.token_url, data={"grant_type": "client_credentials"}).status_code == 401
+    assert [record.getMessage() for record in caplog.records if record.name.startswith(("httpx", "httpcore"))] == []

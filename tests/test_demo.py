@@ -56,3 +56,14 @@ def test_the_demo_shows_both_outcomes_and_stops_on_ctrl_c(demo):
 def fetch(request):
     with urllib.request.urlopen(request) as response:
         return response.read().decode()
+
+
+def test_the_demo_dials_only_the_servers_it_started(demo):
+    url, token = demo
+    request = urllib.request.Request(
+        f"{url}/api/v1/connection-tests", data=json.dumps({
+            "protocol": "IMAP", "host": "localhost", "port": 993, "security": "ssl_tls", "username": "someone",
+            "password": "not-a-secret", "folder": "INBOX"}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    assert json.loads(fetch(request))["cause"]["code"] == "destination_not_allowed"

@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from access import PUBLIC, limiter, limits_password_guesses, requires
+from access import PUBLIC, limiter, limits_password_guesses, mark_signed_in, requires
 from forms import AccountForm, LoginForm
 from models import User
 
@@ -64,6 +64,7 @@ def _start_session(user):
     # A new session on every sign-in: nothing from before it (a planted session, an old CSRF token) survives.
     session.clear()
     session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME without a request: the idle timeout
+    mark_signed_in()  # and SESSION_MAX_HOURS after now, whatever happens
     login_user(user)
 
 

@@ -29,7 +29,7 @@ def create():
     token = None
     if form.validate():
         with db.atomic():
-            row, token = ApiToken.issue(current_user, form.name.data)
+            row, token = ApiToken.issue(current_user, form.name.data, expires_at=form.expires_at())
             audit.record("token_create", row, actor=actor_name())
         form = TokenForm(formdata=None)  # made: the next one starts blank
     return _tokens_page(form, token)
