@@ -51,10 +51,12 @@ LIST_COLUMNS = ("ID", "Name", "Server", "Username", "Last test")
 
 
 @credentials_cli.command("list")
-def list_credentials():
-    """Print every credential, tab-separated under a header row: id, name, server, username, last test."""
+@click.option("--auth", type=click.Choice(list(protocols.AUTHENTICATION_LABELS)),
+              help="Only the credentials that log in this way.")
+def list_credentials(auth):
+    """Print the credentials, tab-separated under a header row: id, name, server, username, last test."""
     click.echo("\t".join(LIST_COLUMNS))
-    for credential in Credential.search():
+    for credential in Credential.search(auth=auth):
         outcome = "not tested" if credential.last_test_ok is None else ("ok" if credential.last_test_ok else "failing")
         click.echo("\t".join(_cell(text) for text in (
             str(credential.id), credential.name,

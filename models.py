@@ -192,11 +192,12 @@ class Credential(Sealed, BaseModel):
         return protocols.SECURITY_LABELS.get(self.security, self.security)
 
     @classmethod
-    def search(cls, text="", group_id=None, protocol=None):
+    def search(cls, text="", group_id=None, protocol=None, auth=None):
         """Credentials matching the filters, by name, each with ``alias_count``.
 
         `text` matches name, description, host and username case-insensitively;
-        `group_id` and `protocol` match exactly when given.
+        `group_id`, `protocol` and `auth` (how it logs in: a key of
+        ``protocols.AUTHENTICATION_LABELS``) match exactly when given.
         """
         query = (
             cls.select(cls, Group, fn.COUNT(Alias.id).alias("alias_count"))
@@ -217,6 +218,8 @@ class Credential(Sealed, BaseModel):
             query = query.where(cls.group == group_id)
         if protocol:
             query = query.where(cls.protocol == protocol)
+        if auth:
+            query = query.where(cls.auth == auth)
         return query
 
     @classmethod

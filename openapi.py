@@ -143,7 +143,9 @@ def _collection(name, plural, extra_parameters=()):
 def document():
     """The OpenAPI document as a dict."""
     filters = [{"name": "q", "in": "query", "schema": STRING}, {"name": "group", "in": "query", "schema": INTEGER},
-               {"name": "protocol", "in": "query", "schema": STRING}]
+               {"name": "protocol", "in": "query", "schema": {"enum": list(protocols.PROTOCOLS)}},
+               {"name": "auth", "in": "query", "schema": {"enum": list(protocols.AUTHENTICATION_LABELS)},
+                "description": "How the credential logs in."}]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Mailkeep API", "version": "1",

@@ -268,3 +268,15 @@ def test_a_stored_secret_changes_through_its_own_route_only_and_is_never_answere
     with models.db.connection_context():
         assert Credential.get_by_id(created.get_json()["id"]).unseal(app.extensions["mailkeep.keyring"],
                                                                      "password") == CANARY
+
+
+def test_the_list_filters_by_how_a_credential_logs_in(api):
+    api.post("/api/v1/credentials", json={"name": "Alpha", "description": "x", "host": "imap.example.com",
+                                          "username": "a@example.com", "password": "pw"})
+    api.post("/api/v1/credentials", json={"name": "Beta", "description": "x", "host": "imap.example.com",
+                                          "username": "b@example.com", "auth": "oauth2_client_credentials",
+                                          "client_id": "c", "client_secret": "s",
+                                          "token_url": "https://login.example.com/token"})
+    for auth, expected in (("password", ["Alpha"]), ("oauth2_client_credentials", ["Beta"]), ("", ["Alpha", "Beta"])):
+        listed = matches_spec(api.get(f"/api/v1/credentials?auth={auth}"), "/credentials", "GET").get_json()
+        assert [item["name"] for item in listed["items"]] == expected, auth

@@ -154,3 +154,17 @@ def test_passwords_are_set_and_users_deleted_from_the_command_line(app):
         assert not User.select().where(User.username == "editor").exists()
         actions = [event.action for event in AuditEvent.select().where(AuditEvent.actor == "(command line)")]
     assert actions == ["password_change", "user_delete"]
+
+
+def test_the_list_filters_by_how_a_credential_logs_in(app):
+    runner = app.test_cli_runner()
+    runner.invoke(args=["credentials", "add", "--name", "Alpha", "--description", "x", "--host", "imap.example.com",
+                        "--username", "a@example.com", "--secret-stdin"], input="pw\n")
+    runner.invoke(args=["credentials", "add", "--name", "Beta", "--description", "x", "--host", "imap.example.com",
+                        "--username", "b@example.com", "--auth", "oauth2_client_credentials", "--client-id", "c",
+                        "--token-url", "https://login.example.com/token", "--secret-stdin"], input="s\n")
+    oauth = runner.invoke(args=["credentials", "list", "--auth", "oauth2_client_credentials"]).output.splitlines()
+    assert [line.split("\t")[1] for line in oauth] == ["Name", "Beta"]
+    password = runner.invoke(args=["credentials", "list", "--auth", "password"]).output.splitlines()
+    assert [line.split("\t")[1] for line in password] == ["Name", "Alpha"]
+    assert runner.invoke(args=["credentials", "list", "--auth", "carrier-pigeon"]).exit_code == 2

@@ -534,3 +534,25 @@ def test_user_text_is_quoted_in_the_log(client, caplog):
     client.post(f"/credentials/{stored().id}/delete")
     record = next(record for record in caplog.records if "refused to delete" in record.getMessage())
     assert "\n" not in record.getMessage() and "forged\\nINFO" in record.getMessage()
+
+
+def test_the_list_filters_by_how_a_credential_logs_in_and_pages_keep_the_filter(app, client):
+    app.config["PAGE_SIZE"] = 1
+    oauth = {"auth": "oauth2_client_credentials", "client_id": "c", "client_secret": "s", "password": None,
+             "token_url": "https://login.example.com/token"}
+    add(client, name="Alpha", username="a@example.com")
+    add(client, name="Beta", username="b@example.com", **oauth)
+    add(client, name="Gamma", username="g@example.com", **oauth)
+
+    def names(query):
+        html = client.get(f"/credentials/?{query}", headers=HTMX).get_data(as_text=True)
+        return re.findall(r"<strong>(Alpha|Beta|Gamma)</strong>", html), html
+
+    assert names("auth=password")[0] == ["Alpha"]
+    first, html = names("auth=oauth2_client_credentials")
+    assert first == ["Beta"] and 'href="/credentials/?page=2&amp;auth=oauth2_client_credentials"' in html
+    assert names("auth=oauth2_client_credentials&page=2")[0] == ["Gamma"]
+    page = client.get("/credentials/?auth=password").get_data(as_text=True)
+    assert '<select name="auth" aria-label="Login">' in page
+    assert '<option value="password" selected>Password</option>' in page
+    assert '<option value="oauth2_client_credentials">OAuth2 client credentials</option>' in page

@@ -188,10 +188,10 @@ class Credentials(Entries):
                                form.custom_data_pairs(), actor=actor_name())
 
     def listed(self):
-        """Credentials, filtered like the page: ``q`` (text), ``group`` (id), ``protocol``."""
+        """Credentials, filtered like the page: ``q`` (text), ``group`` (id), ``protocol``, ``auth``."""
         group = request.args.get("group", type=int)
-        return Credential.search(request.args.get("q", "").strip(),
-                                 group if group and group <= LARGEST_ID else None, request.args.get("protocol") or None)
+        return Credential.search(request.args.get("q", "").strip(), group if group and group <= LARGEST_ID else None,
+                                 request.args.get("protocol") or None, request.args.get("auth") or None)
 
     def refusal(self, credential, refused):
         return {

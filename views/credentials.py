@@ -49,9 +49,10 @@ def index():
         "q": request.args.get("q", "").strip(),
         "group": id_arg("group"),
         "protocol": request.args.get("protocol") or None,
+        "auth": request.args.get("auth") or None,
     }
     pages = PaginatedQuery(
-        Credential.search(filters["q"], filters["group"], filters["protocol"]),
+        Credential.search(filters["q"], filters["group"], filters["protocol"], filters["auth"]),
         paginate_by=current_app.config["PAGE_SIZE"],
     )
     pages.page = min(pages.get_page(), max(pages.get_page_count(), 1))  # past the end shows the last page
@@ -63,6 +64,7 @@ def index():
         filters=filters,
         groups=Group.by_name(),
         protocol_names=protocols.PROTOCOLS,
+        auth_labels=protocols.AUTHENTICATION_LABELS,
     )
 
 
