@@ -122,6 +122,7 @@ def test_commands_log_only_warnings_unless_asked_to_be_verbose(tmp_path):
                           "--host", "127.0.0.1", "--port", str(port), "--username", "someone",
                           "--secret-stdin", stdin="pw\n")
     assert added.returncode == 0, added.stderr
+    assert "Generated the encryption key" in added.stderr  # the first start still says where the key is
     quiet = flask_command(tmp_path, "credentials", "test", added.stdout.strip())
     assert quiet.returncode == 1 and "Connect failed" in quiet.stderr
     assert " INFO " not in quiet.stderr

@@ -142,3 +142,24 @@ def test_the_http_client_logs_no_request_with_its_url(app, token_server, caplog)
     with httpx2.Client() as http:
         assert http.post(token_server.token_url, data={"grant_type": "client_credentials"}).status_code == 401
     assert [record.getMessage() for record in caplog.records if record.name.startswith(("httpx", "httpcore"))] == []
+
+
+def test_the_first_start_says_where_the_generated_key_is_and_later_ones_do_not(bare_config, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    create_app(bare_config)
+    path = tmp_path / "instance" / ENCRYPTION_KEYS_FILE
+    announced = [record.getMessage() for record in caplog.records if "Generated" in record.getMessage()]
+    assert announced == [f"Generated the encryption key {path}. Back it up now, somewhere else than the database "
+                         "backup: without it nobody can read the stored secrets."]
+    caplog.clear()
+    create_app(bare_config)
+    assert not [record for record in caplog.records if "Generated" in record.getMessage()]
+
+
+def test_a_lost_key_file_is_never_made_again_while_the_database_names_its_key(bare_config, tmp_path):
+    create_app(bare_config)
+    path = tmp_path / "instance" / ENCRYPTION_KEYS_FILE
+    path.unlink()
+    with pytest.raises(ConfigurationError, match=f"the key file {path} is missing"):
+        create_app(bare_config)
+    assert not path.exists()
