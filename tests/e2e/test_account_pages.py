@@ -1,0 +1,67 @@
+"""Account pages in a real browser: your own password, an admin setting someone's password and deleting a
+user, the Login filter and a token's expiry; the page fixture asserts no console error or CSP violation."""
+
+from datetime import timedelta
+
+from playwright.sync_api import expect
+from testdata import USER_PASSWORD
+
+import models
+
+
+def label(page, text):
+    return page.get_by_label(text, exact=True)
+
+
+def test_you_change_your_own_password_on_the_account_page(page, live_server):
+    page.goto(f"{live_server}/credentials/")
+    page.get_by_role("link", name="Account").click()
+    expect(page.locator("h1")).to_have_text("Account")
+    label(page, "Current password").fill("not the password")
+    label(page, "New password (at least 12 characters)").fill("a new and longer password")
+    label(page, "Confirm the new password").fill("a new and longer password")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.locator("#current_password-error")).to_have_text("That is not your current password.")
+    label(page, "Current password").fill(USER_PASSWORD)
+    label(page, "New password (at least 12 characters)").fill("a new and longer password")
+    label(page, "Confirm the new password").fill("a new and longer password")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.locator("#messages")).to_contain_text("Your password was changed")
+    page.goto(f"{live_server}/credentials/")  # still signed in here
+    expect(page.locator("h1")).to_have_text("Credentials")
+
+
+def test_an_admin_sets_a_password_and_deletes_a_user(page, live_server, browser):
+    page.goto(f"{live_server}/users/")
+    page.get_by_role("button", name="Set the password of editor").click()
+    label(page, "New password (at least 12 characters)").fill("the editor's new password")
+    label(page, "Confirm the new password").fill("the editor's new password")
+    page.get_by_role("button", name="Set password").click()
+    expect(page.locator("#messages")).to_contain_text("editor has a new password")
+    page.get_by_role("button", name="Delete viewer").click()  # htmx: confirmed, the row goes
+    expect(page.get_by_role("button", name="Delete viewer")).to_have_count(0)
+    expect(page.get_by_role("button", name="Delete admin")).to_have_count(0)  # never yourself
+    with models.db.connection_context():
+        assert not models.User.select().where(models.User.username == "viewer").exists()
+    context = browser.new_context()
+    editor = context.new_page()
+    editor.goto(f"{live_server}/login")
+    label(editor, "Username").fill("editor")
+    label(editor, "Password").fill("the editor's new password")
+    editor.get_by_role("button", name="Sign in").click()
+    editor.wait_for_url(f"{live_server}/credentials/")
+    context.close()
+
+
+def test_the_login_filter_and_a_token_expiry_in_the_browser(page, live_server):
+    page.goto(f"{live_server}/credentials/")
+    page.get_by_label("Login", exact=True).select_option("oauth2_client_credentials")
+    expect(page).to_have_url(f"{live_server}/credentials/?q=&group=&protocol=&auth=oauth2_client_credentials")
+    page.goto(f"{live_server}/tokens/")
+    label(page, "Name").fill("nightly")
+    tomorrow = models.utcnow().date() + timedelta(days=1)
+    label(page, "Expires on (optional)").fill(tomorrow.isoformat())
+    page.get_by_role("button", name="Make token").click()
+    expect(page.locator("#new-token")).to_contain_text("mkp_")
+    expect(page.locator("tbody")).to_contain_text(tomorrow.isoformat())
+
