@@ -436,6 +436,7 @@ def max_custom_data_rows():
 
 
 def too_many_rows_message():
+    """What the pages and the API say to more custom data rows than ``max_custom_data_rows()``."""
     return f"A credential holds at most {max_custom_data_rows()} rows of custom data."
 
 
