@@ -18,8 +18,8 @@ import config
 import database
 import keys
 import logins
+import migrations
 import models
-import schema
 
 from probe import protocols
 from views import aliases, api, auth, credentials, events, groups, tokens, users
@@ -57,7 +57,7 @@ def create_app(test_config=None):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
     database.bind(app.config["DATABASE_URL"])
     keyring = app.extensions["mailkeep.keyring"] = keys.load(app)
-    schema.upgrade(keyring)
+    migrations.upgrade(keyring)
     keys.check(keyring)
 
     @app.before_request

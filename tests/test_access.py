@@ -37,6 +37,7 @@ LEAST_ROLE = {
     ("/credentials/<int:credential_id>/delete", "GET"): "editor",
     ("/credentials/<int:credential_id>/delete", "POST"): "editor",
     ("/aliases/", "GET"): "viewer",
+    ("/aliases/credential-choices", "GET"): "editor",
     ("/aliases/new", "GET"): "editor", ("/aliases/new", "POST"): "editor",
     ("/aliases/<int:alias_id>/edit", "GET"): "editor", ("/aliases/<int:alias_id>/edit", "POST"): "editor",
     ("/aliases/<int:alias_id>/delete", "GET"): "editor", ("/aliases/<int:alias_id>/delete", "POST"): "editor",

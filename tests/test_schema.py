@@ -9,8 +9,8 @@ from peewee import IntegrityError
 
 import database
 import encryption
+import migrations
 import models
-import schema
 from app import create_app
 from config import ConfigurationError
 from models import Alias, Credential, CustomDataItem, Group
@@ -72,7 +72,7 @@ def test_two_starts_at_once_upgrade_once_and_both_succeed(first_release):
     database.bind(first_release["DATABASE_URL"])
     keyring = encryption.KeyRing(encryption.parse_keys(FIRST_RELEASE_KEY))
     with ThreadPoolExecutor(2) as pool:  # each thread has its own connection, as two processes would
-        for future in [pool.submit(schema.upgrade, keyring) for _ in range(2)]:
+        for future in [pool.submit(migrations.upgrade, keyring) for _ in range(2)]:
             future.result()
     app = create_app(first_release)
     with models.db.connection_context():

@@ -2,13 +2,12 @@
 
 from datetime import datetime, timedelta
 
-from flask import Blueprint, current_app, render_template, request
-from playhouse.flask_utils import PaginatedQuery
+from flask import Blueprint, render_template, request
 
 from access import requires
 from audit import ACTIONS
 from models import AuditEvent, User
-from web import is_htmx
+from web import Pages, is_htmx
 
 bp = Blueprint("events", __name__, url_prefix="/audit")
 
@@ -19,12 +18,9 @@ def index():
     """The events; htmx gets the list alone (the filters and page links swap it)."""
     filters = {name: request.args.get(name, "").strip() for name in ("actor", "entry", "action", "since", "until")}
     since, until = _day(filters["since"]), _day(filters["until"])
-    pages = PaginatedQuery(
-        AuditEvent.search(filters["actor"], filters["entry"], filters["action"], since,
-                          until + timedelta(days=1) if until else None),
-        paginate_by=current_app.config["PAGE_SIZE"],
-    )
-    pages.page = min(pages.get_page(), max(pages.get_page_count(), 1))
+    events = AuditEvent.search(filters["actor"], filters["entry"], filters["action"], since,
+                               until + timedelta(days=1) if until else None)
+    pages = Pages(events, events.count)
     template = "events/_list.html" if is_htmx() else "events/index.html"
     return render_template(
         template, events=pages.get_object_list(), pages=pages, filters=filters, actions=ACTIONS,
