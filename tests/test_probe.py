@@ -380,6 +380,8 @@ def test_token_endpoints_must_be_https_except_on_loopback():
         ("169.254.169.254", 993, "host", "169.254.169.254 is a link-local, metadata"),
         ("fd00:ec2::254", 993, "host", "fd00:ec2::254 is a link-local, metadata"),
         ("::ffff:169.254.169.254", 993, "host", "169.254.169.254 is a link-local, metadata"),
+        ("::ffff:0:a9fe:a9fe", 993, "host", "169.254.169.254 is a link-local, metadata"),
+        ("::ffff:0:a00:1", 993, "host", "10.0.0.1 is a private or loopback address"),
         ("10.1.2.3", 993, "host", "10.1.2.3 is a private or loopback address"),
         ("127.0.0.1", 993, "host", "127.0.0.1 is a private or loopback address"),
         ("0.0.0.0", 993, "host", "unspecified address"),
