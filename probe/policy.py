@@ -12,8 +12,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from . import protocols
-
-from .causes import Failure
+from .causes import PLAINTEXT_NOT_ALLOWED, Failure
 
 MAIL_PORTS = frozenset({993, 995, 143, 110})
 HTTPS_PORT = 443
@@ -94,8 +93,7 @@ class Policy:
     def check_security(self, security):
         """Raise Failure ``plaintext_refused`` for a connection without TLS unless plaintext is allowed."""
         if security == protocols.PLAINTEXT and not self.plaintext:
-            raise Failure("plaintext_refused", field="security",
-                          reason="Mailkeep is not set up to allow connections without TLS (MAILKEEP_ALLOW_INSECURE)")
+            raise Failure("plaintext_refused", field="security", message=PLAINTEXT_NOT_ALLOWED)
 
     def check_port(self, port):
         """Raise Failure ``destination_not_allowed``, blaming the port, unless `port` may be dialled."""
