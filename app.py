@@ -7,7 +7,6 @@ line (``flask --app app --help``; see cli.py).
 
 import logging
 import os
-import threading
 
 from flask import Flask, g, redirect, request, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -20,6 +19,7 @@ import keys
 import logins
 import migrations
 import models
+import slots
 
 from probe import protocols
 from views import aliases, api, auth, credentials, events, groups, tokens, users
@@ -50,12 +50,15 @@ def create_app(test_config=None):
     app = Flask(__name__, instance_path=os.path.abspath(instance_path) if instance_path else None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config.load(app, test_config)
-    app.extensions["mailkeep.test_slots"] = threading.BoundedSemaphore(app.config["CONNECTION_TEST_LIMIT"])
+    app.extensions["mailkeep.test_slots"] = slots.make(
+        app.config["CONNECTION_TEST_LIMIT"], app.config["REDIS_URL"],
+        hold_seconds=app.config["CONNECTION_TEST_DEADLINE"] + 30,
+    )
 
     if proxies := app.config["TRUSTED_PROXIES"]:
         # Sign-in limits count per client address; behind a proxy that address is in X-Forwarded-For.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
-    database.bind(app.config["DATABASE_URL"])
+    database.bind(app.config["DATABASE_URL"], pool_size=app.config["DATABASE_POOL_SIZE"])
     keyring = app.extensions["mailkeep.keyring"] = keys.load(app)
     migrations.upgrade(keyring)
     keys.check(keyring)
