@@ -6,7 +6,6 @@ line (``flask --app app --help``; see cli.py).
 """
 
 import os
-import threading
 
 from flask import Flask, g, redirect, request, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -17,8 +16,9 @@ import config
 import database
 import keys
 import logins
+import migrations
 import models
-import schema
+import slots
 import web
 
 from probe import protocols
@@ -53,14 +53,17 @@ def create_app(test_config=None):
     app.request_class = web.Request
     config.configure_logging()
     config.load(app, test_config)
-    app.extensions["mailkeep.test_slots"] = threading.BoundedSemaphore(app.config["CONNECTION_TEST_LIMIT"])
+    app.extensions["mailkeep.test_slots"] = slots.make(
+        app.config["CONNECTION_TEST_LIMIT"], app.config["REDIS_URL"],
+        hold_seconds=app.config["CONNECTION_TEST_DEADLINE"] + 30,
+    )
 
     if proxies := app.config["TRUSTED_PROXIES"]:
         # Sign-in limits count per client address; behind a proxy that address is in X-Forwarded-For.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
-    database.bind(app.config["DATABASE_URL"])
+    database.bind(app.config["DATABASE_URL"], pool_size=app.config["DATABASE_POOL_SIZE"])
     keyring = app.extensions["mailkeep.keyring"] = keys.load(app)
-    schema.upgrade(keyring)
+    migrations.upgrade(keyring)
     keys.check(keyring)
 
     @app.before_request

@@ -31,8 +31,12 @@ DEFAULTS = {
     "LOGIN_ACCOUNT_RATE_LIMIT": "5 per minute",
     "TEST_RATE_LIMIT": "30 per minute",
     "TEST_RATE_LIMIT_TOTAL": "120 per minute",
-    # Where Flask-Limiter counts: memory counts per process; a shared store (redis://...) counts across them.
-    "RATELIMIT_STORAGE_URI": "memory://",
+    # Redis shared by every process and instance: sign-in and test limits and test slots are counted there.
+    "REDIS_URL": "",
+    # Where Flask-Limiter counts: memory counts per process; REDIS_URL (or another shared store) across them.
+    "RATELIMIT_STORAGE_URI": "",
+    # Connections to the database that one process keeps open at most (playhouse's pool).
+    "DATABASE_POOL_SIZE": 20,
     # Reverse proxies in front of Mailkeep whose X-Forwarded-For to believe (Werkzeug's ProxyFix).
     "TRUSTED_PROXIES": 0,
     # A session ends after this many minutes without a request, and this many hours after its sign-in whatever
@@ -117,6 +121,8 @@ def load(app, test_config=None):
     _positive(app, "CONNECTION_TEST_DEADLINE", float, "a positive number of seconds")
     _positive(app, "CONNECTION_TEST_LIMIT", int, "a positive whole number")
     _positive(app, "PAGE_SIZE", int, "a positive whole number")
+    _positive(app, "DATABASE_POOL_SIZE", int, "a positive whole number")
+    _shared_counters(app)
     _positive(app, "SESSION_IDLE_MINUTES", float, "a positive number of minutes")
     _positive(app, "SESSION_MAX_HOURS", float, "a positive number of hours")
     _positive(app, "MAX_REQUEST_BYTES", int, "a positive whole number of bytes")
@@ -145,6 +151,18 @@ def load(app, test_config=None):
         )
     except PolicyError as error:
         raise ConfigurationError(f"MAILKEEP_ALLOWED_PORTS or MAILKEEP_ALLOWED_NETWORKS: {error}") from None
+
+
+def _shared_counters(app):
+    """Count Flask-Limiter's limits in Redis when REDIS_URL is set (unless another store is configured), and
+    keep limiting per process, never failing a request, while Redis cannot be reached."""
+    redis_url = str(app.config["REDIS_URL"] or "")
+    app.config["REDIS_URL"] = redis_url
+    if not app.config["RATELIMIT_STORAGE_URI"]:
+        app.config["RATELIMIT_STORAGE_URI"] = redis_url or "memory://"
+    if not app.config["RATELIMIT_STORAGE_URI"].startswith("memory"):
+        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_timeout": 0.5, "socket_connect_timeout": 0.5})
+        app.config.update(RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True, RATELIMIT_SWALLOW_ERRORS=True)
 
 
 def _flag(value):

@@ -9,11 +9,12 @@ this module; the models and services ask for what they need in plain terms:
 ``exclusive()`` for a check followed by a write, ``upsert()``, ``wipe_freed_pages()``.
 """
 
+import hashlib
 import logging
 import os
 from contextlib import contextmanager
 
-from peewee import DatabaseProxy, SqliteDatabase
+from peewee import DatabaseProxy, PostgresqlDatabase, SqliteDatabase
 from playhouse import db_url
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 SQLITE_PRAGMAS = {
     "busy_timeout": 5000, "foreign_keys": 1, "journal_mode": "wal", "synchronous": "normal", "secure_delete": 1,
 }
+# Row ids are 64-bit signed integers on both databases; a bigger number cannot name a row.
+LARGEST_ID = 2**63 - 1
 # Connections a process keeps open at most, and how long (seconds) an idle one is kept.
 DEFAULT_POOL_SIZE = 20
 STALE_SECONDS = 300
@@ -91,18 +94,47 @@ def is_sqlite():
     return isinstance(db.obj, SqliteDatabase)
 
 
+def is_postgresql():
+    """True when ``db`` is bound to PostgreSQL."""
+    return isinstance(db.obj, PostgresqlDatabase)
+
+
+def lock_key(name):
+    """The 64-bit signed integer that names the lock `name` for ``pg_advisory_xact_lock``."""
+    return int.from_bytes(hashlib.sha256(f"mailkeep:{name}".encode()).digest()[:8], "big", signed=True)
+
+
 @contextmanager
-def exclusive():
-    """A transaction for a check followed by a write that another request must not slip between.
+def exclusive(name):
+    """A transaction for a check followed by a write that no other request, process or instance may slip
+    between; `name` says which rule it guards ("accounts", "schema", ...).
 
     The first administrator (the user table is still empty), the last active
     admin (not demoted or disabled) and the schema upgrade are such checks. On
-    SQLite it is ``BEGIN IMMEDIATE``, which takes the write lock before the
-    check reads, so a second request waits (up to the busy timeout) and then
-    sees the first one's write. Other databases get a plain transaction.
+    SQLite it is ``BEGIN IMMEDIATE``, which takes the database's write lock
+    before the check reads. On PostgreSQL it takes the transaction-level
+    advisory lock for `name` (``pg_advisory_xact_lock``, released at commit or
+    rollback) as its first statement, so a second transaction waits and then
+    reads, under READ COMMITTED, what the first one committed.
     """
-    with db.atomic("IMMEDIATE") if is_sqlite() else db.atomic() as transaction:
+    if is_sqlite():
+        with db.atomic("IMMEDIATE") as transaction:
+            yield transaction
+        return
+    with db.atomic() as transaction:
+        if is_postgresql():
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (lock_key(name),))
         yield transaction
+
+
+def is_missing_reference(error):
+    """True when `error` (a peewee.IntegrityError) is a foreign key that points at a row that is gone,
+    rather than a unique key clash: SQLite says "FOREIGN KEY constraint failed", PostgreSQL answers
+    SQLSTATE 23503 (foreign_key_violation)."""
+    original = error.args[0] if error.args else None
+    if getattr(original, "pgcode", None) is not None:
+        return original.pgcode == "23503"
+    return "FOREIGN KEY" in str(error).upper()
 
 
 def upsert(model, key, **values):

@@ -36,6 +36,7 @@ from wtforms.validators import (
 )
 
 import logins
+from database import LARGEST_ID
 from models import ROLES, Alias, Credential, Group, User, utcnow
 
 from probe import oauth, protocols
@@ -390,7 +391,8 @@ class SecretForm(FlaskForm):
 
 
 class AliasForm(ModelForm):
-    """Add or edit an alias."""
+    """Add or edit an alias. The credential is chosen by id (the page's picker searches for it: a list of
+    every credential would not scale), and must exist."""
 
     address = StringField(
         "Address",
@@ -400,7 +402,8 @@ class AliasForm(ModelForm):
         ],
         filters=[strip],
     )
-    credential = SelectField("Credential", coerce=int)
+    credential = IntegerField("Credential", [InputRequired("Choose a credential."),
+                                             NumberRange(1, LARGEST_ID, "Choose a credential.")])
     workspace = StringField("Workspace", [Length(max=100), no_control_characters], filters=[strip], default="")
     project_type = StringField("Project type", [Length(max=100), no_control_characters], filters=[strip], default="")
     client = StringField("Client", [Length(max=100), no_control_characters], filters=[strip], default="")
@@ -408,10 +411,18 @@ class AliasForm(ModelForm):
 
     FIELDS = ("address", "credential", "workspace", "project_type", "client", "description")
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        credentials = Credential.select().order_by(Credential.name_key)
-        self.credential.choices = [SelectChoice(credential.id, credential.name) for credential in credentials]
+    def validate_credential(self, field):
+        """The chosen credential must exist (and may have been deleted since the page was shown)."""
+        if field.data is not None and not Credential.select().where(Credential.id == field.data).exists():
+            raise ValidationError("Not a valid choice. That credential does not exist (any more); choose another.")
+
+    @property
+    def chosen_credential(self):
+        """The credential chosen (a Credential), or None."""
+        if not isinstance(self.credential.data, int):
+            return None
+        return Credential.select(Credential.id, Credential.name, Credential.host).where(
+            Credential.id == self.credential.data).first()
 
 
 class GroupForm(ModelForm):

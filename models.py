@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 from peewee import (
     JOIN,
+    SQL,
     BooleanField,
     CharField,
     Check,
@@ -27,9 +28,10 @@ from peewee import (
 from werkzeug.security import check_password_hash, generate_password_hash
 
 import logins
-from database import db, upsert
-from probe import protocols
+from database import db, is_sqlite, upsert
 from sealing import Sealed, SecretField
+
+from probe import protocols
 
 SUMMARY_LENGTH = 300
 
@@ -54,6 +56,8 @@ class BaseModel(Model):
     """
 
     FOLDED = ()
+    # The columns whose casefolded text, joined by spaces, ``search_text`` keeps for search (migration 2).
+    SEARCHED = ()
     AUDIT_TYPE = ""
 
     class Meta:
@@ -73,10 +77,32 @@ class BaseModel(Model):
         return None
 
     def save(self, *args, **kwargs):
-        """Refresh the ``*_key`` columns, then save (only the changed columns of an existing row)."""
+        """Refresh the ``*_key`` and ``search_text`` columns, then save (only the changed columns of an
+        existing row)."""
         for source, key in self.FOLDED:
             setattr(self, key, fold(getattr(self, source)))
+        if self.SEARCHED:
+            self.search_text = fold(" ".join(getattr(self, name) or "" for name in self.SEARCHED))
         return super().save(*args, **kwargs)
+
+    @classmethod
+    def containing(cls, text):
+        """A condition: the row's searched columns contain `text`, ignoring case (a substring search).
+
+        Uses the search index migration 2 made: SQLite's FTS5 trigram table
+        (a quoted phrase of three or more characters matches substrings), or
+        PostgreSQL's pg_trgm GIN index (LIKE with the wildcards escaped).
+        Shorter text on SQLite is matched by a scan.
+        """
+        folded = fold(text)
+        if not is_sqlite():
+            escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            return cls.search_text % f"%{escaped}%"  # LIKE; PostgreSQL's LIKE escapes with a backslash
+        if len(folded) < 3:
+            return fn.instr(cls.search_text, folded) > 0
+        index = f"{cls._meta.table_name}_search"
+        phrase = '"' + folded.replace('"', '""') + '"'
+        return cls.id.in_(SQL(f'(SELECT rowid FROM "{index}" WHERE "{index}" MATCH ?)', [phrase]))
 
     @classmethod
     def matching(cls, key, value, exclude_id=None):
@@ -180,10 +206,12 @@ class Credential(Sealed, BaseModel):
     last_test_at = DateTimeField(null=True)
     last_test_ok = BooleanField(null=True)
     last_test_summary = CharField(max_length=SUMMARY_LENGTH, null=True)
+    search_text = TextField(default="")
 
     # What a person edits: the connection settings (the fields of a connection test), and how it is listed.
     EDITABLE = ("name", "description", "group", *logins.CONNECTION_FIELDS)
     FOLDED = (("name", "name_key"), ("username", "username_key"))
+    SEARCHED = ("name", "description", "host", "username")
     AUDIT_TYPE = "credential"
 
     @property
@@ -193,34 +221,48 @@ class Credential(Sealed, BaseModel):
 
     @classmethod
     def search(cls, text="", group_id=None, protocol=None, auth=None):
-        """Credentials matching the filters, by name, each with ``alias_count``.
+        """Credentials matching the filters, by name, with their group; never their ciphertexts.
 
-        `text` matches name, description, host and username case-insensitively;
-        `group_id`, `protocol` and `auth` (how it logs in: a key of
-        ``protocols.AUTHENTICATION_LABELS``) match exactly when given.
+        `text` matches name, description, host and username case-insensitively
+        (``containing``); `group_id`, `protocol` and `auth` match exactly when
+        given. Each row knows which secrets are set (``has_secret``) from a
+        boolean column instead. Count the aliases of the rows shown with
+        ``count_aliases``.
         """
-        query = (
-            cls.select(cls, Group, fn.COUNT(Alias.id).alias("alias_count"))
-            .join(Group)
-            .switch(cls)
-            .join(Alias, JOIN.LEFT_OUTER)
-            .group_by(cls, Group)
-            .order_by(cls.name_key)
-        )
-        if text:
-            query = query.where(
-                cls.name.contains(text)
-                | cls.description.contains(text)
-                | cls.host.contains(text)
-                | cls.username.contains(text)
-            )
+        secret_set = [field.is_null(False).alias(f"{name}_set") for name, field in cls.secret_fields().items()]
+        listed = [field for field in cls._meta.sorted_fields
+                  if not isinstance(field, SecretField) and field is not cls.search_text]
+        query = cls.select(*listed, *secret_set, Group.id, Group.name).join(Group).order_by(cls.name_key)
+        return query.where(*cls._filters(text, group_id, protocol, auth))
+
+    @classmethod
+    def count_matching(cls, text="", group_id=None, protocol=None, auth=None):
+        """How many credentials ``search`` finds with these filters: a plain COUNT on the filtered table."""
+        return cls.select().where(*cls._filters(text, group_id, protocol, auth)).count()
+
+    @classmethod
+    def _filters(cls, text, group_id, protocol, auth):
+        conditions = [cls.containing(text)] if text else []
         if group_id:
-            query = query.where(cls.group == group_id)
+            conditions.append(cls.group == group_id)
         if protocol:
-            query = query.where(cls.protocol == protocol)
+            conditions.append(cls.protocol == protocol)
         if auth:
-            query = query.where(cls.auth == auth)
-        return query
+            conditions.append(cls.auth == auth)
+        return conditions or [SQL("1 = 1")]
+
+    @staticmethod
+    def count_aliases(credentials):
+        """Set ``alias_count`` on each of `credentials` (a page of them), in one query; return them as a list."""
+        credentials = list(credentials)
+        counts = dict(
+            Alias.select(Alias.credential, fn.COUNT(Alias.id))
+            .where(Alias.credential.in_([credential.id for credential in credentials]))
+            .group_by(Alias.credential).tuples()
+        ) if credentials else {}
+        for credential in credentials:
+            credential.alias_count = counts.get(credential.id, 0)
+        return credentials
 
     @classmethod
     def same_mailbox(cls, protocol, host, port, username, folder, exclude_id=None):
@@ -272,11 +314,30 @@ class Credential(Sealed, BaseModel):
 
     @property
     def custom_data(self):
-        """The custom data as ordered (key, value) pairs."""
-        return [(item.key, item.value) for item in self.custom_data_items.order_by(CustomDataItem.position)]
+        """The custom data as ordered (key, value) pairs (fetched by ``fetch_custom_data`` for a page of rows)."""
+        if "_custom_data" not in self.__dict__:
+            self._custom_data = [(item.key, item.value)
+                                 for item in self.custom_data_items.order_by(CustomDataItem.position)]
+        return self._custom_data
+
+    @staticmethod
+    def fetch_custom_data(credentials):
+        """Fetch the custom data of every one of `credentials` (a page of them) in one query; return them as
+        a list."""
+        credentials = list(credentials)
+        by_id = {credential.id: credential for credential in credentials}
+        for credential in credentials:
+            credential._custom_data = []
+        items = (CustomDataItem.select(CustomDataItem.credential, CustomDataItem.key, CustomDataItem.value)
+                 .where(CustomDataItem.credential.in_(list(by_id)))
+                 .order_by(CustomDataItem.credential, CustomDataItem.position).tuples()) if by_id else ()
+        for credential_id, key, value in items:
+            by_id[credential_id]._custom_data.append((key, value))
+        return credentials
 
     def replace_custom_data(self, pairs):
         """Replace the custom data with `pairs`, keeping their order."""
+        self.__dict__.pop("_custom_data", None)
         with db.atomic():
             CustomDataItem.delete().where(CustomDataItem.credential == self).execute()
             rows = [
@@ -331,8 +392,10 @@ class Alias(BaseModel):
     project_type = CharField(max_length=100, default="")
     client = CharField(max_length=100, default="")
     description = TextField(default="")
+    search_text = TextField(default="")
 
     FOLDED = (("address", "address_key"),)
+    SEARCHED = ("address", "workspace", "project_type", "client", "description")
     AUDIT_TYPE = "alias"
 
     @property
@@ -340,9 +403,17 @@ class Alias(BaseModel):
         return self.address
 
     @classmethod
-    def ordered(cls):
-        """All aliases by address, with their credential."""
-        return cls.select(cls, Credential).join(Credential).order_by(cls.address_key)
+    def search(cls, text=""):
+        """Aliases by address, each with its credential's id and name; `text` matches address, workspace,
+        project type, client and description case-insensitively (``containing``)."""
+        listed = [field for field in cls._meta.sorted_fields if field is not cls.search_text]
+        query = cls.select(*listed, Credential.id, Credential.name).join(Credential).order_by(cls.address_key)
+        return query.where(cls.containing(text)) if text else query
+
+    @classmethod
+    def count_matching(cls, text=""):
+        """How many aliases ``search`` finds for `text`: a plain COUNT on the filtered table."""
+        return (cls.select().where(cls.containing(text)) if text else cls.select()).count()
 
 
 ROLES = ("viewer", "editor", "admin")

@@ -51,8 +51,15 @@ class Sealed:
         return self.secret_fields()[name]
 
     def ciphertext(self, name):
-        """The stored ciphertext of the secret `name`, or None."""
-        return getattr(self, self._field(name).name)
+        """The stored ciphertext of the secret `name`, or None.
+
+        Raises LookupError for a row listed without its ciphertexts (a list query's
+        row), which can say whether a secret is set but not what it is.
+        """
+        column = self._field(name).name
+        if column not in self.__data__ and hasattr(self, f"{name}_set"):
+            raise LookupError(f"this {self._meta.table_name} was listed without its secrets; fetch the row itself")
+        return getattr(self, column)
 
     def seal(self, keyring, name, plaintext):
         """Encrypt `plaintext` as the secret `name` of this row (None forgets it); saved by ``save()``.
@@ -73,8 +80,15 @@ class Sealed:
         return "" if token is None else keyring.decrypt(token, sealed_for or self.seal_context(name))
 
     def has_secret(self, name):
-        """True when the secret `name` is stored."""
-        return self.ciphertext(name) is not None
+        """True when the secret `name` is stored.
+
+        A row listed without its ciphertexts (a list query selects ``<name>_set``
+        booleans instead) answers from that column.
+        """
+        column = self._field(name).name
+        if column in self.__data__:
+            return self.__data__[column] is not None
+        return bool(getattr(self, f"{name}_set", False))
 
     @property
     def stored_secrets(self):

@@ -17,18 +17,19 @@ import io
 from http import HTTPStatus
 
 import flask
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from playhouse.flask_utils import PaginatedQuery
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 from werkzeug.routing import IntegerConverter
+
+from database import LARGEST_ID
 
 UNPROCESSABLE = HTTPStatus.UNPROCESSABLE_ENTITY
 CONFLICT = HTTPStatus.CONFLICT
 TOO_MANY_REQUESTS = HTTPStatus.TOO_MANY_REQUESTS
 # When all connection-test slots are taken: a test lasts seconds, so try again soon.
 BUSY_HEADERS = {"Retry-After": "5"}
-# SQLite integers are 64-bit; a bigger id in a URL cannot name a row.
-LARGEST_ID = 2**63 - 1
 
 
 class TooManyFormParts(RequestEntityTooLarge):
@@ -96,3 +97,21 @@ def id_arg(name):
     if value is not None and not 0 < value <= LARGEST_ID:
         abort(404)
     return value
+
+
+class Pages(PaginatedQuery):
+    """playhouse's PaginatedQuery (``?page=N`` of `query`), with the total given by `count` (a callable
+    answering a plain COUNT of the filtered table, instead of a count wrapped around the whole list query),
+    ``PAGE_SIZE`` rows a page, and a page past the end showing the last one."""
+
+    def __init__(self, query, count, per_page=None):
+        super().__init__(query, per_page or current_app.config["PAGE_SIZE"])
+        self._count = count
+        self._page_count = None
+        self.page = min(self.get_page(), self.get_page_count())
+
+    def get_page_count(self):
+        """The number of pages (at least 1), counted once."""
+        if self._page_count is None:
+            self._page_count = max((self._count() + self.paginate_by - 1) // self.paginate_by, 1)
+        return self._page_count

@@ -1,30 +1,34 @@
 """The connection test: dial a mail server, negotiate TLS, log in, check the folder, and say what failed.
 
-No Flask here: ``run()`` takes ``Settings`` and returns a ``Result`` with the
-steps, their timings and, on failure, a ``Cause``. It never takes longer than
-its deadline plus ``GRACE_SECONDS``, whatever the server does: every socket
-operation is limited to the time left, and a watchdog cuts the connection when
-the deadline passes, so a server dripping one byte a second cannot hold it.
-Each test runs in a worker thread that holds one of the caller's `slots`
-until it has really finished, so the number of tests in flight stays bounded.
+No Flask here, and nothing of the application around it: a ``Prober``,
+configured once (deadline, CA file, outbound policy, the operator's setting
+names, provider advice), runs ``Settings`` and returns a ``Result`` with the
+steps, their timings and, on failure, a ``Cause``. A test never takes longer
+than its deadline plus ``GRACE_SECONDS``, whatever the server does: every
+socket operation is limited to the time left, and a watchdog cuts the
+connection when the deadline passes, so a server dripping one byte a second
+cannot hold it. Each test runs in a worker thread that holds one of the
+caller's `slots` until it has really finished, so the number of tests in
+flight stays bounded.
 """
 
-import base64
 import dataclasses
 import logging
 import socket
 import threading
 import time
+import traceback
 from contextlib import contextmanager
 
-from . import protocols
-
-from . import dialogue, network, oauth
-from .causes import Failure, describe, redact
+from . import dialogue, network, oauth, protocols
+from .causes import Failure, SettingNames, describe
 from .policy import Policy
-from .result import FAILED, OK, Cause, Result, Settings, Step
+from .redaction import Redactor
+from .result import FAILED, OK, Cause, Certificate, Result, Settings, Step
 
-__all__ = ["Busy", "Cause", "Policy", "Result", "Settings", "Step", "run"]
+__all__ = [
+    "Busy", "Cause", "Certificate", "Policy", "Prober", "Result", "SettingNames", "Settings", "Step", "run",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,8 @@ log = logging.getLogger(__name__)
 GRACE_SECONDS = 0.5
 # A step's details quote the server (a greeting, a farewell): keep them to a line.
 DETAILS_LENGTH = 500
+# The steps that wait for the server's first words: implicit TLS's handshake and the greeting.
+GREETING_STEPS = ("tls", "greeting")
 
 
 class Busy(Exception):
@@ -43,34 +49,84 @@ class Busy(Exception):
 DEFAULT_POLICY = Policy()
 
 
-def run(settings, deadline=15.0, ca_file=None, slots=None, policy=DEFAULT_POLICY):
-    """Test `settings` against the real server and return a Result.
+class Prober:
+    """Runs connection tests, configured once (at application start) and shared by every thread.
 
-    `deadline` is the wall-clock budget in seconds for the whole test;
-    `ca_file` an optional PEM file of extra trusted CA certificates; `slots` a
-    ``threading.BoundedSemaphore`` shared by the tests that may run at once;
-    `policy` says which ports and addresses may be dialled (by default mail
-    ports at public addresses). Raises Busy when no slot is free; never raises
-    for anything the server or network does, which is in the Result.
+    `deadline` is the wall-clock budget of a whole test in seconds;
+    `greeting_timeout` the seconds a server may take from the TCP connection to
+    its greeting (the TLS handshake included for implicit TLS), within the
+    deadline, so a silent server is named in that time while a slow login still
+    has the rest of the deadline. `ca_file` is the path of a PEM file of extra
+    trusted CA certificates, or None; `policy` a Policy of the ports and
+    addresses that may be dialled. `advice` is None or a callable
+    ``advice(settings, code) -> str | None`` whose text is appended to the hint
+    of a failure with that cause code. `setting_names` is a SettingNames
+    naming the operator's settings in hints (plain words by default).
+
+    The verifying SSLContexts are built here, so processes forked after
+    construction (gunicorn --preload) share them; a CA file that cannot be read
+    is not an error here but fails the TLS step of each test, with its cause.
+    Raises ValueError when `deadline` or `greeting_timeout` is not a positive
+    number of seconds.
     """
-    if slots is not None and not slots.acquire(blocking=False):
-        raise Busy()
-    attempt = _Attempt(settings, deadline, ca_file, slots, policy)
-    worker = threading.Thread(target=attempt.execute, name="connection-test", daemon=True)
-    worker.start()
-    if not attempt.finished.wait(deadline + GRACE_SECONDS):
-        attempt.abort()
-    result = attempt.result()
-    log.info(
-        "connection test %s:%s as %s: %s",
-        settings.host, settings.port, settings.username, result.cause.code if result.cause else "ok",
-    )
-    return result
+
+    def __init__(self, deadline=15.0, greeting_timeout=5.0, ca_file=None, policy=DEFAULT_POLICY, advice=None,
+                 setting_names=None):
+        if not deadline > 0 or not greeting_timeout > 0:
+            raise ValueError("deadline and greeting_timeout must be positive numbers of seconds")
+        self.deadline = float(deadline)
+        self.greeting_timeout = float(greeting_timeout)
+        self.ca_file = ca_file and str(ca_file)
+        self.policy = policy
+        self.advice = advice
+        self.setting_names = setting_names or SettingNames()
+        for for_https in (False, True):
+            try:
+                network.tls_context(self.ca_file, for_https=for_https)
+            except (OSError, ValueError):  # ssl.SSLError is an OSError; the TLS step will say what is wrong
+                break
+
+    def run(self, settings, *, slots=None, list_folders=False):
+        """Test `settings` against the real server and return a Result.
+
+        `slots` is None or any object with ``acquire(blocking=False) -> bool``
+        and ``release()`` (a ``threading.BoundedSemaphore``, or one shared
+        between processes) bounding the tests in flight: a slot is held until
+        the worker has really finished. `list_folders` asks IMAP for the folder
+        names (``LIST``, RFC 3501 section 6.3.8) after opening the folder, for a
+        folder picker; otherwise that round trip is skipped. Raises Busy when
+        no slot is free; never raises for anything the server or network does,
+        which is in the Result.
+        """
+        if slots is not None and not slots.acquire(blocking=False):
+            raise Busy()
+        attempt = _Attempt(self, settings, slots, list_folders)
+        worker = threading.Thread(target=attempt.execute, name="connection-test", daemon=True)
+        worker.start()
+        if not attempt.finished.wait(self.deadline + GRACE_SECONDS):
+            attempt.abort()
+        result = attempt.result()
+        log.info(
+            "connection test %s:%s as %s: %s",
+            settings.host, settings.port, settings.username, result.cause.code if result.cause else "ok",
+        )
+        return result
+
+
+def run(settings, deadline=15.0, ca_file=None, slots=None, policy=DEFAULT_POLICY, *, greeting_timeout=5.0,
+        advice=None, setting_names=None, list_folders=False):
+    """Test `settings` once with a Prober made of these arguments (see Prober and Prober.run).
+
+    A convenience for callers that test rarely; an application makes one Prober
+    at start and calls its ``run``. Raises Busy when no slot is free.
+    """
+    prober = Prober(deadline, greeting_timeout, ca_file, policy, advice, setting_names)
+    return prober.run(settings, slots=slots, list_folders=list_folders)
 
 
 def _plan(settings):
     # The mail server is resolved and checked first: a refused destination costs no token request.
-    steps = [("resolve", "Resolve host")]
+    steps = [("resolve", "Check destination")]
     if settings.auth == protocols.OAUTH2:
         steps.append(("token", "Get OAuth2 token"))
     steps.append(("connect", "Connect"))
@@ -90,14 +146,16 @@ class _Attempt:
     The lock keeps the watchdog's verdict from being overwritten by the worker.
     """
 
-    def __init__(self, settings, deadline, ca_file, slots, policy):
+    def __init__(self, prober, settings, slots, list_folders):
+        self.prober = prober
         self.settings = settings
-        self.deadline = deadline
-        self.ca_file = ca_file
+        self.deadline = prober.deadline
+        self.policy = prober.policy
         self.slots = slots
-        self.policy = policy
+        self.list_folders = list_folders
         self.steps = {name: Step(name, title) for name, title in _plan(settings)}
         self.started = time.monotonic()
+        self.greeting_due = None  # when the greeting must have come (monotonic), set once connected
         self.sock = None  # what the current step talks over; replaced when TLS starts
         self.guard = network.ReplyGuard()
         self.token = None  # the OAuth2 access token, only in memory for the login
@@ -105,32 +163,47 @@ class _Attempt:
         self.failure = None
         self.message_count = None
         self.folders = []
+        self.certificate = None
         self.finished = threading.Event()
         self._lock = threading.Lock()
         self._aborted = False
         self._kill_switches = []  # duplicates of every socket dialled, for the watchdog to shut down
-        self._sent_secrets = []  # secrets in the forms they went over the wire (SASL strings, base64)
-        self._tls_context = None
+        self._sent_secrets = []  # SASL strings that carried a secret, as they went over the wire
 
     def seconds_left(self):
         """Seconds until the deadline, never quite zero (a socket timeout of 0 would mean non-blocking)."""
         return max(self.started + self.deadline - time.monotonic(), 0.01)
 
-    def tls_context(self):
-        """The verifying SSLContext, made on first use so a bad CA file fails inside the step that needs it."""
-        if self._tls_context is None:
-            self._tls_context = network.tls_context(self.ca_file)
-        return self._tls_context
+    def _greeting_seconds_left(self):
+        return max(self.greeting_due - time.monotonic(), 0.01)
+
+    def tls_context(self, for_https=False):
+        """The shared verifying SSLContext (network.tls_context); raises OSError or ssl.SSLError when the
+        CA file cannot be read, inside the step that needs it."""
+        return network.tls_context(self.prober.ca_file, for_https=for_https)
+
+    def tls_established(self, sslsock):
+        """Note the certificate of the TLS session on `sslsock` (just verified); return the step's details."""
+        self.certificate = network.certificate(sslsock)
+        return network.describe_tls(sslsock, self.certificate)
 
     @contextmanager
     def step(self, name):
-        """Run one step: limit the socket to the time left, time it, and turn errors into a Failure."""
+        """Run one step: limit the socket to the time left, time it, and turn errors into a Failure.
+
+        Until the greeting has come, the time left is the greeting's own budget if that ends first.
+        """
         with self._lock:
             if self._aborted:  # the watchdog has answered already; stop instead of dialling on
                 raise Failure("deadline_exceeded")
             step = self.current = self.steps[name]
+        greeting_limited = False
         if self.sock is not None:
-            self.sock.settimeout(self.seconds_left())
+            timeout = self.seconds_left()
+            if name in GREETING_STEPS and self.greeting_due is not None:
+                greeting_limited = self._greeting_seconds_left() < timeout
+                timeout = min(timeout, self._greeting_seconds_left())
+            self.sock.settimeout(timeout)
         began = time.monotonic()
         try:
             yield step
@@ -138,7 +211,8 @@ class _Attempt:
             self._finish(step, FAILED, began)
             if isinstance(error, Failure):
                 raise
-            raise network.classify(error, name, self.settings, greeted=self.guard.received > 0) from error
+            raise network.classify(error, name, self.settings, greeted=self.guard.received > 0,
+                                   greeting_budget_spent=greeting_limited) from error
         self._finish(step, OK, began)
 
     def _finish(self, step, outcome, began):
@@ -155,8 +229,10 @@ class _Attempt:
             with self._lock:
                 if not self._aborted:
                     self.failure = failure
-        except Exception:  # a bug of ours, not the server's: keep the worker's promise to finish
-            log.exception("connection test stopped unexpectedly")
+        except Exception as error:  # a bug of ours, not the server's: keep the worker's promise to finish
+            # The exception's text may quote the server, so it goes through the redactor like everything else.
+            log.error("connection test stopped unexpectedly:\n%s",
+                      self._redactor().clean("".join(traceback.format_exception(error))))
             with self._lock:
                 if not self._aborted:
                     self.failure = Failure("protocol_error", reason="unexpected error in Mailkeep")
@@ -186,16 +262,17 @@ class _Attempt:
             sock, sockaddr = network.connect(addresses, self.seconds_left)
             self.sock = sock
             self.watch(sock)
+            self.greeting_due = time.monotonic() + self.prober.greeting_timeout
             step.details = network.format_address(sockaddr)
         if settings.security == protocols.IMPLICIT_TLS:
             with self.step("tls") as step:
                 self.sock = self.tls_context().wrap_socket(self.sock, server_hostname=settings.host)
-                step.details = network.describe_tls(self.sock)
+                step.details = self.tls_established(self.sock)
         return dialogue.converse(self)
 
     def redact_also(self, sent):
-        """Redact `sent` (a SASL string carrying a secret) and its base64 form from what the server says."""
-        self._sent_secrets += [sent, base64.b64encode(sent.encode()).decode()]
+        """Redact `sent` (a SASL string carrying a secret) in all its forms from what the server says."""
+        self._sent_secrets.append(sent)
 
     def watch(self, sock):
         """Let the watchdog cut `sock` at the deadline (through a duplicate, which TLS wrapping leaves usable)."""
@@ -221,25 +298,39 @@ class _Attempt:
                 except OSError:
                     pass  # already closed by the peer
 
+    def _redactor(self):
+        """The Redactor for every secret of this test, in every form it may have gone over the wire."""
+        settings = self.settings
+        return Redactor((settings.password, settings.client_secret, self.token), carriers=self._sent_secrets,
+                        basic_credentials=(settings.client_id, settings.client_secret))
+
     def result(self):
         """A snapshot of the test so far, safe to use while the worker winds down.
 
-        Every text in it that came from the server passes ``redact``: a hostile
-        server may echo a secret in any line.
+        Every text in it that came from the server passes one Redactor, whole,
+        before it is cut to length: a hostile server may echo a secret in any line.
         """
         with self._lock:
-            secrets = (self.settings.password, self.settings.client_secret, self.token, *self._sent_secrets)
-            steps = [dataclasses.replace(step, details=redact(step.details, secrets)[:DETAILS_LENGTH])
+            redactor = self._redactor()
+            steps = [dataclasses.replace(step, details=redactor.clean(step.details, DETAILS_LENGTH))
                      for step in self.steps.values()]
             cause = None
             if self.failure is not None:
-                where = self.current.title if self.current else "start"
-                cause = describe(self.failure, self.settings, secrets, deadline=self.deadline, step=where)
+                cause = describe(
+                    self.failure, self.settings, redactor, advice=self.prober.advice,
+                    setting_names=self.prober.setting_names, deadline=self.deadline,
+                    greeting_timeout=self.prober.greeting_timeout,
+                    step=self.current.title if self.current else "start",
+                )
+            certificate = self.certificate and dataclasses.replace(
+                self.certificate, subject=redactor.clean(self.certificate.subject),
+                issuer=redactor.clean(self.certificate.issuer))
             return Result(
                 settings=self.settings,
                 steps=steps,
                 elapsed_ms=_milliseconds_since(self.started),
                 cause=cause,
                 message_count=None if cause else self.message_count,
-                folders=[] if cause else [redact(name, secrets) for name in self.folders],
+                folders=[] if cause else [redactor.clean(name) for name in self.folders],
+                certificate=certificate,
             )

@@ -1,20 +1,43 @@
 """The causes a connection test can name: stable codes, the field to blame, and the words users read.
 
 Hints never suggest turning certificate verification off; they point at the
-CA file or the right host name instead.
+CA file or the right host name instead. Where a hint names one of the
+operator's settings, it uses the caller's ``SettingNames``; what the caller
+knows about providers comes in through an ``advice`` callable. Nothing here
+knows the application around it.
 """
 
-from . import protocols
-import providers
+from dataclasses import asdict, dataclass
 
+from . import protocols
 from .result import REPLY_LENGTH, Cause
+
+# Server text quoted inside a message or hint (a reason, a folder name), after redaction.
+REASON_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class SettingNames:
+    """What the operator's configuration calls the settings a hint may point at.
+
+    Each is the name as the operator sets it (an environment variable, a
+    configuration key); the defaults are plain words for callers without names.
+    """
+
+    ca_file: str = "the extra CA file setting"
+    allowed_networks: str = "the allowed networks setting"
+    allowed_ports: str = "the allowed ports setting"
+    allow_insecure: str = "the setting that allows connections without TLS"
+
 
 CA_FILE_HINT = (
     "If the server uses a certificate from your organisation's own certificate authority, "
-    "give Mailkeep that authority's certificate with MAILKEEP_CA_FILE. Verification stays on."
+    "give Mailkeep that authority's certificate with {ca_file}. Verification stays on."
 )
 
-# code: (field to blame, message, hint); {host}, {port}, {folder}, {reason} ... come from the failure.
+# code: (field to blame, message, hint). Messages and hints are filled from the settings ({host}, {port},
+# {folder}, {protocol}), the SettingNames ({ca_file} ...), {tls_port} (the protocol's SSL/TLS port) and
+# the failure's own context ({reason} ...).
 CATALOGUE = {
     "dns_not_found": (
         "host",
@@ -25,7 +48,7 @@ CATALOGUE = {
         "host",
         "Mailkeep may not connect to {host}:{port}{reason}.",
         "Connection tests go only to public addresses and mail ports (993, 995, 143, 110). An administrator "
-        "can allow more with MAILKEEP_ALLOWED_NETWORKS and MAILKEEP_ALLOWED_PORTS.",
+        "can allow more with {allowed_networks} and {allowed_ports}.",
     ),
     "connect_refused": (
         "port",
@@ -66,7 +89,8 @@ CATALOGUE = {
     "starttls_unavailable": (
         "security",
         "{host}:{port} does not offer STARTTLS, so the password was not sent.",
-        "Choose SSL/TLS (usually port 993) if the server supports it, or ask its administrator to enable TLS.",
+        "Choose SSL/TLS (usually port {tls_port}) if the server supports it, or ask its administrator to "
+        "enable TLS.",
     ),
     "plaintext_refused": (
         "security",
@@ -82,6 +106,11 @@ CATALOGUE = {
         "password",
         "The server offers no login method Mailkeep can use{reason}.",
         "Ask the server's administrator which login methods are enabled.",
+    ),
+    "server_unavailable": (
+        None,
+        "{host}:{port} could not log in because of a problem on the server's side{reason}.",
+        "Nothing in these settings is wrong. Try again later; if it lasts, tell the server's administrator.",
     ),
     "folder_not_found": (
         "folder",
@@ -106,65 +135,95 @@ CATALOGUE = {
     ),
 }
 
+# Words for a cause where the catalogue's general ones would not match what happened.
+SILENT_AT_TLS = (
+    "{host}:{port} accepted the connection but never answered the TLS handshake.",
+    "Nothing on this port answers SSL/TLS or greets like a mail server: it may belong to another service. "
+    "Check the Port.",
+)
+SILENT_AFTER_TLS = (
+    "{host}:{port} completed the TLS handshake but never sent a greeting.",
+    "The service on this port speaks TLS but not {protocol}. Check the Port and the Protocol.",
+)
+CLOSED_BEFORE_GREETING = "{host}:{port} accepted the connection, then closed it without a greeting."
+GREETING_UNFINISHED = "{host}:{port} began its greeting but did not finish it within {greeting_timeout:g} seconds."
+PLAINTEXT_NOT_ALLOWED = (
+    "The password would cross the network unencrypted, and is not sent: Mailkeep is not set up to allow "
+    "connections without TLS ({allow_insecure})."
+)
+# plaintext_refused, by whether the connection was encrypted and whether the secret had gone out.
+PRIVACY_REFUSED_AFTER_SENDING = (
+    "The server accepts the password only over an encrypted connection{reason}.",
+    None,
+)
+REFUSED_ALTHOUGH_ENCRYPTED = (
+    "The connection is encrypted, yet the server does not accept a password login on it{reason}, "
+    "so the password was not sent.",
+    "The server may take passwords only on another port or with other Security. Check the Port and Security, "
+    "or ask the server's administrator.",
+)
+PRIVACY_REFUSED_ALTHOUGH_ENCRYPTED = (
+    "The server refused the login as not private enough{reason}, although the connection is encrypted.",
+    REFUSED_ALTHOUGH_ENCRYPTED[1],
+)
+PASSWORD_EXPIRED_HINT = (
+    "The server says the password has expired: change it where the provider lets you, then enter the new one here."
+)
+
 
 class Failure(Exception):
-    """Raised inside a step to end the test with the cause `code`.
+    """Raised inside a step to end the test with the cause `code` (a key of CATALOGUE).
 
-    `reply` is the server's own words, if any; `field` and `hint` replace the
-    catalogue's; `reason` (a short technical phrase) and other keyword arguments
-    fill the message.
+    `reply` is the server's own words, if any; `field`, `message` and `hint`
+    replace the catalogue's, and are Mailkeep's own words, filled like the
+    catalogue's. `reason` (a short phrase; a final period is dropped) and other
+    keyword arguments fill the message and hint; they may quote the server, so
+    they are redacted and cut to REASON_LENGTH characters.
     """
 
-    def __init__(self, code, reply="", field=None, hint=None, reason="", **context):
+    def __init__(self, code, reply="", field=None, hint=None, reason="", message=None, **context):
         super().__init__(code)
         self.code = code
         self.reply = reply
         self.field = field
         self.hint = hint
-        self.context = dict(context, reason=f" ({reason})" if reason else "")
+        self.message = message
+        self.context = dict(context, reason=reason.strip().rstrip(".").strip())
 
 
-def describe(failure, settings, secrets, **context):
+def describe(failure, settings, redactor, *, advice=None, setting_names=None, **context):
     """Turn a Failure into the Cause users read.
 
-    `context` fills message fields the failure itself does not (``deadline``,
-    ``step``). What came from the server (the reply, the failure's own
-    context such as ``reason``) has `secrets` redacted; Mailkeep's own words
-    and the user's settings are left as they are. An ``auth_failed`` of a
-    password login at a known provider gets that provider's advice added.
+    `redactor` (a ``redaction.Redactor``) cleans everything that came from the
+    server (the reply, the failure's context such as ``reason``) before it is
+    cut to REPLY_LENGTH or REASON_LENGTH characters; Mailkeep's own words and
+    the user's settings are left as they are.
+    `context` fills message fields the failure itself does not (``deadline``
+    in seconds, ``step``, ``greeting_timeout`` in seconds). `setting_names` (a
+    SettingNames) names the operator's settings in hints. `advice`, if given,
+    is called as ``advice(settings, code)`` and may return more hint text
+    (e.g. what a provider requires), appended to the hint; its errors propagate.
     """
     field, message, hint = CATALOGUE[failure.code]
-    heard = {name: redact(value, secrets) if isinstance(value, str) else value
+    heard = {name: redactor.clean(value, REASON_LENGTH) if isinstance(value, str) else value
              for name, value in failure.context.items()}
+    heard["reason"] = f" ({heard['reason']})" if heard["reason"] else ""  # messages read "... failed{reason}."
+    own_port = protocols.DEFAULT_PORTS.get((settings.protocol, protocols.IMPLICIT_TLS))
     context = {
         "host": settings.host, "port": settings.port, "folder": settings.folder, "protocol": settings.protocol,
-        **context, **heard,
+        "tls_port": own_port, **asdict(setting_names or SettingNames()), **context, **heard,
     }
-    hint = redact(failure.hint, secrets) if failure.hint else hint  # a failure's own hint may quote the server
-    provider = providers.for_host(settings.host) or providers.for_username(settings.username)
-    if failure.code == "auth_failed" and provider and settings.auth == protocols.PASSWORD:
-        hint = f"{hint} {provider.name}: {provider.auth_note}"
+    hint = (failure.hint or hint).format(**context)
+    extra = advice(settings, failure.code) if advice is not None else None
+    if extra:
+        hint = f"{hint} {extra}"
     return Cause(
         code=failure.code,
         field=failure.field or field,
-        message=message.format(**context),
+        message=(failure.message or message).format(**context),
         hint=hint,
-        server_reply=redact(failure.reply, secrets)[:REPLY_LENGTH],
+        server_reply=redactor.clean(failure.reply, REPLY_LENGTH),
     )
-
-
-def redact(text, secrets):
-    """`text` (from a server) with each of `secrets` replaced by dots, as typed and as it is written
-    quoted in IMAP (RFC 3501 section 4.3) or escaped in a Python error message.
-
-    Servers do not normally echo a secret, but a hostile one could, and what
-    they say is shown to users and kept in the database.
-    """
-    for secret in filter(None, secrets):
-        quoted = secret.replace("\\", "\\\\").replace('"', '\\"')
-        for form in sorted({secret, quoted, repr(secret)[1:-1]}, key=len, reverse=True):
-            text = text.replace(form, "••••••")
-    return text
 
 
 def security_mismatch_hint(settings):

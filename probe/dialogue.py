@@ -8,9 +8,7 @@ login will go, so a failed login still shows it; ``count`` returns the message
 count and folder names too); any of them raises Failure to end the test.
 """
 
-from . import protocols
-
-from . import imap, pop3
+from . import imap, pop3, protocols
 
 MODULES = {protocols.IMAP: imap, protocols.POP3: pop3}
 

@@ -1,17 +1,32 @@
 """Reaching the server: name resolution, the TCP connection and TLS, with their failures named.
 
 TLS always verifies the certificate chain and the host name (RFC 8314 section
-4.1, via ``ssl.create_default_context``), against the system trust store plus
-an optional extra CA file.
+4.1; what ``ssl.create_default_context`` sets up), against the system trust
+store plus an optional extra CA file. Reading the system trust store takes
+tens of milliseconds, so the SSLContext for each CA file is built once and
+shared (an SSLContext may be used by many threads at once), rebuilt when the
+CA file changes and at most every SYSTEM_STORE_MAX_AGE seconds.
 """
 
+import imaplib
+import os
+import poplib
 import socket
 import ssl
+import threading
+import time
 from datetime import datetime, timezone
 
 from . import protocols
-
-from .causes import Failure, security_mismatch_hint
+from .causes import (
+    CLOSED_BEFORE_GREETING,
+    GREETING_UNFINISHED,
+    SILENT_AFTER_TLS,
+    SILENT_AT_TLS,
+    Failure,
+    security_mismatch_hint,
+)
+from .result import Certificate
 
 # OpenSSL X509_V_ERR_* codes (x509_vfy.h) that have a cause of their own.
 CERT_HAS_EXPIRED = 10
@@ -22,16 +37,62 @@ IP_ADDRESS_MISMATCH = 64
 MAX_RECEIVED_BYTES = 4 * 1024 * 1024
 
 
-def tls_context(ca_file=None):
-    """A client SSLContext: TLS 1.2 or later, chain and host name verified.
+# Seconds a built SSLContext is used before the system trust store is read again.
+SYSTEM_STORE_MAX_AGE = 3600.0
+# ALPN for the token endpoint's HTTPS (RFC 7301); mail connections offer none.
+HTTP_ALPN = ["http/1.1"]
 
-    `ca_file` is a PEM file of extra trusted CA certificates. Raises OSError or
-    ssl.SSLError when it cannot be read.
+_contexts = {}  # (CA file state, for_https) -> (SSLContext, time.monotonic() when built)
+_contexts_lock = threading.Lock()
+
+
+def tls_context(ca_file=None, *, for_https=False):
+    """The shared client SSLContext for `ca_file`: TLS 1.2 or later, chain and host name verified.
+
+    `ca_file` is the path of a PEM file of extra trusted CA certificates, or
+    None. The context is built on first use and kept while the file's path,
+    modification time, size and inode stay the same, for at most
+    SYSTEM_STORE_MAX_AGE seconds. With `for_https` it is a separate context for
+    the token endpoint, offering ALPN ``http/1.1`` and ignoring httpcore's calls
+    to set ALPN on it (a shared context must not change under other threads).
+    Raises OSError or ssl.SSLError when `ca_file` cannot be read or holds no
+    certificate; nothing is cached then.
     """
-    context = ssl.create_default_context()
+    key = (_file_state(ca_file), for_https)
+    with _contexts_lock:
+        built = _contexts.get(key)
+        if built is None or time.monotonic() - built[1] >= SYSTEM_STORE_MAX_AGE:
+            built = (_build_context(ca_file, for_https), time.monotonic())
+            for stale in [other for other in _contexts if other[0][0] == key[0][0] and other[1] == for_https]:
+                del _contexts[stale]
+            _contexts[key] = built
+        return built[0]
+
+
+def _file_state(ca_file):
+    if not ca_file:
+        return (None,)
+    state = os.stat(ca_file)
+    return (os.fspath(ca_file), state.st_mtime_ns, state.st_size, state.st_ino)
+
+
+class _HTTPSContext(ssl.SSLContext):
+    """An SSLContext whose ALPN is fixed when it is built: httpcore sets ALPN on every connection it makes,
+    which on a context shared between threads would change it under the others."""
+
+    def set_alpn_protocols(self, alpn_protocols):
+        """Ignored: the context offers HTTP_ALPN, set when it was built."""
+
+
+def _build_context(ca_file, for_https):
+    # What ssl.create_default_context(Purpose.SERVER_AUTH) does, in a class of our choosing.
+    context = (_HTTPSContext if for_https else ssl.SSLContext)(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if ca_file:
         context.load_verify_locations(cafile=ca_file)
+    if for_https:
+        ssl.SSLContext.set_alpn_protocols(context, HTTP_ALPN)
     return context
 
 
@@ -81,13 +142,22 @@ def format_address(sockaddr):
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def describe_tls(sslsock):
-    """One line about an established TLS session: version, cipher, certificate subject, issuer, expiry."""
+def certificate(sslsock):
+    """The verified peer certificate of an established TLS session, as a result.Certificate."""
     cert = sslsock.getpeercert()
-    expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), timezone.utc)
+    return Certificate(
+        subject=_name(cert.get("subject", ())),
+        issuer=_name(cert.get("issuer", ())),
+        not_after=datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), timezone.utc),
+    )
+
+
+def describe_tls(sslsock, peer_certificate):
+    """One line about an established TLS session: version, cipher, and `peer_certificate`'s subject,
+    issuer and expiry."""
     return (
-        f"{sslsock.version()}, {sslsock.cipher()[0]}; certificate for {_name(cert['subject'])} "
-        f"issued by {_name(cert['issuer'])}, valid until {expires:%Y-%m-%d}; host name matched"
+        f"{sslsock.version()}, {sslsock.cipher()[0]}; certificate for {peer_certificate.subject} "
+        f"issued by {peer_certificate.issuer}, valid until {peer_certificate.not_after:%Y-%m-%d}; host name matched"
     )
 
 
@@ -96,12 +166,16 @@ def _name(rdns):
     return attributes.get("commonName") or attributes.get("organizationName") or "(no name)"
 
 
-def classify(error, step, settings, greeted):
+def classify(error, step, settings, greeted, greeting_budget_spent=False):
     """Map an exception raised during `step` (a step name) to a Failure.
 
-    Socket timeouts mean different things: no greeting (or TLS hello) after the
-    dial while the server has sent nothing (`greeted` False), or else the
-    deadline running out on a server that stopped answering.
+    Before the greeting (the ``tls`` and ``greeting`` steps, `greeted` False)
+    silence and a closed connection are the same mistake, most often a port
+    that expects another kind of security: ``greeting_timeout``, worded for
+    what happened. Later, a socket timeout is the deadline running out on a
+    server that stopped answering, unless `greeting_budget_spent` says the
+    greeting's own budget ran out mid-greeting. The error's text is kept
+    whole: the caller redacts it before anything cuts it.
     """
     mismatch = security_mismatch_hint(settings)
     if isinstance(error, ssl.SSLCertVerificationError):
@@ -112,15 +186,46 @@ def classify(error, step, settings, greeted):
             reason=error.reason or error.strerror or "no details",
             hint=mismatch,
         )
-    if isinstance(error, TimeoutError):
-        if step in ("tls", "greeting") and not greeted:
-            # A silent server after a plaintext dial most often waits for a TLS hello: blame Security.
-            blame = "security" if mismatch or settings.security == protocols.STARTTLS else None
-            return Failure("greeting_timeout", field=blame, hint=mismatch)
+    timed_out = isinstance(error, TimeoutError)
+    closed = closed_by_server(error)
+    if step == "tls" and closed:
+        return Failure("tls_handshake_failed", reason="the server closed the connection", hint=mismatch)
+    if step in ("tls", "greeting") and not greeted and (timed_out or closed):
+        return _no_greeting(step, settings, mismatch, closed)
+    if timed_out and greeting_budget_spent:
+        return Failure("greeting_timeout", message=GREETING_UNFINISHED, field="port")
+    if timed_out:
         return Failure("deadline_exceeded")
     if isinstance(error, (EOFError, ConnectionError)):
         return Failure("protocol_error", reason="the server closed the connection")
-    return Failure("protocol_error", reason=str(error)[:200] or type(error).__name__)
+    return Failure("protocol_error", reason=str(error) or type(error).__name__)
+
+
+def _no_greeting(step, settings, mismatch, closed):
+    """The Failure for a server that sent nothing, or hung up, before its greeting."""
+    if step == "tls":  # only silence gets here: a hang-up during the handshake is a failed handshake
+        message, hint = SILENT_AT_TLS
+        return Failure("greeting_timeout", message=message, hint=mismatch or hint,
+                       field="security" if mismatch else None)
+    if settings.security == protocols.IMPLICIT_TLS:  # the TLS handshake worked; the greeting never came
+        message, hint = SILENT_AFTER_TLS
+        return Failure("greeting_timeout", message=CLOSED_BEFORE_GREETING if closed else message, hint=hint)
+    # After a plaintext dial, most often the port expects a TLS hello first: blame Security.
+    blame = "security" if mismatch or settings.security == protocols.STARTTLS else None
+    return Failure("greeting_timeout", message=CLOSED_BEFORE_GREETING if closed else None, field=blame,
+                   hint=mismatch)
+
+
+def closed_by_server(error):
+    """True when `error` says the server closed the connection: a reset or broken pipe, or EOF as
+    imaplib (``socket error: EOF``) and poplib (``-ERR EOF``) report it."""
+    if isinstance(error, (EOFError, ConnectionError)):
+        return True
+    if isinstance(error, imaplib.IMAP4.abort):
+        return str(error).endswith("EOF")
+    if isinstance(error, poplib.error_proto):
+        return bool(error.args) and error.args[0] in ("-ERR EOF", b"-ERR EOF")
+    return False
 
 
 def _certificate_failure(error):

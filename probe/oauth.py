@@ -86,16 +86,16 @@ def _http_problem(answers, error):
     if answers and answers[-1].status_code >= 400:
         return f"HTTP {answers[-1].status_code} from the endpoint"
     if error is not None:
-        return (str(error).splitlines() or [type(error).__name__])[0][:200]
+        return (str(error).splitlines() or [type(error).__name__])[0]
     return "the answer is not a JSON object with an access_token"
 
 
 def _body(answers):
-    """The start of the endpoint's last answer, as text, to quote."""
+    """The endpoint's last answer, as text, to quote (whole: it is redacted before it is cut)."""
     if not answers:
         return ""
     try:
-        return answers[-1].read()[:300].decode("utf-8", "replace")
+        return answers[-1].read().decode("utf-8", "replace")
     except httpx2.HTTPError:
         return ""
 
@@ -201,8 +201,7 @@ class _GuardedTransport(httpx2.HTTPTransport):
     """httpx's transport over _GuardedBackend, with no proxies from the environment (they would skip the policy)."""
 
     def __init__(self, attempt):
-        super().__init__(verify=attempt.tls_context(), trust_env=False)
+        context = attempt.tls_context(for_https=True)
+        super().__init__(verify=context, trust_env=False)
         # httpx builds its connection pool without a way to choose the network backend; this pool has ours.
-        self._pool = httpcore2.ConnectionPool(
-            ssl_context=attempt.tls_context(), network_backend=_GuardedBackend(attempt)
-        )
+        self._pool = httpcore2.ConnectionPool(ssl_context=context, network_backend=_GuardedBackend(attempt))

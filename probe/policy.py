@@ -12,8 +12,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from . import protocols
-
-from .causes import Failure
+from .causes import PLAINTEXT_NOT_ALLOWED, Failure
 
 MAIL_PORTS = frozenset({993, 995, 143, 110})
 HTTPS_PORT = 443
@@ -24,9 +23,12 @@ FORBIDDEN_NETWORKS = tuple(
     ipaddress.ip_network(network)
     for network in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "192.0.0.0/24")
 )
-# IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64 (RFC 6052, RFC 8215) and the
-# deprecated IPv4-compatible form.
-IPV4_IN_LAST_32_BITS = tuple(ipaddress.ip_network(network) for network in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96"))
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64 (RFC 6052, RFC 8215), IPv4-translated
+# addresses of SIIT (RFC 6145 section 2.1, RFC 7915), and the deprecated IPv4-compatible form (RFC 4291 2.5.5.1).
+# IPv4-mapped ::ffff:0:0/96 (RFC 4291 2.5.5.2), 6to4 and Teredo are read by the ipaddress module itself.
+IPV4_IN_LAST_32_BITS = tuple(
+    ipaddress.ip_network(network) for network in ("64:ff9b::/96", "64:ff9b:1::/48", "::ffff:0:0:0/96", "::/96")
+)
 
 
 class PolicyError(ValueError):
@@ -77,8 +79,8 @@ class Policy:
     def address_problem(self, address):
         """Why the IP address text `address` may not be dialled, or None.
 
-        An IPv6 address that carries an IPv4 one (mapped, NAT64, 6to4, Teredo,
-        IPv4-compatible) must pass for both.
+        An IPv6 address that carries an IPv4 one (mapped, translated, NAT64,
+        6to4, Teredo, IPv4-compatible) must pass for both.
         """
         ip = ipaddress.ip_address(address.split("%")[0])  # an IPv6 zone index is not part of the address
         for each in (*_embedded_ipv4(ip), ip):  # the carried IPv4 address first: it names the real destination
@@ -91,8 +93,7 @@ class Policy:
     def check_security(self, security):
         """Raise Failure ``plaintext_refused`` for a connection without TLS unless plaintext is allowed."""
         if security == protocols.PLAINTEXT and not self.plaintext:
-            raise Failure("plaintext_refused", field="security",
-                          reason="Mailkeep is not set up to allow connections without TLS (MAILKEEP_ALLOW_INSECURE)")
+            raise Failure("plaintext_refused", field="security", message=PLAINTEXT_NOT_ALLOWED)
 
     def check_port(self, port):
         """Raise Failure ``destination_not_allowed``, blaming the port, unless `port` may be dialled."""

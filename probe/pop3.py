@@ -7,12 +7,11 @@ reads nothing else.
 import base64
 import contextlib
 import poplib
+import ssl
 
-from . import protocols
-
-from . import network, oauth
+from . import oauth, protocols, refusals
 from .causes import Failure
-
+from .network import summarize
 
 # How this protocol names the steps that differ from IMAP's (see probe.dialogue).
 STARTTLS_TITLE = "STLS"
@@ -22,13 +21,20 @@ COUNT_STEP = ("stat", "Count messages")
 class _POP3OnSocket(poplib.POP3):
     """poplib's POP3 over a socket that is already connected, every line passing the attempt's ReplyGuard.
 
-    poplib itself refuses lines over 2048 bytes (its ``_MAXLINE``).
+    poplib itself refuses lines over 2048 bytes (its ``_MAXLINE``) and takes a
+    line ending in a bare LF as well as one ending in CRLF.
     """
 
     def __init__(self, host, sock, guard):
         self._connected_socket = sock
         self.guard = guard
-        super().__init__(host)
+        try:
+            super().__init__(host)
+        except BaseException:
+            # poplib leaves its reader open when the greeting fails, which keeps the socket's descriptor open.
+            if getattr(self, "file", None) is not None:
+                self.file.close()
+            raise
 
     def _create_socket(self, timeout):
         return self._connected_socket
@@ -82,31 +88,51 @@ class Session:
             raise self._refusal(error, Failure("starttls_unavailable", reply=self.attempt.guard.last_reply)) from None
         self.attempt.sock = self.client.sock
         self.capabilities = self._capabilities()  # RFC 2595 section 4: forget what was said before TLS
-        return network.describe_tls(self.attempt.sock)
+        return self.attempt.tls_established(self.attempt.sock)
+
+    def _encrypted(self):
+        return isinstance(self.attempt.sock, ssl.SSLSocket)
 
     def mechanism(self):
-        """Choose how to log in; return it in words, e.g. ``"USER/PASS as alice@example.com"``."""
+        """Choose how to log in; return it in words, e.g. ``"USER/PASS as alice@example.com"``.
+
+        Raises Failure ``plaintext_refused``, before anything is sent, for
+        USER/PASS on a connection without TLS when the server's CAPA leaves USER
+        out (RFC 2449 section 6.3: it does not take USER/PASS now; RFC 2595
+        section 4: servers leave it out until STLS) or announces that TLS is required.
+        """
         if self.settings.auth == protocols.OAUTH2:
             self._mechanism = oauth.mechanism(self.capabilities.get("SASL", []))
             return f"AUTH {self._mechanism} as {self.settings.username}"
+        if not self._encrypted() and self.capabilities:
+            announced = refusals.tls_required_capability(self.capabilities)
+            if announced:
+                raise refusals.plaintext_refused(False, sent=False, reason=f"the server announced {announced}")
+            if "USER" not in self.capabilities:
+                after = "only after STLS" if "STLS" in self.capabilities else "not without TLS"
+                raise refusals.plaintext_refused(False, sent=False, reason=f"the server offers USER/PASS {after}")
         return f"USER/PASS as {self.settings.username}"
 
     def authenticate(self):
-        """Log in with the chosen mechanism. Raises Failure: ``auth_failed`` only when the server said -ERR."""
+        """Log in with the chosen mechanism. Raises Failure: what the server's -ERR means is decided by
+        refusals.login_refused (``auth_failed`` only when nothing else explains it)."""
         settings = self.settings
+        sent = False
         try:
             if self._mechanism:
                 first = oauth.initial_response(self._mechanism, settings.username, self.attempt.token)
                 self.attempt.redact_also(first)
+                sent = True
                 self.client.authenticate(self._mechanism, first)
             else:
                 self.client.user(settings.username)
+                sent = True
                 self.client.pass_(settings.password)
         except poplib.error_proto as error:
-            reply = self.attempt.guard.last_reply
-            refused = Failure("plaintext_refused", reply=reply, reason="the server refuses USER/PASS here") \
-                if "plaintext authentication disallowed" in reply.lower() \
-                else Failure("auth_failed", reply=reply, field="username" if self._mechanism else None)
+            refused = refusals.login_refused(
+                self.attempt.guard.last_reply, encrypted=self._encrypted(), sent=sent,
+                oauth=bool(self._mechanism), capabilities=self.capabilities,
+            )
             raise self._refusal(error, refused) from None
 
     def count(self):
@@ -140,10 +166,9 @@ class Session:
             return failure
         if message == "-ERR EOF":
             raise Failure("protocol_error", reason="the server closed the connection")
-        raise Failure("protocol_error", reason=message[:200])
+        raise Failure("protocol_error", reason=message)
 
 
 def _describe(capabilities):
     """The capabilities that matter for the test: STLS, USER, the SASL mechanisms."""
-    return network.summarize([name for name in ("STLS", "USER") if name in capabilities],
-                             capabilities.get("SASL", []))
+    return summarize([name for name in ("STLS", "USER") if name in capabilities], capabilities.get("SASL", []))

@@ -12,7 +12,7 @@ PROTOCOLS = (IMAP, POP3)
 
 IMPLICIT_TLS = "ssl_tls"
 STARTTLS = "starttls"
-# No TLS at all: the password crosses the network readable. Offered only with MAILKEEP_ALLOW_INSECURE=1.
+# No TLS at all: the password crosses the network readable. Offered only where the operator allows it.
 PLAINTEXT = "none"
 SECURITY_LABELS = {IMPLICIT_TLS: "SSL/TLS", STARTTLS: "STARTTLS", PLAINTEXT: "None (insecure)"}
 

@@ -1,6 +1,7 @@
 """What a connection test takes and returns: settings in; steps in order and, on failure, the cause out."""
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 from . import protocols
 
@@ -71,14 +72,34 @@ class Cause:
     server_reply: str = ""
 
 
+@dataclass(frozen=True)
+class Certificate:
+    """The certificate the server presented when TLS was used (implicit TLS or STARTTLS), once verified.
+
+    `subject` and `issuer` are display names (the common name, else the
+    organisation, as in RFC 5280's subject and issuer fields); `not_after` is
+    the end of its validity as a timezone-aware datetime in UTC.
+    """
+
+    subject: str
+    issuer: str
+    not_after: datetime
+
+    def as_dict(self):
+        """The certificate as JSON-ready data, `not_after` as ISO 8601 text (``2026-01-31T12:00:00+00:00``)."""
+        return {"subject": self.subject, "issuer": self.issuer, "not_after": self.not_after.isoformat()}
+
+
 @dataclass
 class Result:
     """The outcome of one connection test.
 
     `steps` are in the order they run (later ones ``skipped`` after a failure),
     `elapsed_ms` is wall-clock milliseconds; on success `message_count` is the
-    folder's message count and `folders` the server's folder names (IMAP ``LIST``;
-    empty for POP3, which has one mailbox).
+    folder's message count and `folders` the server's folder names (IMAP ``LIST``,
+    only when asked for; empty for POP3, which has one mailbox). `certificate`
+    is the server's Certificate when TLS was used, else None (also when the
+    handshake failed).
     """
 
     settings: Settings
@@ -87,6 +108,7 @@ class Result:
     cause: Cause | None = None
     message_count: int | None = None
     folders: list = field(default_factory=list)
+    certificate: Certificate | None = None
 
     @property
     def ok(self):
@@ -124,4 +146,5 @@ class Result:
             "steps": [asdict(step) for step in self.steps],
             "failed_step": self.failed_step.name if self.failed_step else None,
             "cause": asdict(self.cause) if self.cause else None,
+            "certificate": self.certificate.as_dict() if self.certificate else None,
         }

@@ -50,7 +50,7 @@ def create_first_admin(username, password):
 
     Raises SetupDone when anyone exists already (set-up finished meanwhile).
     """
-    with exclusive():
+    with exclusive("accounts"):
         if User.select().exists():
             raise SetupDone()
         user = User.add(username, password, "admin")
@@ -72,7 +72,7 @@ def set_role(user, role, *, actor):
     LastActiveAdmin when it would demote the last active admin."""
     if role not in ROLES:
         raise ValueError(f"there is no role {role!r}")
-    with exclusive():
+    with exclusive("accounts"):
         if role != "admin" and user.is_last_active_admin():
             raise LastActiveAdmin(user)
         before, user.role = user.role, role
@@ -89,7 +89,7 @@ def set_active(user, active, *, actor):
     """
     if not active and fold(user.username) == fold(actor):
         raise AccountError("You cannot disable yourself.")
-    with exclusive():
+    with exclusive("accounts"):
         if not active and user.is_last_active_admin():
             raise LastActiveAdmin(user)
         user.active = active
@@ -140,7 +140,7 @@ def delete_user(user, *, actor):
     """
     if fold(user.username) == fold(actor):
         raise AccountError("You cannot delete yourself.")
-    with exclusive():
+    with exclusive("accounts"):
         if user.is_last_active_admin():
             raise LastActiveAdmin(user)
         _revoke_tokens(user, actor=actor, why="its user was deleted")

@@ -98,6 +98,14 @@ document.addEventListener("click", (event) => {
   }
 });
 
+// Enter in the alias form's credential search searches (htmx already has) instead of submitting the form.
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && event.target.matches("[data-picker-search]")) {
+    event.preventDefault();
+    htmx.trigger(event.target, "search");
+  }
+});
+
 // Say so when the server cannot be reached or fails, instead of doing nothing.
 function showProblem(text) {
   const notice = document.createElement("p");

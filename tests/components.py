@@ -6,6 +6,7 @@ import pytest
 
 DOVECOT = "/usr/sbin/dovecot"
 CHROMIUM = "/usr/bin/chromium"
+REDIS = "/usr/bin/redis-server"
 
 
 def require_executable(path, package):
@@ -19,3 +20,11 @@ def require_executable(path, package):
     if os.environ.get("CI") == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+def require_postgresql():
+    """Fail under CI=true, skip elsewhere, when Debian's PostgreSQL server (package postgresql) is missing."""
+    from postgres import binaries
+
+    found = binaries()
+    require_executable(str(found / "postgres") if found else "/usr/lib/postgresql/*/bin/postgres", "postgresql")

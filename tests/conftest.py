@@ -1,13 +1,22 @@
-"""Fixtures: the application on a fresh database, real Dovecot servers, a live server for the browser,
-and the canary check that runs after every test."""
+"""Fixtures: the application on a fresh database (SQLite, and PostgreSQL for every test that touches the
+database), real Dovecot, PostgreSQL and Redis servers, a live server for the browser, and the canary check
+that runs after every test.
+
+A test marked ``sqlite_only`` reads SQLite's own files or pragmas and runs on SQLite alone; browser tests
+run on SQLite (tests/e2e/conftest.py)."""
 
 import logging
+import os
 import threading
+import time
+import uuid
 
 import pytest
 from clients import signed_in
-from components import CHROMIUM, DOVECOT, require_executable
+from components import CHROMIUM, DOVECOT, REDIS, require_executable, require_postgresql
 from dovecot import Dovecot, MailUser, write_certificates
+from postgres import PostgreSQL
+from redis_server import RedisServer
 from testdata import (
     CANARY,
     CLIENT_ID,
@@ -26,6 +35,7 @@ from werkzeug.serving import make_server
 import access
 import database
 import encryption
+import migrations
 import models
 from app import create_app
 
@@ -35,6 +45,28 @@ CHROMIUM_FLAGS = [
 ]
 
 RESPONSE_BODIES = []
+# Places a test's PostgreSQL database leaked the canary to, found before the database is dropped.
+DATABASE_LEAKS = []
+DATABASE_KINDS = ("sqlite", "postgresql")
+TEMPLATE_DATABASE = "mailkeep_template"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: reads SQLite's own files or pragmas, so runs on SQLite only")
+    config.addinivalue_line("markers", "postgresql_only: about PostgreSQL itself, so runs on PostgreSQL only")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked sqlite_only (postgresql_only) keep only their SQLite (PostgreSQL) run; the other is
+    deselected, reported as such, never skipped."""
+    kept, dropped = [], []
+    for item in items:
+        kind = getattr(getattr(item, "callspec", None), "params", {}).get("database_kind")
+        other = {"sqlite": "postgresql_only", "postgresql": "sqlite_only"}.get(kind)
+        (dropped if other and item.get_closest_marker(other) else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def _record_response(response):
@@ -43,13 +75,55 @@ def _record_response(response):
     return response
 
 
+@pytest.fixture(scope="session")
+def postgresql_server():
+    """A real PostgreSQL from Debian's packages on loopback, with a template database already migrated, so
+    each test's database is a quick copy of it."""
+    require_postgresql()
+    with PostgreSQL() as server:
+        database.bind(server.create_database(TEMPLATE_DATABASE))
+        migrations.upgrade(encryption.KeyRing([os.urandom(32)]))
+        database.unbind()
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real Redis from Debian's packages on loopback."""
+    require_executable(REDIS, "redis-server")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+def database_kind(request):
+    """Which database the test runs on: every test that touches the database runs on both."""
+    return request.param
+
+
 @pytest.fixture
-def app_config(tmp_path):
+def database_url(request, database_kind, tmp_path):
+    """A fresh, empty database of `database_kind`: a SQLite file in tmp_path, or a new PostgreSQL
+    database (dropped afterwards, once the canary check has read its files)."""
+    if database_kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mailkeep.db'}"
+        return
+    server = request.getfixturevalue("postgresql_server")
+    name, started = f"test_{uuid.uuid4().hex[:12]}", time.time()
+    yield server.create_database(name, template=TEMPLATE_DATABASE)
+    database.unbind()
+    server.checkpoint()
+    DATABASE_LEAKS.extend(canary_leaks([], "", files=server.files_of(name, since=started)))
+    server.drop_database(name)
+
+
+@pytest.fixture
+def app_config(tmp_path, database_url):
     """The configuration of the application under test; a test may change it before ``app`` is built."""
     return {
         "TESTING": True,
         "INSTANCE_PATH": str(tmp_path / "instance"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'mailkeep.db'}",
+        "DATABASE_URL": database_url,
         "SECRET_KEY": "test-secret-key",
         "ENCRYPTION_KEYS": encryption.generate_key(),
         "CA_FILE": None,
@@ -113,16 +187,18 @@ def db(app):
 
 @pytest.fixture(autouse=True)
 def canary_never_leaks(tmp_path):
-    """After each test: the canary is in no response body, log record (DEBUG included), or database file."""
+    """After each test: no run of four characters of the canary is in a response body, a log record
+    (DEBUG included), or a database file (SQLite's files, or a PostgreSQL database's files and WAL)."""
     recorder, root = LogRecorder(), logging.getLogger()
     level = root.level
     root.addHandler(recorder)
     root.setLevel(logging.DEBUG)
     RESPONSE_BODIES.clear()
+    DATABASE_LEAKS.clear()
     yield
     root.removeHandler(recorder)
     root.setLevel(level)
-    leaks = canary_leaks(RESPONSE_BODIES, "\n".join(recorder.lines), tmp_path)
+    leaks = canary_leaks(RESPONSE_BODIES, "\n".join(recorder.lines), files=tmp_path.glob("*.db*")) + DATABASE_LEAKS
     assert not leaks, f"the canary secret leaked to: {leaks}"
 
 

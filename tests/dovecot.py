@@ -122,12 +122,15 @@ class Dovecot:
         binary: str = "/usr/sbin/dovecot",
         extra_config: str = "",
         oauth2_introspection_url: str | None = None,
+        namespace_prefix: str = "",
     ):
         """``users`` defaults to ``[DEFAULT_USER]``; ``cert_names`` become the server
         certificate's subjectAltName (IP literals as IP addresses, others as DNS names);
         ``cert_expired`` makes that certificate's validity end yesterday; ``extra_config``
         is appended verbatim to the generated dovecot.conf; ``oauth2_introspection_url``
-        (e.g. ``TokenServer.introspection_url``) enables XOAUTH2/OAUTHBEARER logins."""
+        (e.g. ``TokenServer.introspection_url``) enables XOAUTH2/OAUTHBEARER logins;
+        ``namespace_prefix`` ``"INBOX."`` puts every folder under INBOX, as Courier and
+        Cyrus do (LIST then shows ``INBOX``, ``INBOX.Archive``, ``INBOX.Team Inbox``)."""
         self.workdir = pathlib.Path(workdir)
         self.host = listen
         self.users = list(users) if users is not None else [DEFAULT_USER]
@@ -140,6 +143,7 @@ class Dovecot:
         self.binary = binary
         self.extra_config = extra_config
         self.oauth2_introspection_url = oauth2_introspection_url
+        self.namespace_prefix = namespace_prefix
         self.ca_file = self.workdir / "ca.pem"
         self.log_file = self.workdir / "dovecot.log"
         self.imap_port: int | None = None
@@ -270,6 +274,7 @@ class Dovecot:
         else:
             ssl_conf = "ssl = no\n"
         users = self._rundir / "users"
+        namespace = f"  prefix = {self.namespace_prefix}\n  separator = .\n" if self.namespace_prefix else ""
         mechanisms, password_mechanisms, oauth2_passdb = "plain login", "", ""
         if self.oauth2_introspection_url:
             mechanisms += " xoauth2 oauthbearer"
@@ -298,7 +303,7 @@ auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 namespace inbox {{
   inbox = yes
-}}
+{namespace}}}
 {ssl_conf}
 passdb {{
   driver = passwd-file

@@ -38,6 +38,7 @@ LEAST_ROLE = {
     ("/credentials/<id:credential_id>/delete", "GET"): "editor",
     ("/credentials/<id:credential_id>/delete", "POST"): "editor",
     ("/aliases/", "GET"): "viewer",
+    ("/aliases/credential-choices", "GET"): "editor",
     ("/aliases/new", "GET"): "editor", ("/aliases/new", "POST"): "editor",
     ("/aliases/<id:alias_id>/edit", "GET"): "editor", ("/aliases/<id:alias_id>/edit", "POST"): "editor",
     ("/aliases/<id:alias_id>/delete", "GET"): "editor", ("/aliases/<id:alias_id>/delete", "POST"): "editor",

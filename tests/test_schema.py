@@ -9,8 +9,8 @@ from peewee import IntegrityError
 
 import database
 import encryption
+import migrations
 import models
-import schema
 from app import create_app
 from config import ConfigurationError
 from models import Alias, Credential, CustomDataItem, Group
@@ -48,6 +48,7 @@ def dump_of(config):
         return list(connection.iterdump())
 
 
+@pytest.mark.sqlite_only
 def test_the_first_release_database_is_upgraded_and_keeps_every_row_and_secret(first_release, tmp_path):
     app = create_app(first_release)
     keyring = app.extensions["mailkeep.keyring"]
@@ -68,11 +69,12 @@ def test_the_first_release_database_is_upgraded_and_keeps_every_row_and_secret(f
     assert dump_of(first_release) == upgraded  # a second start finds nothing to upgrade
 
 
+@pytest.mark.sqlite_only
 def test_two_starts_at_once_upgrade_once_and_both_succeed(first_release):
     database.bind(first_release["DATABASE_URL"])
     keyring = encryption.KeyRing(encryption.parse_keys(FIRST_RELEASE_KEY))
     with ThreadPoolExecutor(2) as pool:  # each thread has its own connection, as two processes would
-        for future in [pool.submit(schema.upgrade, keyring) for _ in range(2)]:
+        for future in [pool.submit(migrations.upgrade, keyring) for _ in range(2)]:
             future.result()
     app = create_app(first_release)
     with models.db.connection_context():
@@ -80,6 +82,7 @@ def test_two_starts_at_once_upgrade_once_and_both_succeed(first_release):
         assert support.unseal(app.extensions["mailkeep.keyring"], "password") == FIRST_RELEASE_PASSWORD
 
 
+@pytest.mark.sqlite_only
 def test_the_upgraded_database_still_refuses_what_the_forms_refuse(first_release):
     create_app(first_release)
     with models.db.connection_context():
@@ -89,6 +92,7 @@ def test_the_upgraded_database_still_refuses_what_the_forms_refuse(first_release
             Credential.get(Credential.name == "Support").delete_instance()
 
 
+@pytest.mark.sqlite_only
 def test_an_upgrade_without_the_key_that_sealed_a_secret_changes_nothing(first_release):
     before = dump_of(first_release)
     with pytest.raises(ConfigurationError, match="not among the configured encryption keys"):
@@ -97,6 +101,7 @@ def test_an_upgrade_without_the_key_that_sealed_a_secret_changes_nothing(first_r
     create_app(first_release)  # with the right key it then upgrades
 
 
+@pytest.mark.sqlite_only
 def test_names_that_only_casefolding_tells_are_the_same_stop_the_upgrade_and_change_nothing(first_release):
     database = first_release["DATABASE_URL"].removeprefix("sqlite:///")
     with sqlite3.connect(database) as connection:  # lower() kept these apart; casefold() does not
@@ -105,3 +110,41 @@ def test_names_that_only_casefolding_tells_are_the_same_stop_the_upgrade_and_cha
     with pytest.raises(ConfigurationError, match="upgrading the table group failed, nothing was changed"):
         create_app(first_release)
     assert dump_of(first_release) == before
+
+
+# The same upgrade on PostgreSQL.
+
+def _postgresql_schema(server, name):
+    """Each table's columns (name, type, length, nullable, default), constraints and indexes, from
+    PostgreSQL's catalogue; column order aside, as an upgrade appends columns."""
+    columns = server.execute(
+        "SELECT table_name, column_name, data_type, character_maximum_length, is_nullable, column_default "
+        "FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2", database=name)
+    constraints = server.execute(
+        "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2", database=name)
+    indexes = server.execute("SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+                             "ORDER BY 1, 2", database=name)
+    return {"columns": columns, "constraints": constraints, "indexes": indexes}
+
+
+@pytest.mark.postgresql_only
+def test_the_first_release_schema_is_upgraded_on_postgresql_to_what_a_new_database_gets(app_config, postgresql_server):
+    server = postgresql_server
+    server.create_database("first_release")
+    try:
+        server.execute(FIRST_RELEASE.with_suffix(".postgresql.sql").read_text(), database="first_release")
+        upgraded_config = {**app_config, "DATABASE_URL": server.url("first_release"),
+                           "ENCRYPTION_KEYS": FIRST_RELEASE_KEY}
+        app = create_app(upgraded_config)
+        with models.db.connection_context():
+            support = Credential.get(Credential.name == "Support")
+            assert support.unseal(app.extensions["mailkeep.keyring"], "password") == FIRST_RELEASE_PASSWORD
+            assert Alias.get().credential.id == support.id and Group.default().name == "Default"
+            assert Credential.search("billing").count() == 1  # the search column was filled and indexed
+        database.unbind()
+        assert _postgresql_schema(server, "first_release") == _postgresql_schema(
+            server, app_config["DATABASE_URL"].rsplit("/", 1)[1])
+    finally:
+        database.unbind()
+        server.drop_database("first_release")

@@ -19,6 +19,7 @@ from encryption import KeyRing, UndecryptableSecret, parse_keys
 from models import Credential
 
 
+@pytest.mark.sqlite_only
 def test_a_credential_saved_edited_retested_and_deleted_never_shows_its_password(client, tmp_path):
     values = {"name": "Support", "description": "x", "group": "1", "protocol": "IMAP", "host": "imap.example.com",
               "port": "993", "security": "ssl_tls", "username": "help@example.com", "folder": "INBOX"}
@@ -43,7 +44,7 @@ def test_the_canary_check_finds_a_planted_secret(tmp_path):
     connection.execute("INSERT INTO t VALUES (?)", (CANARY,))
     connection.commit()
     connection.close()
-    leaks = canary_leaks([b"<p>" + CANARY.encode() + b"</p>"], f"DEBUG {CANARY}", tmp_path)
+    leaks = canary_leaks([b"<p>" + CANARY.encode() + b"</p>"], f"DEBUG {CANARY}", files=tmp_path.glob("*.db"))
     assert leaks == [f"response {b'<p>' + CANARY.encode() + b'</p>'!r}", "the log", "planted.db"]
     (tmp_path / "planted.db").unlink()
 
@@ -74,6 +75,7 @@ def test_a_ciphertext_copied_to_another_row_does_not_decrypt_and_says_so(app, cl
     assert "This secret cannot be read with the current keys" in row
 
 
+@pytest.mark.sqlite_only
 def test_a_ciphertext_left_from_a_deleted_row_does_not_decrypt_in_the_row_that_reuses_its_id(app):
     keyring = app.extensions["mailkeep.keyring"]
     deleted = _credential(app, "Deleted")
@@ -122,6 +124,7 @@ def test_rotation_re_encrypts_everything_so_the_old_key_alone_reads_nothing(app_
     create_app({**app_config, "ENCRYPTION_KEYS": new})
 
 
+@pytest.mark.sqlite_only
 def test_a_deleted_secret_is_gone_from_the_database_file_and_its_wal(app, client, tmp_path):
     credential = _credential(app)
     ciphertext = credential.password_ciphertext.split("$")[2].encode()

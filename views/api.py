@@ -20,6 +20,7 @@ from playhouse.shortcuts import model_to_dict
 import logins
 import openapi
 from access import PUBLIC, actor_name, limits_connection_tests, requires
+from database import is_missing_reference
 from forms import (
     AliasForm,
     ConnectionForm,
@@ -86,14 +87,14 @@ def _find(model, row_id):
     raise ApiError(404, {"error": f"No {model.__name__.lower()} with id {row_id!r}."})
 
 
-def _page_of(query, to_json):
-    """One page of `query` as ``{"items", "page", "pages", "total"}``; ``page`` and ``per_page`` from the URL."""
+def _page_of(query, total, to_json):
+    """One page of `query` as ``{"items", "page", "pages", "total"}``, `total` being how many rows the query
+    finds in all; ``page`` and ``per_page`` come from the URL. `to_json` turns the page's rows (a list) into
+    JSON-ready items."""
     per_page = min(max(request.args.get("per_page", current_app.config["PAGE_SIZE"], type=int), 1), MAX_PER_PAGE)
-    total = query.count()
     pages = max((total + per_page - 1) // per_page, 1)
     page = min(max(request.args.get("page", 1, type=int), 1), pages)
-    return {"items": [to_json(row) for row in query.paginate(page, per_page)], "page": page, "pages": pages,
-            "total": total}
+    return {"items": to_json(list(query.paginate(page, per_page))), "page": page, "pages": pages, "total": total}
 
 
 def _renamed(values, api_name, form_name):
@@ -118,7 +119,8 @@ class Entries(MethodView):
     def get(self, row_id=None):
         """A page of the entries, or one entry."""
         if row_id is None:
-            return _page_of(self.listed(), self.to_json)
+            query, total = self.listed()
+            return _page_of(query, total, self.page_to_json)
         return self.to_json(_find(self.model, row_id))
 
     @requires("editor")
@@ -146,14 +148,22 @@ class Entries(MethodView):
         return "", 204
 
     def _saved(self, form, row):
-        """``save``, with a unique key that a concurrent request won answered 409."""
+        """``save``, with what a concurrent request changed meanwhile answered 409: a row this one refers to
+        deleted, or a unique name or address taken."""
         try:
             return self.save(form, row)
-        except IntegrityError:
+        except IntegrityError as error:
+            if is_missing_reference(error):
+                raise ApiError(CONFLICT, {"error": "What this entry refers to (its credential or group) was "
+                                                   "deleted meanwhile."}) from None
             raise ApiError(CONFLICT, {"error": "Another request took this name or address meanwhile."}) from None
 
     def to_json(self, row):
         raise NotImplementedError
+
+    def page_to_json(self, rows):
+        """A page of rows as JSON items (a subclass fetches what every row needs in one query)."""
+        return [self.to_json(row) for row in rows]
 
     def to_input(self, row, payload):
         """The form's values: the row's (when changing one) with the payload's on top; null leaves a field."""
@@ -163,6 +173,7 @@ class Entries(MethodView):
         return save_entry(row or self.model(), form.values(), actor=actor_name())
 
     def listed(self):
+        """(the query listing the entries the URL asks for, how many it finds)."""
         raise NotImplementedError
 
     def refusal(self, row, refused):
@@ -187,11 +198,15 @@ class Credentials(Entries):
         return save_credential(credential or Credential(), form.values(), form.login_secrets().changes(),
                                form.custom_data_pairs(), actor=actor_name())
 
+    def page_to_json(self, credentials):
+        return [credential_json(credential) for credential in Credential.fetch_custom_data(credentials)]
+
     def listed(self):
         """Credentials, filtered like the page: ``q`` (text), ``group`` (id), ``protocol``, ``auth``."""
         group = request.args.get("group", type=int)
-        return Credential.search(request.args.get("q", "").strip(), group if group and group <= LARGEST_ID else None,
-                                 request.args.get("protocol") or None, request.args.get("auth") or None)
+        matching = (request.args.get("q", "").strip(), group if group and 0 < group <= LARGEST_ID else None,
+                    request.args.get("protocol") or None, request.args.get("auth") or None)
+        return Credential.search(*matching), Credential.count_matching(*matching)
 
     def refusal(self, credential, refused):
         return {
@@ -233,7 +248,8 @@ class Aliases(Entries):
         return _renamed(super().to_input(alias, payload), "credential_id", "credential")
 
     def listed(self):
-        return Alias.ordered()
+        text = request.args.get("q", "").strip()
+        return Alias.search(text), Alias.count_matching(text)
 
 
 class Groups(Entries):
@@ -245,10 +261,11 @@ class Groups(Entries):
 
     def to_json(self, group):
         return {"id": group.id, "name": group.name, "description": group.description,
-                "is_default": group.is_default, "credential_count": group.credentials.count()}
+                "is_default": group.is_default,
+                "credential_count": getattr(group, "credential_count", None) or group.credentials.count()}
 
     def listed(self):
-        return Group.by_name()
+        return Group.with_counts(), Group.select().count()
 
     def refusal(self, group, refused):
         why = "is the default group" if group.is_default else f"still holds {refused.references} credential(s)"

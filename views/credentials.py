@@ -2,14 +2,15 @@
 
 import logging
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, render_template, request
 from peewee import IntegrityError
-from playhouse.flask_utils import PaginatedQuery, get_object_or_404
+from playhouse.flask_utils import get_object_or_404
 
 import keys
 import logins
 import providers
 from access import actor_name, limits_connection_tests, requires
+from database import is_missing_reference
 from forms import (
     CUSTOM_DATA_ACTION,
     ConnectionForm,
@@ -22,6 +23,7 @@ from models import Credential, Group
 from web import (
     BUSY_HEADERS,
     TOO_MANY_REQUESTS,
+    Pages,
     after_change,
     explain_refusal,
     fragment_or_page,
@@ -51,15 +53,12 @@ def index():
         "protocol": request.args.get("protocol") or None,
         "auth": request.args.get("auth") or None,
     }
-    pages = PaginatedQuery(
-        Credential.search(filters["q"], filters["group"], filters["protocol"], filters["auth"]),
-        paginate_by=current_app.config["PAGE_SIZE"],
-    )
-    pages.page = min(pages.get_page(), max(pages.get_page_count(), 1))  # past the end shows the last page
+    matching = (filters["q"], filters["group"], filters["protocol"], filters["auth"])
+    pages = Pages(Credential.search(*matching), lambda: Credential.count_matching(*matching))
     template = "credentials/_list.html" if is_htmx() else "credentials/index.html"
     return render_template(
         template,
-        credentials=pages.get_object_list(),
+        credentials=Credential.count_aliases(pages.get_object_list()),
         pages=pages,
         filters=filters,
         groups=Group.by_name(),
@@ -84,8 +83,9 @@ def edit(credential_id):
                 credential or Credential(), form.values(), form.login_secrets().changes(), form.custom_data_pairs(),
                 actor=actor_name(),
             )
-        except IntegrityError:
-            form.form_errors.append("Another credential was saved with the same name or mailbox meanwhile.")
+        except IntegrityError as error:
+            form.form_errors.append("The group was deleted meanwhile; choose another." if is_missing_reference(error)
+                                    else "Another credential was saved with the same name or mailbox meanwhile.")
         else:
             return after_change(f"Saved {credential.name}.", ".index")
     return _form_page(form, credential)
@@ -196,8 +196,9 @@ def test_form(credential_id):
 @limits_connection_tests
 def test_saved(credential_id):
     """Test the saved credential and record the outcome on its health badge."""
+    outcome = connection_tests.test_saved(get_object_or_404(Credential, Credential.id == credential_id),
+                                          actor=actor_name())
     credential = _listed_or_404(credential_id)
-    outcome = connection_tests.test_saved(credential, actor=actor_name())
     if outcome.busy:
         if is_htmx():
             row = render_template("credentials/_row.html", credential=credential, busy=True)
@@ -210,7 +211,7 @@ def test_saved(credential_id):
 
 def _listed_or_404(credential_id):
     """The credential as the list shows it (with ``alias_count``), or 404."""
-    return get_object_or_404(Credential.search(), Credential.id == credential_id)
+    return Credential.count_aliases([get_object_or_404(Credential.search(), Credential.id == credential_id)])[0]
 
 
 @bp.route("/<id:credential_id>/delete", methods=["GET", "POST"])

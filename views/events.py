@@ -2,13 +2,12 @@
 
 from datetime import date, datetime, timedelta
 
-from flask import Blueprint, current_app, render_template, request
-from playhouse.flask_utils import PaginatedQuery
+from flask import Blueprint, render_template, request
 
 from access import requires
 from audit import ACTIONS
 from models import AuditEvent, User
-from web import is_htmx
+from web import Pages, is_htmx
 
 bp = Blueprint("events", __name__, url_prefix="/audit")
 
@@ -21,11 +20,8 @@ def index():
     since, until = _day(filters["since"]), _day(filters["until"])
     # Until the end of that day; the last day there is has no day after it, so it means no end.
     before = until + timedelta(days=1) if until and until.date() < date.max else None
-    pages = PaginatedQuery(
-        AuditEvent.search(filters["actor"], filters["entry"], filters["action"], since, before),
-        paginate_by=current_app.config["PAGE_SIZE"],
-    )
-    pages.page = min(pages.get_page(), max(pages.get_page_count(), 1))
+    events = AuditEvent.search(filters["actor"], filters["entry"], filters["action"], since, before)
+    pages = Pages(events, events.count)
     template = "events/_list.html" if is_htmx() else "events/index.html"
     return render_template(
         template, events=pages.get_object_list(), pages=pages, filters=filters, actions=ACTIONS,

@@ -5,6 +5,12 @@ from clients import start_session, watch
 
 
 @pytest.fixture
+def database_kind():
+    """Browser tests run on SQLite; what they check does not depend on the database."""
+    return "sqlite"
+
+
+@pytest.fixture
 def app_config(app_config):
     """The browser sends CSRF tokens like any user's browser, so the protection stays on."""
     app_config["WTF_CSRF_ENABLED"] = True

@@ -1,0 +1,158 @@
+"""A throwaway PostgreSQL cluster on loopback, from Debian's packages, for tests and benchmarks.
+
+Plain Python (no pytest), so fixtures and ``bench/`` share it::
+
+    with PostgreSQL() as server:
+        url = server.create_database("mailkeep_1")   # postgresql://mailkeep@127.0.0.1:<port>/mailkeep_1
+
+``initdb`` refuses to run as root, so as root the cluster is made and run as
+the ``postgres`` user (Debian's package creates it), in a fresh directory under
+the system temp dir that user may enter. It trusts connections from loopback,
+is tuned for throwaway speed (fsync off), and is removed by ``stop()``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg2
+
+STARTUP_TIMEOUT = 30.0
+"""Seconds start() waits for the server to accept connections."""
+
+SUPERUSER = "mailkeep"
+
+
+def binaries():
+    """The directory of the newest installed PostgreSQL's server programs, or None."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda path: int(path.split("/")[4]))
+    return Path(found[-1]).parent if found else None
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _modified_since(path, moment):
+    try:
+        return path.stat().st_mtime >= moment
+    except FileNotFoundError:  # a temporary file the server removed meanwhile
+        return False
+
+
+class PostgreSQL:
+    """A PostgreSQL server on 127.0.0.1 at a free port, superuser ``mailkeep`` without a password.
+
+    Attributes: ``port``; ``data`` (the cluster's directory). Use as a context
+    manager or call start()/stop(). Raises RuntimeError when the server does not
+    start, with the end of its log.
+    """
+
+    def __init__(self, bin_dir=None):
+        self.bin_dir = Path(bin_dir or binaries())
+        self.root = Path(tempfile.mkdtemp(prefix="mailkeep-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "postgres.log"
+        self.port = _free_port()
+        self.process = None
+        self._as_user = []
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.root, owner.pw_uid, owner.pw_gid)
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        """initdb, then start the server and wait until it accepts connections."""
+        self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "-A", "trust", "--no-sync", "-E", "UTF8",
+                  "--locale=C")
+        settings = {
+            "listen_addresses": "127.0.0.1", "port": str(self.port), "unix_socket_directories": str(self.root),
+            "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "200",
+            "log_min_messages": "warning",
+        }
+        options = [item for name, value in settings.items() for item in ("-c", f"{name}={value}")]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([*self._as_user, str(self.bin_dir / "postgres"), "-D", str(self.data),
+                                             *options], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            try:
+                psycopg2.connect(self.url("postgres")).close()
+                return
+            except psycopg2.OperationalError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"PostgreSQL did not start: {self.log.read_text()[-2000:]}") from None
+                time.sleep(0.1)
+
+    def stop(self):
+        """Stop the server (fast shutdown) and remove its directory."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=STARTUP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _run(self, program, *arguments):
+        """Run one of the server's programs (as the postgres user when root); raise RuntimeError on failure."""
+        done = subprocess.run([*self._as_user, str(self.bin_dir / program), *arguments], capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{program} failed: {done.stdout[-1000:]}{done.stderr[-1000:]}")
+
+    def url(self, database):
+        """The peewee/psycopg URL of `database` on this server."""
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    def execute(self, sql, database="postgres", parameters=None):
+        """Run one statement outside a transaction (CREATE DATABASE needs that); return its rows or None."""
+        connection = psycopg2.connect(self.url(database))
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, parameters)
+                return cursor.fetchall() if cursor.description else None
+        finally:
+            connection.close()
+
+    def create_database(self, name, template=None):
+        """Create the database `name` (a copy of `template` when given, copied file by file rather than
+        through the write-ahead log, PostgreSQL 15's STRATEGY FILE_COPY); return its URL."""
+        copy = f' TEMPLATE "{template}" STRATEGY FILE_COPY' if template else ""
+        self.execute(f'CREATE DATABASE "{name}"{copy}')
+        return self.url(name)
+
+    def drop_database(self, name):
+        """Drop the database `name`, ending any connection still open to it."""
+        self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def files_of(self, name, since=0.0):
+        """The paths of the files that may hold `name`'s data: its own relation files, and the write-ahead
+        log segments written since `since` (a time.time() value). Call ``checkpoint()`` first."""
+        (oid,), = self.execute("SELECT oid FROM pg_database WHERE datname = %s", parameters=(name,))
+        files = [*(self.data / "base" / str(oid)).iterdir(), *(self.data / "pg_wal").iterdir()]
+        return [path for path in files if path.is_file() and _modified_since(path, since)]
+
+    def checkpoint(self):
+        """Write every changed page to the data files (CHECKPOINT)."""
+        self.execute("CHECKPOINT")
