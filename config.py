@@ -14,11 +14,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import probe
+import providers
 from probe.policy import PolicyError
 
 DEFAULTS = {
     # Seconds a whole connection test may take, from dialling to LOGOUT.
     "CONNECTION_TEST_DEADLINE": 15.0,
+    # Seconds a server may take to greet (the TLS handshake included), within the deadline.
+    "GREETING_TIMEOUT": 5.0,
     # Connection tests that may run at once in one process; more are told to try again (HTTP 429).
     "CONNECTION_TEST_LIMIT": 8,
     # Where connection tests may go: these ports, at public addresses and in these networks (CIDR, comma-separated).
@@ -59,6 +62,11 @@ DEFAULTS = {
 }
 
 SECRET_KEY_FILE = "secret_key"
+# What connection-test hints call the settings they point at: the names an operator sets.
+SETTING_NAMES = probe.SettingNames(
+    ca_file="MAILKEEP_CA_FILE", allowed_networks="MAILKEEP_ALLOWED_NETWORKS", allowed_ports="MAILKEEP_ALLOWED_PORTS",
+    allow_insecure="MAILKEEP_ALLOW_INSECURE",
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +127,8 @@ def load(app, test_config=None):
     # from_prefixed_env parses values as JSON, so a numeric key would arrive as a number.
     app.config["SECRET_KEY"] = str(app.config["SECRET_KEY"])
     _positive(app, "CONNECTION_TEST_DEADLINE", float, "a positive number of seconds")
+    _positive(app, "GREETING_TIMEOUT", float, "a positive number of seconds")
+    app.config["GREETING_TIMEOUT"] = min(app.config["GREETING_TIMEOUT"], app.config["CONNECTION_TEST_DEADLINE"])
     _positive(app, "CONNECTION_TEST_LIMIT", int, "a positive whole number")
     _positive(app, "PAGE_SIZE", int, "a positive whole number")
     _positive(app, "DATABASE_POOL_SIZE", int, "a positive whole number")
@@ -146,11 +156,15 @@ def load(app, test_config=None):
     if app.config["CA_FILE"] and not os.access(app.config["CA_FILE"], os.R_OK):
         raise ConfigurationError(f"MAILKEEP_CA_FILE: cannot read {app.config['CA_FILE']}")
     try:
-        app.extensions["mailkeep.policy"] = probe.Policy.parse(
+        policy = app.extensions["mailkeep.policy"] = probe.Policy.parse(
             app.config["ALLOWED_PORTS"], app.config["ALLOWED_NETWORKS"], plaintext=_flag(app.config["ALLOW_INSECURE"])
         )
     except PolicyError as error:
         raise ConfigurationError(f"MAILKEEP_ALLOWED_PORTS or MAILKEEP_ALLOWED_NETWORKS: {error}") from None
+    app.extensions["mailkeep.prober"] = probe.Prober(
+        deadline=app.config["CONNECTION_TEST_DEADLINE"], greeting_timeout=app.config["GREETING_TIMEOUT"],
+        ca_file=app.config["CA_FILE"], policy=policy, advice=providers.advice, setting_names=SETTING_NAMES,
+    )
 
 
 def _shared_counters(app):

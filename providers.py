@@ -103,3 +103,12 @@ def for_username(username):
 def for_host(host):
     """The provider that runs a mail server host (``imap.gmail.com`` gives Gmail), or None."""
     return next((provider for provider in PROVIDERS if provider.serves(host)), None)
+
+
+def advice(settings, code):
+    """Extra words for a connection test's failure (probe.Prober's `advice`): for an ``auth_failed`` of a
+    password login at a known provider, what that provider requires ("Gmail: ..."); else None."""
+    provider = for_host(settings.host) or for_username(settings.username)
+    if code == "auth_failed" and provider and settings.auth == protocols.PASSWORD:
+        return f"{provider.name}: {provider.auth_note}"
+    return None

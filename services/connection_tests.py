@@ -83,13 +83,9 @@ def test_saved(credential, *, actor):
 
 
 def run(settings, list_folders=False):
-    """Run a connection test of probe.Settings with the application's deadline, CA file, concurrency slots
-    and outbound policy; return the probe.Result. Raises probe.Busy when all slots are taken."""
-    return probe.run(
-        settings,
-        deadline=current_app.config["CONNECTION_TEST_DEADLINE"],
-        ca_file=current_app.config["CA_FILE"],
-        slots=current_app.extensions["mailkeep.test_slots"],
-        policy=current_app.extensions["mailkeep.policy"],
-        list_folders=list_folders,
+    """Run a connection test of probe.Settings with the application's Prober (its deadline, CA file,
+    outbound policy and provider advice) and concurrency slots; return the probe.Result. Raises probe.Busy
+    when all slots are taken."""
+    return current_app.extensions["mailkeep.prober"].run(
+        settings, slots=current_app.extensions["mailkeep.test_slots"], list_folders=list_folders,
     )

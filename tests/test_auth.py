@@ -1,5 +1,6 @@
 """Accounts: the first administrator, signing in and out, sessions, roles managed by admins, API tokens."""
 
+import logging
 import re
 import threading
 import time
@@ -7,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import pytest
+import redis
 from clients import signed_in, signed_in_through_form
 from testdata import USER_PASSWORD
 
@@ -86,6 +88,29 @@ def test_sign_ins_are_rate_limited(app):
     assert codes == [200, 200, 200, 429]
     limited = client.post("/login", data={"username": "admin", "password": "wrong"})
     assert int(limited.headers["Retry-After"]) > 0
+
+
+@pytest.fixture
+def counted_in_redis(app_config, redis_server):
+    """The application under test counts its limits in the test Redis, emptied first."""
+    redis_server.flush()
+    app_config.update(REDIS_URL=redis_server.url, LOGIN_RATE_LIMIT="3 per minute")
+
+
+def test_with_redis_sign_in_limits_are_counted_there_and_an_outage_locks_nobody_out(
+        counted_in_redis, app, redis_server, caplog):
+    client = app.test_client()
+    codes = [client.post("/login", data={"username": "admin", "password": "wrong"}).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    assert any(b"login" in key for key in redis.Redis.from_url(redis_server.url).keys("*"))
+    redis_server.pause()
+    try:
+        with caplog.at_level(logging.WARNING):
+            answer = client.post("/login", data={"username": "nobody", "password": "wrong"})
+    finally:
+        redis_server.resume()
+    assert answer.status_code == 200 and "Invalid username or password." in answer.get_data(as_text=True)
+    assert any("falling back to in-memory" in record.getMessage() for record in caplog.records)
 
 
 @pytest.mark.parametrize("proxies, limited_by_forged_header", [(0, True), (1, False)])
