@@ -62,9 +62,11 @@ def test(values, typed=None, saved=None, *, actor, list_folders=False):
     if not secrets:
         return TestOutcome(ask_secret=login.needed.name)
     try:
-        result = run(settings_for(values, secrets), list_folders=list_folders)
+        result = run(settings_for(values, secrets))
     except probe.Busy:
         return TestOutcome(busy=True)
+    if not list_folders:
+        result.folders = []
     with db.atomic():
         if as_saved:
             saved.record_test(result.ok, result.summary)
@@ -82,14 +84,14 @@ def test_saved(credential, *, actor):
     return test(credential.connection_values(), saved=credential, actor=actor)
 
 
-def run(settings, list_folders=False):
+def run(settings):
     """Run a connection test of probe.Settings with the application's deadline, CA file, concurrency slots
-    and outbound policy; return the probe.Result. Raises probe.Busy when all slots are taken."""
+    and outbound policy; return the probe.Result (an IMAP test lists the server's folders). Raises
+    probe.Busy when all slots are taken."""
     return probe.run(
         settings,
         deadline=current_app.config["CONNECTION_TEST_DEADLINE"],
         ca_file=current_app.config["CA_FILE"],
         slots=current_app.extensions["mailkeep.test_slots"],
         policy=current_app.extensions["mailkeep.policy"],
-        list_folders=list_folders,
     )
