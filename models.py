@@ -283,9 +283,10 @@ class Credential(Sealed, BaseModel):
             if rows:
                 CustomDataItem.insert_many(rows).execute()
 
-    def record_test(self, ok, summary):
-        """Store the outcome of a connection test (one line, truncated) without touching ``updated_at``."""
-        self.last_test_at = utcnow()
+    def record_test(self, ok, summary, at=None):
+        """Store the outcome of a connection test (one line, truncated) run `at` (naive UTC; now unless
+        given) without touching ``updated_at``."""
+        self.last_test_at = at or utcnow()
         self.last_test_ok = ok
         self.last_test_summary = summary[:SUMMARY_LENGTH]
         Credential.update(

@@ -238,3 +238,15 @@ def test_next_never_leaves_the_site(app, target):
     response = app.test_client().post("/login", query_string={"next": target},
                                       data={"username": "viewer", "password": USER_PASSWORD})
     assert response.headers["Location"] == "/credentials/"
+
+
+def test_the_password_rule_is_said_beside_the_field_before_any_failure(app_config):
+    application = create_app(app_config)
+    setup = application.test_client().get("/setup").get_data(as_text=True)
+    hint = '<small id="password-hint" class="hint">At least 12 characters.</small>'
+    assert hint in setup and 'aria-describedby="password-hint"' in setup
+
+
+def test_the_users_page_says_the_password_rule_beside_the_field(app):
+    page = signed_in(app, "admin").get("/users/").get_data(as_text=True)
+    assert '<small id="password-hint" class="hint">At least 12 characters.</small>' in page
