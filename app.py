@@ -20,6 +20,7 @@ import keys
 import logins
 import models
 import schema
+import web
 
 from probe import protocols
 from views import aliases, api, auth, credentials, events, groups, tokens, users
@@ -82,6 +83,7 @@ def create_app(test_config=None):
     # What templates compare and word against: the protocol constants and the secrets' rules, never literals.
     app.jinja_env.globals.update(
         protocols=protocols, secret_rules=logins.SECRETS, unreadable_message=logins.UNREADABLE_SECRET,
+        is_htmx=web.is_htmx,
     )
 
     @app.after_request

@@ -8,7 +8,7 @@ from playhouse.shortcuts import model_to_dict
 from access import actor_name, requires
 from forms import AliasForm
 from models import Alias
-from web import after_change, fragment_or_page
+from web import after_change, fragment_or_page, is_htmx, naturally
 
 from services.entries import delete_entry, save_entry
 
@@ -18,8 +18,9 @@ bp = Blueprint("aliases", __name__, url_prefix="/aliases")
 @bp.get("/")
 @requires("viewer")
 def index():
-    """Every alias, with the credential it routes through."""
-    return render_template("aliases/index.html", aliases=Alias.ordered())
+    """Every alias, with the credential it routes through; htmx gets the list alone (it refreshes after a delete)."""
+    template = "aliases/_list.html" if is_htmx() else "aliases/index.html"
+    return render_template(template, aliases=naturally(Alias.ordered(), "address"))
 
 
 @bp.route("/new", methods=["GET", "POST"], defaults={"alias_id": None})
@@ -45,4 +46,4 @@ def delete(alias_id):
     if request.method == "GET":
         return fragment_or_page("_delete_confirm.html", f"Delete {alias.address}", thing=f"the alias {alias.address}")
     delete_entry(alias, actor=actor_name())
-    return after_change(f"Deleted {alias.address}.", ".index")
+    return after_change(f"Deleted {alias.address}.", ".index", event="aliasesChanged")
