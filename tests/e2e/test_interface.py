@@ -2,6 +2,8 @@
 Save after a test, the modal dialog, phones, row tests, form tests that count, deletes, focus, and axe-core
 on every page and state."""
 
+import re
+
 import pytest
 from accessibility import serve_axe, violations
 from clients import sign_in, start_session, watch
@@ -361,3 +363,18 @@ def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_serve
     context.close()
     assert problems == []
     assert [problem for problem in seen if "status of 40" not in problem] == []
+
+
+# 15. A swap never writes a style attribute, which the Content-Security-Policy refuses.
+
+def test_a_swap_keeps_the_policy_when_a_swapped_element_carries_a_style(page, live_server, dovecot):
+    """Scripts and browser extensions style elements through the CSSOM, which the policy allows; htmx copied
+    such a style to the element replacing it as an attribute, which it refuses. The page fixture fails the
+    test on any violation."""
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot.imaps_port)
+    save(page)
+    page.locator("#credential-1").evaluate("row => { row.style.outline = '1px solid'; }")
+    page.get_by_role("searchbox").fill("Support")
+    expect(page).to_have_url(re.compile(r"q=Support"))
+    expect(page.locator("#credential-1")).not_to_have_attribute("style", re.compile(".*"))
