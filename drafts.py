@@ -31,6 +31,8 @@ def unseal(draft, form_key, name):
     issued, _, ciphertext = (draft or "").partition(".")
     if not issued.isdigit() or not 0 <= time.time() - int(issued) <= DRAFT_MAX_AGE_SECONDS:
         return ""
+    if SESSION_KEY not in session:  # this session made no draft (a new session, the API): none can be its
+        return ""
     try:
         return keys.ring().decrypt(ciphertext, _context(form_key, name, int(issued)))
     except UndecryptableSecret:
@@ -38,8 +40,8 @@ def unseal(draft, form_key, name):
 
 
 def _context(form_key, name, issued):
-    """What a draft is bound to: this session's random draft key (made on first use), the form, the secret
-    and the moment it was made."""
+    """What a draft is bound to: this session's random draft key (made by the first ``seal``), the form,
+    the secret and the moment it was made."""
     if SESSION_KEY not in session:
         session[SESSION_KEY] = secrets.token_hex(16)
     return f"draft:{session[SESSION_KEY]}:{form_key}:{name}:{issued}"
