@@ -20,6 +20,7 @@ import logins
 import migrations
 import models
 import slots
+import web
 
 from probe import protocols
 from views import aliases, api, auth, credentials, events, groups, tokens, users
@@ -85,6 +86,7 @@ def create_app(test_config=None):
     # What templates compare and word against: the protocol constants and the secrets' rules, never literals.
     app.jinja_env.globals.update(
         protocols=protocols, secret_rules=logins.SECRETS, unreadable_message=logins.UNREADABLE_SECRET,
+        is_htmx=web.is_htmx,
     )
 
     @app.after_request

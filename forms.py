@@ -17,6 +17,7 @@ from wtforms import (
     FieldList,
     Form,
     FormField,
+    HiddenField,
     IntegerField,
     PasswordField,
     SelectChoice,
@@ -32,6 +33,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
+import drafts
 import logins
 from database import LARGEST_ID
 from models import ROLES, Alias, Credential, Group, User
@@ -186,6 +188,9 @@ class ConnectionForm(ModelForm):
     client_secret = PasswordField(logins.CLIENT_SECRET.label, [no_control_characters])
     token_url = StringField("Token endpoint", [Length(max=2000), no_control_characters], filters=[strip], default="")
     scope = StringField("Scope", [Length(max=1000), no_control_characters], filters=[strip], default="")
+    # Secrets typed earlier into this form, kept as encrypted drafts (drafts.py) while it comes back.
+    password_draft = HiddenField()
+    client_secret_draft = HiddenField()
 
     FIELDS = logins.CONNECTION_FIELDS
 
@@ -222,10 +227,29 @@ class ConnectionForm(ModelForm):
             self.folder.data = protocols.POP3_FOLDER
         return super().validate(extra_validators)
 
+    @property
+    def draft_key(self):
+        """What this form's drafts are bound to: the id of the row being edited, or "new"."""
+        return self.instance.id if self.instance else "new"
+
     def login_secrets(self):
-        """The logins.LoginSecrets of the values and secrets on this form, for the row being edited."""
+        """The logins.LoginSecrets of the values and secrets on this form (typed now, or kept as drafts),
+        for the row being edited."""
         typed = {name: self[name].data or "" for name in logins.SECRETS}
-        return logins.LoginSecrets(self.instance, self.values(logins.CONNECTION_FIELDS), typed)
+        kept = {
+            name: drafts.unseal(self[f"{name}_draft"].data, self.draft_key, name)
+            for name in logins.SECRETS if self[f"{name}_draft"].data
+        }
+        return logins.LoginSecrets(self.instance, self.values(logins.CONNECTION_FIELDS), typed, kept)
+
+    def secret_drafts(self, names=None):
+        """{name: draft} for the typed secrets (of `names`, every one unless given), to keep in the form
+        when it comes back: encrypted for this session and form (drafts.py), never the secret itself."""
+        typed = self.login_secrets().typed
+        return {
+            name: drafts.seal(text, self.draft_key, name)
+            for name, text in typed.items() if text and (names is None or name in names)
+        }
 
 
 class CustomDataRow(Form):
@@ -416,7 +440,8 @@ class AccountForm(ModelForm):
         ],
         filters=[strip],
     )
-    password = PasswordField("Password", [DataRequired(), strong_password])
+    password = PasswordField("Password", [DataRequired(), strong_password],
+                             description=f"At least {MIN_PASSWORD_LENGTH} characters.")
     confirm_password = PasswordField("Confirm password", [DataRequired()])
     role = SelectField("Role", choices=[SelectChoice(role, role.capitalize()) for role in ROLES], default="viewer")
 

@@ -20,6 +20,7 @@ from testdata import USER_PASSWORD, stored_credential
 
 import database
 import encryption
+import migrations
 import models
 from models import Alias, ApiToken, Credential, Group, User
 
@@ -144,7 +145,7 @@ def test_two_instances_started_at_once_on_empty_databases_both_come_up(postgresq
         for instance in instances:
             instance.stop()
         versions = postgresql_server.execute("SELECT version FROM schema_version ORDER BY version", database=name)
-        assert [version for (version,) in versions] == [1, 2]  # each migration once
+        assert [version for (version,) in versions] == [migration.VERSION for migration in migrations.MIGRATIONS]
         postgresql_server.drop_database(name)
 
 
