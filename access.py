@@ -10,7 +10,7 @@ import hashlib
 import time
 from http import HTTPStatus
 
-from flask import current_app, g, jsonify, redirect, request, session, url_for
+from flask import current_app, g, jsonify, redirect, render_template, request, session, url_for
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user
@@ -55,6 +55,7 @@ def init_app(app):
     app.register_error_handler(CSRFError, stale_form)
     app.register_error_handler(RequestEntityTooLarge, too_large)
     app.register_error_handler(HTTPException, http_error)
+    app.jinja_env.globals.update(may=may)
 
 
 def _load_user(session_id):
@@ -102,18 +103,24 @@ def user_key():
     return f"user:{user.id}" if user else get_remote_address()
 
 
-def limits_connection_tests(view):
+def limits_connection_tests(view=None, *, when=None):
     """Apply TEST_RATE_LIMIT per user and TEST_RATE_LIMIT_TOTAL across all users to a view that tests connections.
 
     Both counters are shared by every such view, so switching between the page and the API gains nothing.
     Flask-Limiter counts limits in the order they were applied, so the per-user one goes first: a user's
-    refused requests never reach the total, and one user cannot use up everyone's tests.
+    refused requests never reach the total, and one user cannot use up everyone's tests. With `when` (a
+    function of the request), only the requests for which it is true count: a view that tests only
+    sometimes (a save that then tests). Use as ``@limits_connection_tests`` or ``@limits_connection_tests(when=...)``.
     """
+    if view is None:
+        return lambda view: limits_connection_tests(view, when=when)
+    exempt = (lambda: not when()) if when else None
     per_user = limiter.shared_limit(
-        lambda: current_app.config["TEST_RATE_LIMIT"], scope="connection-tests", key_func=user_key
+        lambda: current_app.config["TEST_RATE_LIMIT"], scope="connection-tests", key_func=user_key, exempt_when=exempt
     )
     in_total = limiter.shared_limit(
-        lambda: current_app.config["TEST_RATE_LIMIT_TOTAL"], scope="connection-tests-total", key_func=lambda: "everyone"
+        lambda: current_app.config["TEST_RATE_LIMIT_TOTAL"], scope="connection-tests-total",
+        key_func=lambda: "everyone", exempt_when=exempt,
     )
     return in_total(per_user(view))
 
@@ -147,7 +154,7 @@ def check_access():
         if request.endpoint != "auth.setup":
             return _deny(503, "Mailkeep is not set up yet.", url_for("auth.setup"))
         return _protect()
-    role = _required_role(view)
+    role = _required_role(view, request.method)
     if is_api():
         return None if role == PUBLIC else _check_token(role)
     _protect()
@@ -160,10 +167,19 @@ def check_access():
     return None
 
 
-def _required_role(view):
-    """The role marked on the view, or on the MethodView method that answers this request; else DEFAULT_ROLE."""
-    handler = getattr(getattr(view, "view_class", None), request.method.lower(), None)
+def _required_role(view, method):
+    """The role marked on the view, or on the MethodView method that answers `method`; else DEFAULT_ROLE."""
+    handler = getattr(getattr(view, "view_class", None), method.lower(), None)
     return getattr(handler, "required_role", getattr(view, "required_role", DEFAULT_ROLE))
+
+
+def may(endpoint, method="GET"):
+    """True when whoever makes this request may use `endpoint` with `method`, by the role the view itself
+    is marked with (the same answer check_access gives). Templates ask it before showing a link or a button,
+    so each page offers only what its reader may do."""
+    role = _required_role(current_app.view_functions[endpoint], method)
+    user = acting_user()
+    return role == PUBLIC or (user is not None and user.may(role))
 
 
 def is_api():
@@ -199,7 +215,7 @@ def too_many_requests(error):
     limit = limiter.current_limit
     retry = max(int(limit.reset_at - time.time()), 1) if limit else 60
     message = f"Too many requests for now; try again in {retry} seconds."
-    response = current_app.make_response(_deny(HTTPStatus.TOO_MANY_REQUESTS, message))
+    response = current_app.make_response(_deny(HTTPStatus.TOO_MANY_REQUESTS, message, title="Too many requests"))
     response.status_code = HTTPStatus.TOO_MANY_REQUESTS  # also for htmx, whose configuration swaps 429 answers
     response.headers["Retry-After"] = str(retry)
     return response
@@ -215,21 +231,47 @@ def too_large(error):
     return _deny(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, message)
 
 
+# Plain titles for the error pages people meet; any other status is titled by its HTTP name.
+ERROR_TITLES = {
+    HTTPStatus.BAD_REQUEST: "This request could not be understood",
+    HTTPStatus.NOT_FOUND: "Page not found",
+    HTTPStatus.METHOD_NOT_ALLOWED: "This page does not take that request",
+    HTTPStatus.INTERNAL_SERVER_ERROR: "Something went wrong",
+}
+ERROR_MESSAGES = {
+    HTTPStatus.NOT_FOUND: "There is nothing at this address: the entry may have been deleted, or the link is mistyped.",
+    HTTPStatus.INTERNAL_SERVER_ERROR: "Mailkeep ran into a problem it did not expect. Nothing was changed by this "
+                                      "request; try again, and if it keeps happening, the server log says why.",
+}
+
+
 def http_error(error):
-    """Other HTTP errors: JSON for the API, Werkzeug's page elsewhere."""
-    return (jsonify(error=error.description), error.code) if is_api() else error
+    """Other HTTP errors (a 500 for an unexpected exception included): JSON for the API; elsewhere a page in
+    the layout with a plain title, what happened and a way back."""
+    if is_api():
+        return jsonify(error=error.description), error.code
+    status = HTTPStatus(error.code)
+    # An unexpected error may come from the database itself: that page does without the signed-in user.
+    plain = status == HTTPStatus.INTERNAL_SERVER_ERROR
+    body = render_template(
+        "error.html", title=ERROR_TITLES.get(status, status.phrase), plain=plain,
+        message=ERROR_MESSAGES.get(status, error.description),
+    )
+    return body, status
 
 
 def stale_form(error):
     """A browser request without a valid CSRF token: most often a page left open past its session."""
-    return _deny(HTTPStatus.BAD_REQUEST, "This page is out of date (or your session ended). Reload it and try again.")
+    return _deny(HTTPStatus.BAD_REQUEST, "This page is out of date (or your session ended). Reload it and try again.",
+                 title="This page is out of date")
 
 
-def _deny(status, message, location=None):
+def _deny(status, message, location=None, title="Not allowed"):
     """Refuse in the request's own terms: JSON for the API; else a redirect to `location` (one htmx
-    follows too), or the message: for htmx in the page's message area, otherwise as a page."""
+    follows too), or the message: for htmx in the page's message area, otherwise as a page headed by
+    `title`, with a way back."""
     if is_api():
         return jsonify(error=message), status
     if location is not None:
         return ("", 204, {"HX-Redirect": location}) if is_htmx() else redirect(location)
-    return explain_refusal("_refused.html", "Not allowed", status, message=message)
+    return explain_refusal("_refused.html", title, status, message=message)

@@ -90,6 +90,7 @@ def create_app(test_config=None):
     # What templates compare and word against: the protocol constants and the secrets' rules, never literals.
     app.jinja_env.globals.update(
         protocols=protocols, secret_rules=logins.SECRETS, unreadable_message=logins.UNREADABLE_SECRET,
+        is_htmx=web.is_htmx,
     )
 
     @app.after_request

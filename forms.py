@@ -19,6 +19,7 @@ from wtforms import (
     FieldList,
     Form,
     FormField,
+    HiddenField,
     IntegerField,
     PasswordField,
     SelectChoice,
@@ -35,6 +36,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
+import drafts
 import logins
 from database import LARGEST_ID
 from models import ROLES, Alias, Credential, Group, User, utcnow
@@ -54,6 +56,8 @@ CUSTOM_DATA_ACTION = "custom_data_action"
 MIN_PASSWORD_LENGTH = 12
 # The longest password or secret accepted (characters): long enough for any generated one.
 MAX_SECRET_LENGTH = 4096
+# The longest draft of a typed secret (drafts.py): a secret of MAX_SECRET_LENGTH, encrypted and encoded, fits.
+MAX_DRAFT_LENGTH = 2 * MAX_SECRET_LENGTH
 
 
 class Invalid(Exception):
@@ -236,6 +240,9 @@ class ConnectionForm(ModelForm):
     client_secret = PasswordField(logins.CLIENT_SECRET.label, [Length(max=MAX_SECRET_LENGTH), no_control_characters])
     token_url = StringField("Token endpoint", [Length(max=2000), no_control_characters], filters=[strip], default="")
     scope = StringField("Scope", [Length(max=1000), no_control_characters], filters=[strip], default="")
+    # Secrets typed earlier into this form, kept as encrypted drafts (drafts.py) while it comes back.
+    password_draft = HiddenField(validators=[Length(max=MAX_DRAFT_LENGTH), no_control_characters])
+    client_secret_draft = HiddenField(validators=[Length(max=MAX_DRAFT_LENGTH), no_control_characters])
 
     FIELDS = logins.CONNECTION_FIELDS
 
@@ -272,10 +279,29 @@ class ConnectionForm(ModelForm):
             self.folder.data = protocols.POP3_FOLDER
         return super().validate(extra_validators)
 
+    @property
+    def draft_key(self):
+        """What this form's drafts are bound to: the id of the row being edited, or "new"."""
+        return self.instance.id if self.instance else "new"
+
     def login_secrets(self):
-        """The logins.LoginSecrets of the values and secrets on this form, for the row being edited."""
+        """The logins.LoginSecrets of the values and secrets on this form (typed now, or kept as drafts),
+        for the row being edited."""
         typed = {name: self[name].data or "" for name in logins.SECRETS}
-        return logins.LoginSecrets(self.instance, self.values(logins.CONNECTION_FIELDS), typed)
+        kept = {
+            name: drafts.unseal(self[f"{name}_draft"].data, self.draft_key, name)
+            for name in logins.SECRETS if self[f"{name}_draft"].data
+        }
+        return logins.LoginSecrets(self.instance, self.values(logins.CONNECTION_FIELDS), typed, kept)
+
+    def secret_drafts(self, names=None):
+        """{name: draft} for the typed secrets (of `names`, every one unless given), to keep in the form
+        when it comes back: encrypted for this session and form (drafts.py), never the secret itself."""
+        typed = self.login_secrets().typed
+        return {
+            name: drafts.seal(text, self.draft_key, name)
+            for name, text in typed.items() if text and (names is None or name in names)
+        }
 
 
 class CustomDataRow(Form):
@@ -500,7 +526,8 @@ class AccountForm(ModelForm):
         filters=[strip],
     )
     password = PasswordField("Password", [DataRequired(), strong_password, Length(max=MAX_SECRET_LENGTH),
-                                          no_control_characters])
+                                          no_control_characters],
+                             description=f"At least {MIN_PASSWORD_LENGTH} characters.")
     confirm_password = PasswordField("Confirm password", [DataRequired(), Length(max=MAX_SECRET_LENGTH),
                                                           no_control_characters])
     role = SelectField("Role", choices=[SelectChoice(role, role.capitalize()) for role in ROLES], default="viewer")
@@ -515,8 +542,8 @@ class NewPasswordForm(FlaskForm):
     """A new password for an account, typed twice (an admin setting someone's, the command line)."""
 
     new_password = PasswordField(
-        f"New password (at least {MIN_PASSWORD_LENGTH} characters)",
-        [DataRequired(), strong_password, Length(max=MAX_SECRET_LENGTH), no_control_characters],
+        "New password", [DataRequired(), strong_password, Length(max=MAX_SECRET_LENGTH), no_control_characters],
+        description=f"At least {MIN_PASSWORD_LENGTH} characters.",
     )
     confirm_password = PasswordField("Confirm the new password", [DataRequired(), Length(max=MAX_SECRET_LENGTH),
                                                                    no_control_characters])

@@ -83,13 +83,20 @@ class LoginSecrets:
     connection fields as attributes and ``stored_secrets``, ``unseal``), or None
     when adding; `values` the connection values on screen (a mapping with the
     ``bound_to`` fields and ``auth``); `typed` the secrets typed with them
-    ({name: text}, "" or absent when not typed).
+    ({name: text}, "" or absent when not typed); `kept` the secrets typed
+    earlier into the same form and kept since as drafts (drafts.py). A kept
+    secret counts as typed unless it is typed again, or its stored one serves
+    these values (then the draft was for another login, and is let go).
     """
 
-    def __init__(self, saved, values, typed=None):
+    def __init__(self, saved, values, typed=None, kept=None):
         self.saved = saved
         self.values = values
-        self.typed = {name: (typed or {}).get(name) or "" for name in SECRETS}
+        reusable = self.reusable
+        self.typed = {
+            name: (typed or {}).get(name) or ("" if name in reusable else (kept or {}).get(name) or "")
+            for name in SECRETS
+        }
 
     @property
     def needed(self):

@@ -9,6 +9,7 @@ needs a row before it may be deleted (``blockers``).
 """
 
 import hashlib
+import re
 import secrets
 from datetime import datetime, timedelta, timezone
 
@@ -36,9 +37,20 @@ from probe import protocols
 SUMMARY_LENGTH = 300
 
 
+# Runs of decimal digits, which sortable pads so that they sort as numbers.
+DIGITS = re.compile(r"\d+")
+SORT_DIGITS = 20
+
+
 def fold(text):
     """The form of `text` that case-insensitive comparisons use (``str.casefold``: "Straße" gives "strasse")."""
     return text.casefold()
+
+
+def sortable(text):
+    """`text` in the form that sorts the way people expect, as plain text: casefolded, each run of digits
+    padded with zeros to SORT_DIGITS places ("Team 2" before "Team 10"). The ``*_sort`` columns hold it."""
+    return DIGITS.sub(lambda digits: digits.group().zfill(SORT_DIGITS), fold(text))
 
 
 def utcnow():
@@ -56,6 +68,8 @@ class BaseModel(Model):
     """
 
     FOLDED = ()
+    # (column, ``*_sort`` column): the second keeps the first in sortable form, for natural order (migration 3).
+    SORTED = ()
     # The columns whose casefolded text, joined by spaces, ``search_text`` keeps for search (migration 2).
     SEARCHED = ()
     AUDIT_TYPE = ""
@@ -81,6 +95,8 @@ class BaseModel(Model):
         existing row)."""
         for source, key in self.FOLDED:
             setattr(self, key, fold(getattr(self, source)))
+        for source, key in self.SORTED:
+            setattr(self, key, sortable(getattr(self, source)))
         if self.SEARCHED:
             self.search_text = fold(" ".join(getattr(self, name) or "" for name in self.SEARCHED))
         return super().save(*args, **kwargs)
@@ -207,11 +223,13 @@ class Credential(Sealed, BaseModel):
     last_test_ok = BooleanField(null=True)
     last_test_summary = CharField(max_length=SUMMARY_LENGTH, null=True)
     search_text = TextField(default="")
+    name_sort = CharField(max_length=255, default="", index=True)
 
     # What a person edits: the connection settings (the fields of a connection test), and how it is listed.
     EDITABLE = ("name", "description", "group", *logins.CONNECTION_FIELDS)
     FOLDED = (("name", "name_key"), ("username", "username_key"))
     SEARCHED = ("name", "description", "host", "username")
+    SORTED = (("name", "name_sort"),)
     AUDIT_TYPE = "credential"
 
     @property
@@ -221,7 +239,8 @@ class Credential(Sealed, BaseModel):
 
     @classmethod
     def search(cls, text="", group_id=None, protocol=None, auth=None):
-        """Credentials matching the filters, by name, with their group; never their ciphertexts.
+        """Credentials matching the filters, in natural order of their names, with their group; never their
+        ciphertexts.
 
         `text` matches name, description, host and username case-insensitively
         (``containing``); `group_id`, `protocol` and `auth` match exactly when
@@ -231,8 +250,8 @@ class Credential(Sealed, BaseModel):
         """
         secret_set = [field.is_null(False).alias(f"{name}_set") for name, field in cls.secret_fields().items()]
         listed = [field for field in cls._meta.sorted_fields
-                  if not isinstance(field, SecretField) and field is not cls.search_text]
-        query = cls.select(*listed, *secret_set, Group.id, Group.name).join(Group).order_by(cls.name_key)
+                  if not isinstance(field, SecretField) and field.name not in ("search_text", "name_sort")]
+        query = cls.select(*listed, *secret_set, Group.id, Group.name).join(Group).order_by(cls.name_sort, cls.id)
         return query.where(*cls._filters(text, group_id, protocol, auth))
 
     @classmethod
@@ -347,9 +366,10 @@ class Credential(Sealed, BaseModel):
             if rows:
                 CustomDataItem.insert_many(rows).execute()
 
-    def record_test(self, ok, summary):
-        """Store the outcome of a connection test (one line, truncated) without touching ``updated_at``."""
-        self.last_test_at = utcnow()
+    def record_test(self, ok, summary, at=None):
+        """Store the outcome of a connection test (one line, truncated) run `at` (naive UTC; now unless
+        given) without touching ``updated_at``."""
+        self.last_test_at = at or utcnow()
         self.last_test_ok = ok
         self.last_test_summary = summary[:SUMMARY_LENGTH]
         Credential.update(
@@ -393,8 +413,10 @@ class Alias(BaseModel):
     client = CharField(max_length=100, default="")
     description = TextField(default="")
     search_text = TextField(default="")
+    address_sort = CharField(max_length=400, default="", index=True)
 
     FOLDED = (("address", "address_key"),)
+    SORTED = (("address", "address_sort"),)
     SEARCHED = ("address", "workspace", "project_type", "client", "description")
     AUDIT_TYPE = "alias"
 
@@ -404,10 +426,10 @@ class Alias(BaseModel):
 
     @classmethod
     def search(cls, text=""):
-        """Aliases by address, each with its credential's id and name; `text` matches address, workspace,
-        project type, client and description case-insensitively (``containing``)."""
-        listed = [field for field in cls._meta.sorted_fields if field is not cls.search_text]
-        query = cls.select(*listed, Credential.id, Credential.name).join(Credential).order_by(cls.address_key)
+        """Aliases in natural order of their addresses, each with its credential's id and name; `text`
+        matches address, workspace, project type, client and description case-insensitively (``containing``)."""
+        listed = [field for field in cls._meta.sorted_fields if field.name not in ("search_text", "address_sort")]
+        query = cls.select(*listed, Credential.id, Credential.name).join(Credential).order_by(cls.address_sort, cls.id)
         return query.where(cls.containing(text)) if text else query
 
     @classmethod

@@ -13,17 +13,33 @@ from probe import protocols
 
 @dataclass(frozen=True)
 class Provider:
-    """A provider: `servers` maps protocol to (host, port, security); `auth_note` explains login trouble."""
+    """A provider: `servers` maps protocol to (host, port, security); `auth_note` explains login trouble;
+    `login` is the way to log in it accepts for mail programs (a key of protocols.AUTHENTICATION_LABELS),
+    with `oauth2_scope` the scope its OAuth2 tokens need."""
 
     name: str
     domains: tuple
     servers: dict
     auth_note: str
     hosts: tuple = field(default=())
+    login: str = protocols.PASSWORD
+    oauth2_scope: str = ""
 
     def server(self, protocol):
         """(host, port, security) for `protocol`, or None when the provider does not offer it."""
         return self.servers.get(protocol)
+
+    def suggestion(self, protocol):
+        """The form values to fill in for `protocol` when a user takes this provider's settings: host, port
+        and security, and for a provider that accepts only OAuth2 that login and its scope; None when the
+        provider does not offer `protocol`."""
+        server = self.server(protocol)
+        if server is None:
+            return None
+        values = {"host": server[0], "port": server[1], "security": server[2]}
+        if self.login == protocols.OAUTH2:
+            values.update(auth=protocols.OAUTH2, scope=self.oauth2_scope)
+        return values
 
     def serves(self, host):
         """True when `host` is one of this provider's mail servers."""
@@ -53,6 +69,7 @@ PROVIDERS = (
         "(token endpoint https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token, "
         "scope https://outlook.office365.com/.default) and grant that app access to the mailbox.",
         hosts=("imap-mail.outlook.com", "pop-mail.outlook.com"),
+        login=protocols.OAUTH2, oauth2_scope="https://outlook.office365.com/.default",
     ),
     Provider(
         "Yahoo Mail", ("yahoo.com", "ymail.com", "rocketmail.com"),

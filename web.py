@@ -14,6 +14,7 @@ statuses throughout (422 for invalid input).
 """
 
 import io
+import json
 from http import HTTPStatus
 
 import flask
@@ -24,12 +25,17 @@ from werkzeug.formparser import FormDataParser
 from werkzeug.routing import IntegerConverter
 
 from database import LARGEST_ID
+from models import sortable
 
 UNPROCESSABLE = HTTPStatus.UNPROCESSABLE_ENTITY
 CONFLICT = HTTPStatus.CONFLICT
 TOO_MANY_REQUESTS = HTTPStatus.TOO_MANY_REQUESTS
 # When all connection-test slots are taken: a test lasts seconds, so try again soon.
 BUSY_HEADERS = {"Retry-After": "5"}
+# The htmx event whose detail {"text": ...} mailkeep.js shows in the page's message area.
+SHOW_MESSAGE = "showMessage"
+# The htmx event whose detail {"text": ...} mailkeep.js says in a live region only screen readers read.
+ANNOUNCE = "announce"
 
 
 class TooManyFormParts(RequestEntityTooLarge):
@@ -83,12 +89,24 @@ def explain_refusal(fragment, title, status=CONFLICT, **context):
     return body, status, ({"HX-Retarget": "#messages", "HX-Reswap": "innerHTML"} if is_htmx() else {})
 
 
-def after_change(message, endpoint, **values):
-    """After a change: an empty answer for htmx (a deleted row fades out), else a notice and a 303 to `endpoint`."""
+def after_change(message, endpoint, event=None, **values):
+    """After a change: for htmx an empty answer (a deleted row fades out) with two htmx events: "showMessage"
+    at once, whose `message` the page's script puts in the message area, and `event` (a name, such as
+    "credentialsChanged") once the swap settled, so lists listening for it refresh themselves. Else a
+    notice and a 303 to `endpoint`."""
     if is_htmx():
-        return ""
+        headers = {"HX-Trigger": json.dumps({SHOW_MESSAGE: {"text": message}})}
+        if event:
+            headers["HX-Trigger-After-Settle"] = event
+        return "", 200, headers
     flash(message)
     return redirect(url_for(endpoint, **values), 303)
+
+
+def announce(message):
+    """Headers that have the page's script say `message` in its live region for screen readers (the htmx
+    event "announce"), for an answer whose visible change speaks only to the eye (a new badge)."""
+    return {"HX-Trigger": json.dumps({ANNOUNCE: {"text": message}})}
 
 
 def id_arg(name):
@@ -97,6 +115,13 @@ def id_arg(name):
     if value is not None and not 0 < value <= LARGEST_ID:
         abort(404)
     return value
+
+
+def naturally(rows, name):
+    """`rows` as a list in natural order of their attribute `name` (models.sortable: "Team 2" before
+    "Team 10", case ignored); equal names keep their order. For short lists; long ones are ordered by the
+    database, on their ``*_sort`` column."""
+    return sorted(rows, key=lambda row: sortable(getattr(row, name)))
 
 
 class Pages(PaginatedQuery):

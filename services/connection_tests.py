@@ -6,21 +6,40 @@ secret to use (logins.py's rule), runs probe with the application's settings,
 writes the audit event, and, when what was tested is exactly the saved
 credential, records the outcome on it in the same transaction. It answers a
 ``TestOutcome`` that each caller renders in its own terms.
+
+A test of values not yet saved also gets a *receipt*: a signed note of its
+outcome and of a keyed digest of exactly what was tested, the secret included
+(never the secret itself). The form carries it to Save, and ``record_receipt``
+records that test on the credential when the saved settings are the tested
+ones: the one rule for when a test of the values on screen counts for the entry.
 """
 
+import dataclasses
+import hashlib
+import hmac
+import json
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from flask import current_app
+from itsdangerous import BadData, URLSafeTimedSerializer
 
 import audit
 import keys
 from database import db
 from encryption import UndecryptableSecret
 from logins import UNREADABLE_SECRET, LoginSecrets, settings_for
+from models import utcnow
 
 import probe
 
 TOO_MANY_TESTS = "Too many connection tests are running; try again in a few seconds."
+# A receipt counts for a save this soon after its test: long enough to fix a typo and save, too short to
+# vouch for a server that may have changed since.
+RECEIPT_MAX_AGE_SECONDS = 15 * 60
+RECEIPT_SALT = "mailkeep.connection-test-receipt"
+DIGEST_CONTEXT = b"mailkeep.tested-settings"
+NEW_ENTRY = "new"
 
 
 @dataclass
@@ -30,13 +49,16 @@ class TestOutcome:
     `result` is the probe.Result, or None when nothing was tested; `blamed`
     ({field name: message}) what to say under each field; `ask_secret` the name
     of the secret to type before testing (none typed and no stored one serves);
-    `busy` True when every test slot was taken (try again in a moment).
+    `busy` True when every test slot was taken (try again in a moment);
+    `receipt` the signed note of what was tested and how it ended (see
+    ``record_receipt``), when something was tested.
     """
 
     result: probe.Result | None = None
     blamed: dict = field(default_factory=dict)
     ask_secret: str | None = None
     busy: bool = False
+    receipt: str | None = None
 
 
 def test(values, typed=None, saved=None, *, actor, list_folders=False):
@@ -61,25 +83,91 @@ def test(values, typed=None, saved=None, *, actor, list_folders=False):
         return TestOutcome(blamed={login.needed.name: UNREADABLE_SECRET})
     if not secrets:
         return TestOutcome(ask_secret=login.needed.name)
+    settings = settings_for(values, secrets)
     try:
-        result = run(settings_for(values, secrets), list_folders=list_folders)
+        result = run(settings, list_folders=list_folders)
     except probe.Busy:
         return TestOutcome(busy=True)
     with db.atomic():
         if as_saved:
             saved.record_test(result.ok, result.summary)
-        settings = result.settings
         audit.record(
-            "connection_test", saved, actor=actor, outcome=result.cause.code if result.cause else "ok",
+            "connection_test", saved, actor=actor, outcome=_outcome(result),
             details=f"{'saved settings' if as_saved else 'values on screen'}: {settings.protocol} "
                     f"{settings.host}:{settings.port} as {settings.username}. {result.summary}",
         )
-    return TestOutcome(result=result, blamed={result.cause.field: result.cause.message} if result.cause else {})
+    return TestOutcome(
+        result=result, blamed={result.cause.field: result.cause.message} if result.cause else {},
+        # A test of the saved credential as saved is recorded already; only other values need a receipt.
+        receipt=None if as_saved else _receipt(result, settings, saved.id if saved is not None else NEW_ENTRY),
+    )
+
+
+def _outcome(result):
+    """The audit outcome of a probe.Result: "ok", or its cause code."""
+    return result.cause.code if result.cause else "ok"
 
 
 def test_saved(credential, *, actor):
     """Test a saved credential with its stored secret and record the outcome on it (see ``test``)."""
     return test(credential.connection_values(), saved=credential, actor=actor)
+
+
+def record_receipt(credential, receipt, *, tested_for, actor):
+    """Record on `credential`, just saved, the test a `receipt` (``TestOutcome.receipt``) describes, when
+    that test was of exactly the settings now saved, its stored secret included; and log it.
+
+    `tested_for` is what the form that carried the receipt was for: the
+    credential's id when editing, ``NEW_ENTRY`` when adding; a receipt made for
+    another entry, altered, or older than RECEIPT_MAX_AGE_SECONDS counts for
+    nothing. Returns True when the test was recorded.
+    """
+    if not receipt:
+        return False
+    try:
+        note = _serializer().loads(receipt, max_age=RECEIPT_MAX_AGE_SECONDS)
+    except BadData:
+        return False
+    if note.get("for") != tested_for or not hmac.compare_digest(str(note.get("digest")), _saved_digest(credential)):
+        return False
+    tested_at = datetime.fromisoformat(note["at"])
+    with db.atomic():
+        credential.record_test(note["ok"], note["summary"], at=tested_at)
+        audit.record(
+            "connection_test", credential, actor=actor, outcome=note["outcome"],
+            details=f"values on screen, tested at {tested_at:%H:%M:%S} UTC and saved unchanged: {note['summary']}",
+        )
+    return True
+
+
+def _receipt(result, settings, tested_for):
+    """The signed receipt of a test of probe.Settings `settings` (secrets included) that gave `result`."""
+    return _serializer().dumps({
+        "for": tested_for, "ok": result.ok, "outcome": _outcome(result), "summary": result.summary,
+        "at": utcnow().isoformat(), "digest": _digest(settings),
+    })
+
+
+def _saved_digest(credential):
+    """The digest of the settings `credential` would be tested with as saved: its values and stored secret."""
+    login = LoginSecrets(credential, credential.connection_values())
+    try:
+        secrets = login.for_test(keys.ring())
+    except UndecryptableSecret:
+        return ""
+    return _digest(settings_for(credential.connection_values(), secrets))
+
+
+def _digest(settings):
+    """A keyed digest (HMAC-SHA256 under a key derived from the app's secret key) of every field of
+    probe.Settings `settings`: equal settings give equal digests, and it reveals nothing of the secret."""
+    key = hmac.new(current_app.config["SECRET_KEY"].encode(), DIGEST_CONTEXT, hashlib.sha256).digest()
+    canonical = json.dumps(dataclasses.asdict(settings), sort_keys=True)
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def _serializer():
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=RECEIPT_SALT)
 
 
 def run(settings, list_folders=False):

@@ -1,6 +1,6 @@
-// Small behaviours of the credential form that htmx does not cover. Everything
-// works without this file; it only saves clicks. No inline scripts: the
-// Content-Security-Policy allows scripts from this origin only.
+// Small behaviours that htmx does not cover. Everything works without this file; it only saves clicks
+// and keeps focus and announcements where keyboard and screen-reader users need them. No inline scripts:
+// the Content-Security-Policy allows scripts from this origin only.
 "use strict";
 
 const CREDENTIAL_FORM = "form[data-default-ports]";
@@ -34,17 +34,20 @@ function showChoices(form) {
 }
 
 // Test connection stays disabled until the server, the login and its secret
-// (typed, or stored for the entry being edited) are there. Which secret and
-// which fields each login needs is the server's rule (logins.py), rendered
-// into data-login-rules.
+// (typed, kept from earlier, or stored for the entry being edited) are there.
+// Which secret and which fields each login needs is the server's rule
+// (logins.py), rendered into data-login-rules.
 function updateTestButton(form) {
   const button = form.querySelector("[data-connection-test]");
-  const filled = (name) => form.elements[name] && form.elements[name].value.trim() !== "";
+  const filled = (name) => {
+    const field = form.elements[name];
+    return field && field.value !== undefined && field.value.trim() !== "";
+  };
   const stored = (form.dataset.storedSecrets || "").split(" ");
   const rules = JSON.parse(form.dataset.loginRules).logins;
   const login = rules[form.elements.auth.value] || { secret: "password", needs: [] };
   const ready = ["host", "port", "username", ...login.needs].every(filled) &&
-    (filled(login.secret) || stored.includes(login.secret));
+    (filled(login.secret) || filled(`${login.secret}_draft`) || stored.includes(login.secret));
   button.disabled = !ready;
 }
 
@@ -53,11 +56,18 @@ function refresh(form) {
   updateTestButton(form);
 }
 
+// `root` and what it holds (htmx:load names the new element itself).
+function within(root, selector) {
+  const found = [...root.querySelectorAll(selector)];
+  return root.matches && root.matches(selector) ? [root, ...found] : found;
+}
+
 function setUp(root) {
-  root.querySelectorAll(CREDENTIAL_FORM).forEach((form) => {
+  within(root, CREDENTIAL_FORM).forEach((form) => {
     rememberChoice(form);
     refresh(form);
   });
+  within(root, "dialog[data-modal]").forEach(openModal);
 }
 
 document.addEventListener("change", (event) => {
@@ -72,6 +82,14 @@ document.addEventListener("input", (event) => {
   if (form) updateTestButton(form);
 });
 
+// "Save and test" waits for the test before the next page comes: say so meanwhile.
+document.addEventListener("submit", (event) => {
+  if (event.submitter && event.submitter.matches("[data-save-and-test]")) {
+    const indicator = event.target.querySelector(".save-indicator");
+    if (indicator) indicator.textContent = "Saving, then testing the connection…";
+  }
+});
+
 document.addEventListener("click", (event) => {
   // A suggestion (provider settings, a folder from the server) fills its fields when the user takes it.
   const filler = event.target.closest("[data-fill]");
@@ -82,19 +100,25 @@ document.addEventListener("click", (event) => {
     });
     rememberChoice(form);
     refresh(form);
-    const suggestion = filler.closest(".suggestion");
-    if (suggestion) suggestion.remove();
     filler.parentElement.querySelectorAll("[data-fill]").forEach((other) => {
       other.setAttribute("aria-pressed", String(other === filler));
     });
+    // A provider's suggestion is taken: its button goes, and what it says about logging in stays.
+    const suggestion = filler.closest(".suggestion");
+    if (suggestion) {
+      const taken = suggestion.querySelector(".taken");
+      filler.remove();
+      taken.hidden = false;
+      taken.focus();
+    }
   }
   // A dialog opened in place closes without leaving the page; opened as a page
   // of its own (no JavaScript at the time), its link goes back instead.
   const closer = event.target.closest("[data-close-dialog]");
-  const container = closer && closer.closest("#dialog");
-  if (container) {
+  const dialog = closer && closer.closest("dialog[data-modal]");
+  if (dialog) {
     event.preventDefault();
-    container.replaceChildren();
+    dialog.close();
   }
 });
 
@@ -106,17 +130,67 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
-// Say so when the server cannot be reached or fails, instead of doing nothing.
-function showProblem(text) {
+// Modal dialogs (<dialog data-modal>, swapped into #dialog by htmx). showModal() moves focus in, keeps it
+// there and closes on Escape; when one closes, it goes and focus returns to what opened it. A dialog that
+// replaces another (its form answered) keeps the first one's opener.
+let dialogOpener = null;
+
+document.addEventListener("htmx:beforeRequest", (event) => {
+  if (event.detail.target && event.detail.target.id === "dialog" && !document.querySelector("dialog[open]")) {
+    dialogOpener = document.activeElement;
+  }
+});
+
+function openModal(dialog) {
+  if (dialog.open) return;
+  dialog.addEventListener("close", () => {
+    dialog.remove();
+    if (!document.querySelector("dialog[open]") && dialogOpener && dialogOpener.isConnected) {
+      dialogOpener.focus();
+      dialogOpener = null;
+    }
+  });
+  dialog.showModal();
+}
+
+// An element marked data-keep-focus gets focus back when its answer replaced it (a row's Test button:
+// the row is swapped), unless the user has moved on meanwhile. Its data-announce is said as it starts.
+let refocusId = null;
+
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const element = event.detail.elt;
+  if (element.matches("[data-keep-focus]") && element.id) refocusId = element.id;
+  if (element.dataset.announce) announce(element.dataset.announce);
+});
+
+document.addEventListener("htmx:afterSettle", () => {
+  if (!refocusId) return;
+  const again = document.getElementById(refocusId);
+  const lost = !document.activeElement || document.activeElement === document.body;
+  if (again && lost) again.focus();
+  refocusId = null;
+});
+
+// What the server asks to say (HX-Trigger): "showMessage" in the message area everyone sees,
+// "announce" in a live region for screen readers only (the visible change is elsewhere, a badge).
+function showNotice(text, className) {
   const notice = document.createElement("p");
-  notice.className = "refused";
+  notice.className = className;
   notice.textContent = text;
   document.getElementById("messages").replaceChildren(notice);
 }
 
-document.addEventListener("htmx:sendError", () => showProblem("Mailkeep could not be reached. Check your connection and try again."));
+function announce(text) {
+  document.getElementById("announcer").textContent = text;
+}
+
+document.body.addEventListener("showMessage", (event) => showNotice(event.detail.text, "notice"));
+document.body.addEventListener("announce", (event) => announce(event.detail.text));
+
+// Say so when the server cannot be reached or fails, instead of doing nothing.
+document.addEventListener("htmx:sendError", () => showNotice("Mailkeep could not be reached. Check your connection and try again.", "refused"));
 document.addEventListener("htmx:responseError", (event) => {
-  showProblem(`Something went wrong (HTTP ${event.detail.xhr.status}). Try again; if it keeps happening, the server log says why.`);
+  showNotice(`Something went wrong (HTTP ${event.detail.xhr.status}). Try again; if it keeps happening, the server log says why.`, "refused");
 });
 
 document.addEventListener("DOMContentLoaded", () => setUp(document));

@@ -10,6 +10,7 @@ import re
 import pytest
 from clients import signed_in
 
+import access
 import models
 
 IDENTITIES = ("anonymous", "viewer", "editor", "admin")
@@ -148,3 +149,95 @@ def test_every_route_answers_not_found_for_an_id_no_row_can_have(app, number):
         else:
             response = page.open(url, method=method, data={"name": "x"})
         assert response.status_code == 404, (url, method, response.status_code)
+
+
+@pytest.mark.parametrize("identity", IDENTITIES[1:])
+def test_what_pages_offer_follows_the_roles_the_routes_require(app, identity):
+    """access.may, which templates ask before showing a link or button, answers as check_access does."""
+    endpoints = {(rule.rule, method): rule.endpoint for rule in app.url_map.iter_rules() for method in rule.methods}
+    with models.db.connection_context():
+        user = models.User.get(models.User.username == identity)
+    for (rule, method), least in LEAST_ROLE.items():
+        with app.test_request_context(example_url(rule, "1"), method=method):
+            access.g.api_user = user  # acting as this user, the way the API's token sets it
+            allowed = least == "public" or ROLE_ORDER.index(identity) >= ROLE_ORDER.index(least)
+            assert access.may(endpoints[(rule, method)], method) == allowed, (rule, method, identity)
+
+
+def test_viewers_are_shown_only_what_they_may_do(app):
+    with models.db.connection_context():
+        credential = models.Credential.create(
+            name="Support", description="x", group=models.Group.default(), host="imap.example.com", port=993,
+            username="help@example.com")
+        models.Alias.create(address="help@example.com", credential=credential)
+    viewer, editor = signed_in(app, "viewer"), signed_in(app, "editor")
+    pages = ("/credentials/", "/aliases/", "/groups/")
+    for page in pages:
+        html = viewer.get(page).get_data(as_text=True)
+        for offer in ("Add credential", "Add alias", "Add group", "Test Support", "Edit Support", "Delete Support",
+                      "Edit help@example.com", "Delete help@example.com", "Rename Default", "/credentials/1/edit",
+                      "Add the first one", "/users/", "/audit/"):
+            assert offer not in html, (page, offer)
+    offered = "".join(editor.get(page).get_data(as_text=True) for page in pages)
+    for offer in ("Add credential", "Add alias", "Add group", "Test Support", "Edit Support", "Delete Support",
+                  "Edit help@example.com", "Delete help@example.com", "Rename Default"):
+        assert offer in offered, offer
+    assert "/users/" not in offered and "/audit/" in signed_in(app, "admin").get("/credentials/").text
+
+
+# Error pages: the layout, a plain title and a way back; the API keeps JSON.
+
+def test_a_missing_page_has_the_layout_a_plain_title_and_a_way_back(app):
+    page = signed_in(app, "viewer").get("/no-such-page")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 404
+    assert "<title>Page not found · Mailkeep</title>" in html and '<nav aria-label="Main">' in html
+    assert '<a href="/credentials/">Back to the credentials</a>' in html
+    anonymous = app.test_client().get("/credentials/999/nothing").get_data(as_text=True)
+    assert '<a href="/login">Go to sign in</a>' in anonymous
+    api = app.test_client().get("/api/v1/nothing")
+    assert api.status_code == 404 and api.is_json
+
+
+def test_an_unexpected_failure_has_the_layout_and_a_way_back(app, monkeypatch):
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: the error page, not the traceback
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(models.Alias, "search", broken)
+    page = signed_in(app, "viewer").get("/aliases/")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 500
+    assert "<title>Something went wrong · Mailkeep</title>" in html and "Nothing was changed" in html
+    assert '<a href="/credentials/">Back to the credentials</a>' in html
+
+
+def test_too_many_requests_says_so_in_its_title_with_a_way_back(app):
+    app.config["LOGIN_RATE_LIMIT"] = "1 per minute"
+    client = app.test_client()
+    client.post("/login", data={"username": "x", "password": "y"})
+    page = client.post("/login", data={"username": "x", "password": "y"})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 429 and "<title>Too many requests · Mailkeep</title>" in html
+    assert '<a href="/login">Go to sign in</a>' in html
+
+
+def test_every_form_on_every_page_says_where_it_posts(app):
+    """A form without an action posts to the page's own address, which after a test without JavaScript is
+    the test's: every form names its action."""
+    with models.db.connection_context():
+        credential = models.Credential.create(
+            name="Support", description="x", group=models.Group.default(), host="imap.example.com", port=993,
+            username="help@example.com")
+        models.Alias.create(address="help@example.com", credential=credential)
+    client = signed_in(app, "admin")
+    pages = ["/credentials/", "/credentials/new", "/credentials/1/edit", "/credentials/1/password",
+             "/credentials/1/client-secret", "/credentials/1/delete", "/aliases/", "/aliases/new", "/aliases/1/edit",
+             "/aliases/1/delete", "/groups/", "/groups/1/edit", "/groups/1/delete", "/tokens/", "/users/", "/audit/"]
+    forms = []
+    for page in pages:
+        forms += [(page, tag) for tag in re.findall(r"<form\b[^>]*>", client.get(page).get_data(as_text=True))]
+    forms += [("/login", tag) for tag in re.findall(r"<form\b[^>]*>", app.test_client().get("/login").text)]
+    assert len(forms) > 20
+    assert [(page, tag) for page, tag in forms if " action=" not in tag] == []

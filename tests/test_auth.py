@@ -111,6 +111,13 @@ def test_with_redis_sign_in_limits_are_counted_there_and_an_outage_locks_nobody_
         redis_server.resume()
     assert answer.status_code == 200 and "Invalid username or password." in answer.get_data(as_text=True)
     assert any("falling back to in-memory" in record.getMessage() for record in caplog.records)
+    # Redis answers again: within seconds the limits count there again (Flask-Limiter checks it back off).
+    store, deadline = redis.Redis.from_url(redis_server.url), time.monotonic() + 10
+    store.flushall()
+    while not store.keys("*") and time.monotonic() < deadline:
+        client.post("/login", data={"username": "nobody", "password": "wrong"})
+        time.sleep(0.2)
+    assert store.keys("*"), "the limits never went back to Redis"
 
 
 @pytest.mark.parametrize("proxies, limited_by_forged_header", [(0, True), (1, False)])
@@ -380,3 +387,15 @@ def test_enabling_a_user_again_does_not_bring_back_their_tokens(app):
         assert not ApiToken.select().where(ApiToken.user == viewer.id).exists()
         revoked = AuditEvent.get(AuditEvent.action == "token_revoke")
     assert (revoked.actor, revoked.entry_name, revoked.details) == ("admin", "script (viewer)", "its user was disabled")
+
+
+def test_the_password_rule_is_said_beside_the_field_before_any_failure(app_config):
+    application = create_app(app_config)
+    setup = application.test_client().get("/setup").get_data(as_text=True)
+    hint = '<small id="password-hint" class="hint">At least 12 characters.</small>'
+    assert hint in setup and 'aria-describedby="password-hint"' in setup
+
+
+def test_the_users_page_says_the_password_rule_beside_the_field(app):
+    page = signed_in(app, "admin").get("/users/").get_data(as_text=True)
+    assert '<small id="password-hint" class="hint">At least 12 characters.</small>' in page

@@ -556,3 +556,148 @@ def test_the_list_filters_by_how_a_credential_logs_in_and_pages_keep_the_filter(
     assert '<select name="auth" aria-label="Login">' in page
     assert '<option value="password" selected>Password</option>' in page
     assert '<option value="oauth2_client_credentials">OAuth2 client credentials</option>' in page
+
+
+# A typed secret is asked for once: kept across a form's round trips as an encrypted draft, never as text.
+
+def draft_of(html, name="password"):
+    match = re.search(rf'<input type="hidden" name="{name}_draft" value="([^"]+)">', html)
+    return match and match.group(1)
+
+
+def test_a_failed_save_keeps_the_typed_password_as_a_draft_and_says_so(client):
+    failed = add(client, name="")  # the duplicate check, a bad port: any failed save
+    html = failed.get_data(as_text=True)
+    assert CANARY not in html and draft_of(html)
+    assert "The password you typed is kept (not shown). Type it again to change it." in html
+    saved = client.post("/credentials/new", data=form_values(password=None, password_draft=draft_of(html)))
+    assert saved.status_code == 303
+    assert stored().unseal(client.application.extensions["mailkeep.keyring"], "password") == CANARY
+
+
+def test_add_row_without_javascript_keeps_the_typed_password(client):
+    added = client.post("/credentials/new", data={**form_values(), "custom_data_action": "add"})
+    html = added.get_data(as_text=True)
+    assert 'name="custom_data-0-key"' in html and draft_of(html)
+    assert client.post("/credentials/new", data=form_values(
+        password=None, password_draft=draft_of(html))).status_code == 303
+
+
+def test_a_draft_opens_only_in_its_own_session_form_and_time(app, client, monkeypatch):
+    html = add(client, name="").get_data(as_text=True)
+    draft = draft_of(html)
+    other_session = signed_in(app, "admin")
+    refused = other_session.post("/credentials/new", data=form_values(password=None, password_draft=draft))
+    assert field_error(refused.get_data(as_text=True), "password") == "Enter the password."
+    add(client, name="Other", username="other@example.com")
+    elsewhere = client.post(f"/credentials/{stored('Other').id}/edit", data=form_values(
+        name="Other", username="other@example.com", host="moved.example.com", password=None, password_draft=draft))
+    assert field_error(elsewhere.get_data(as_text=True), "password") == (
+        "The server or login changed: type the password again for it.")
+    tampered = client.post("/credentials/new", data=form_values(password=None, password_draft=draft[:-4] + "AAAA"))
+    assert field_error(tampered.get_data(as_text=True), "password") == "Enter the password."
+    monkeypatch.setattr("drafts.DRAFT_MAX_AGE_SECONDS", -1)
+    expired = client.post("/credentials/new", data=form_values(password=None, password_draft=draft))
+    assert field_error(expired.get_data(as_text=True), "password") == "Enter the password."
+
+
+def test_the_password_typed_to_test_a_moved_credential_is_kept_for_save(app, dovecot, client):
+    assert client.post("/credentials/new", data=dovecot_values(dovecot)).status_code == 303
+    credential = stored()
+    moved = dovecot_values(dovecot, password=None, host="127.0.0.1")
+    asked = client.post(f"/credentials/{credential.id}/test-form", data=moved, headers=HTMX).get_data(as_text=True)
+    assert 'name="secret_prompt" value="password"' in asked
+    tested = client.post(f"/credentials/{credential.id}/test-form", headers=HTMX,
+                         data={**moved, "password": CANARY, "secret_prompt": "password"}).get_data(as_text=True)
+    assert "We were able to connect to your mailbox." in tested
+    assert '<div id="draft-password" class="secret-draft" hx-swap-oob="true">' in tested
+    assert "The password you typed for the test is kept (not shown) and Save stores it." in tested
+    saved = client.post(f"/credentials/{credential.id}/edit", data={**moved, "password_draft": draft_of(tested)})
+    assert saved.status_code == 303  # asked once, for the test; not again for Save
+    assert stored().host == "127.0.0.1"
+    assert stored().unseal(app.extensions["mailkeep.keyring"], "password") == CANARY
+
+
+# A test of the values on screen counts for the entry when exactly those values are saved.
+
+def receipt_of(html):
+    match = re.search(r'<input type="hidden" name="test_receipt" value="([^"]+)">', html)
+    return match and match.group(1)
+
+
+def test_a_test_of_the_saved_settings_is_recorded_on_save_and_in_the_audit(dovecot, client):
+    tested = client.post("/credentials/test", data=dovecot_values(dovecot), headers=HTMX).get_data(as_text=True)
+    receipt = receipt_of(tested)
+    assert receipt and CANARY not in receipt
+    assert client.post("/credentials/new", data={**dovecot_values(dovecot), "test_receipt": receipt}).status_code == 303
+    assert stored().last_test_ok is True and stored().last_test_summary.startswith("Connected;")
+    with models.db.connection_context():
+        events = models.AuditEvent.select().where(models.AuditEvent.action == "connection_test")
+        tested, recorded = [event.details for event in events.order_by(models.AuditEvent.id)]
+    assert tested.startswith(f"values on screen: IMAP localhost:{dovecot.imaps_port} as {MAILBOX_USER}.")
+    assert re.match(r"values on screen, tested at \d\d:\d\d:\d\d UTC and saved unchanged: Connected;", recorded)
+
+
+def test_a_receipt_counts_only_for_the_settings_and_the_entry_it_was_made_for(dovecot, client):
+    receipt = receipt_of(client.post("/credentials/test", data=dovecot_values(dovecot), headers=HTMX).text)
+    changed = dovecot_values(dovecot, folder="Archive", test_receipt=receipt)
+    assert client.post("/credentials/new", data=changed).status_code == 303
+    assert stored().last_test_at is None  # saved, but not what was tested
+    other_password = dovecot_values(dovecot, name="Other", password="another", test_receipt=receipt)
+    assert client.post("/credentials/new", data=other_password).status_code == 303
+    assert stored("Other").last_test_at is None  # the secret is part of what was tested
+    existing = stored()
+    edited = dovecot_values(dovecot, folder="INBOX", password=None, test_receipt=receipt)
+    client.post(f"/credentials/{existing.id}/edit", data={**edited, "description": "x"})
+    assert stored().last_test_at is None  # made for a new entry, not this one
+    forged = receipt[:-2] + ("AA" if not receipt.endswith("AA") else "BB")
+    client.post("/credentials/new", data=dovecot_values(dovecot, name="Third", username="third@example.test",
+                                                        test_receipt=forged))
+    assert stored("Third").last_test_at is None
+
+
+def test_save_and_test_without_javascript_says_how_the_test_went(dovecot, client):
+    response = client.post("/credentials/new", data={**dovecot_values(dovecot), "then": "test"})
+    assert response.status_code == 303
+    page = client.get("/credentials/").get_data(as_text=True)
+    assert "Saved Support desk. Tested: working. Connected; INBOX holds 3 messages" in page
+    assert stored().last_test_ok is True
+
+
+def test_save_and_test_counts_against_the_connection_test_limit_and_a_plain_save_does_not(app, client):
+    app.config["TEST_RATE_LIMIT"] = "1 per minute"
+    assert client.post("/credentials/new", data={**form_values(), "then": "test"}).status_code == 303
+    assert add(client, name="Second", username="second@example.com").status_code == 303
+    limited = client.post("/credentials/new", data={**form_values(name="Third", username="t@example.com"),
+                                                    "then": "test"})
+    assert limited.status_code == 429
+
+
+# The lists sort names the way people count.
+
+def test_lists_sort_names_naturally(app, client):
+    app.config["PAGE_SIZE"] = 2
+    for number in (10, 2, 1):
+        add(client, name=f"Team {number}", username=f"team{number}@example.com")
+    with models.db.connection_context():
+        credential = stored("Team 1")
+        for number in (10, 2, 1):
+            Group.create(name=f"Group {number}")
+            Alias.create(address=f"team{number}@example.com", credential=credential)
+
+    def shown(url, pattern):
+        return re.findall(pattern, client.get(url).get_data(as_text=True))
+
+    assert shown("/credentials/", r"<strong>(Team \d+)</strong>") == ["Team 1", "Team 2"]
+    assert shown("/credentials/?page=2", r"<strong>(Team \d+)</strong>") == ["Team 10"]
+    assert shown("/groups/", r"<strong>(Group \d+)</strong>") == ["Group 1", "Group 2", "Group 10"]
+    aliases = r"<strong>(team\d+@example.com)</strong>"
+    assert shown("/aliases/", aliases) + shown("/aliases/?page=2", aliases) == [
+        "team1@example.com", "team2@example.com", "team10@example.com"]
+    assert shown("/credentials/", r'<option value="\d+">(Group \d+)</option>') == ["Group 1", "Group 2", "Group 10"]
+
+
+def test_the_custom_data_headers_share_the_rows_grid(client):
+    html = client.post("/credentials/custom-data", headers=HTMX, data={"custom_data_action": "add"}).text
+    grid = html[html.index('<div class="kv-grid">'):]
+    assert grid.index('class="kv-head"') < grid.index('class="kv-row"')  # one grid: headers, then rows

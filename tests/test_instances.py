@@ -145,7 +145,7 @@ def test_two_instances_started_at_once_on_empty_databases_both_come_up(postgresq
         for instance in instances:
             instance.stop()
         versions = postgresql_server.execute("SELECT version FROM schema_version ORDER BY version", database=name)
-        assert [version for (version,) in versions] == [m.VERSION for m in migrations.MIGRATIONS]  # each once
+        assert [version for (version,) in versions] == [migration.VERSION for migration in migrations.MIGRATIONS]
         postgresql_server.drop_database(name)
 
 

@@ -87,3 +87,4 @@ def test_the_command_line_refuses_an_over_long_secret(app):
         "credentials", "add", "--name", "Support", "--description", "x", "--host", "imap.example.com",
         "--username", "help@example.com", "--secret-stdin"], input="x" * 5000 + "\n")
     assert result.exit_code == 1 and "password: Field cannot be longer than 4096 characters." in result.output
+

@@ -27,3 +27,12 @@ def test_the_notes_carry_the_facts_users_trip_on():
     assert "App Password" in providers.for_username("a@gmail.com").auth_note
     assert "OAuth2" in providers.for_username("a@outlook.com").auth_note
     assert "app-specific password" in providers.for_username("a@icloud.com").auth_note
+
+
+def test_a_provider_that_takes_only_oauth2_suggests_it_with_its_scope():
+    outlook = providers.for_username("a@outlook.com").suggestion(protocols.IMAP)
+    assert outlook == {"host": "outlook.office365.com", "port": 993, "security": protocols.IMPLICIT_TLS,
+                       "auth": protocols.OAUTH2, "scope": "https://outlook.office365.com/.default"}
+    gmail = providers.for_username("a@gmail.com").suggestion(protocols.IMAP)
+    assert "auth" not in gmail  # a password login stays the user's choice
+    assert providers.for_username("a@icloud.com").suggestion(protocols.POP3) is None

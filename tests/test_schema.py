@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from peewee import IntegrityError
+from testdata import stored_credential
 
 import database
 import encryption
@@ -39,6 +40,7 @@ def schema_of(config):
                                sorted(row[2:] for row in connection.execute(f'PRAGMA foreign_key_list("{table}")')))
                        for table in tables},
             "indexes": sorted(connection.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")),
+            "triggers": sorted(connection.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")),
         }
 
 
@@ -60,6 +62,9 @@ def test_the_first_release_database_is_upgraded_and_keeps_every_row_and_secret(f
         assert [(item.key, item.value) for item in CustomDataItem.select()] == [("queue", "L1")]
         assert Alias.get().credential.id == support.id and Group.default().name == "Default"
         assert Credential.get(Credential.name == "Billing").stored_secrets == []
+        assert [credential.name for credential in Credential.search("helpdesk")] == ["Support"]  # indexed
+        stored_credential(keyring, name="Added later", username="later@example.com", description="After it")
+        assert [credential.name for credential in Credential.search("after it")] == ["Added later"]
     # The schema is now the one a new database gets, down to the indexes.
     fresh = {**first_release, "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
     create_app(fresh)
@@ -142,6 +147,9 @@ def test_the_first_release_schema_is_upgraded_on_postgresql_to_what_a_new_databa
             assert support.unseal(app.extensions["mailkeep.keyring"], "password") == FIRST_RELEASE_PASSWORD
             assert Alias.get().credential.id == support.id and Group.default().name == "Default"
             assert Credential.search("billing").count() == 1  # the search column was filled and indexed
+            stored_credential(app.extensions["mailkeep.keyring"], name="Added later", username="later@example.com",
+                              description="After it")
+            assert [credential.name for credential in Credential.search("after it")] == ["Added later"]
         database.unbind()
         assert _postgresql_schema(server, "first_release") == _postgresql_schema(
             server, app_config["DATABASE_URL"].rsplit("/", 1)[1])

@@ -79,4 +79,4 @@ def delete(alias_id):
     if request.method == "GET":
         return fragment_or_page("_delete_confirm.html", f"Delete {alias.address}", thing=f"the alias {alias.address}")
     delete_entry(alias, actor=actor_name())
-    return after_change(f"Deleted {alias.address}.", ".index")
+    return after_change(f"Deleted {alias.address}.", ".index", event="aliasesChanged")

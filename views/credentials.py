@@ -25,14 +25,17 @@ from web import (
     TOO_MANY_REQUESTS,
     Pages,
     after_change,
+    announce,
     explain_refusal,
     fragment_or_page,
     id_arg,
     is_htmx,
+    naturally,
 )
 
 from probe import protocols
 from services import connection_tests, entries
+from services.connection_tests import TOO_MANY_TESTS
 from services.entries import StillInUse, delete_entry, save_credential
 
 bp = Blueprint("credentials", __name__, url_prefix="/credentials")
@@ -61,7 +64,7 @@ def index():
         credentials=Credential.count_aliases(pages.get_object_list()),
         pages=pages,
         filters=filters,
-        groups=Group.by_name(),
+        groups=naturally(Group.by_name(), "name"),
         protocol_names=protocols.PROTOCOLS,
         auth_labels=protocols.AUTHENTICATION_LABELS,
     )
@@ -69,8 +72,14 @@ def index():
 
 @bp.route("/new", methods=["GET", "POST"], defaults={"credential_id": None})
 @bp.route("/<id:credential_id>/edit", methods=["GET", "POST"])
+@limits_connection_tests(when=lambda: _wants_save() and _then_test())
 def edit(credential_id):
-    """Add a credential (no id) or edit one; the custom data editor's buttons re-render without saving."""
+    """Add a credential (no id) or edit one; the custom data editor's buttons re-render without saving.
+
+    A save records the form's last connection test on the entry when the saved
+    settings are the ones tested (its receipt, see connection_tests.record_receipt);
+    "Save and test" then tests the saved entry and says how it went.
+    """
     credential = get_object_or_404(Credential, Credential.id == credential_id) if credential_id else None
     formdata, add_row = _form_input()
     form = CredentialForm(formdata=formdata, data=credential_form_data(credential) if credential else None,
@@ -79,7 +88,7 @@ def edit(credential_id):
         form.add_custom_data_row()
     if _wants_save() and form.validate():
         try:
-            credential = save_credential(
+            saved = save_credential(
                 credential or Credential(), form.values(), form.login_secrets().changes(), form.custom_data_pairs(),
                 actor=actor_name(),
             )
@@ -87,8 +96,31 @@ def edit(credential_id):
             form.form_errors.append("The group was deleted meanwhile; choose another." if is_missing_reference(error)
                                     else "Another credential was saved with the same name or mailbox meanwhile.")
         else:
-            return after_change(f"Saved {credential.name}.", ".index")
+            connection_tests.record_receipt(saved, request.form.get(TEST_RECEIPT), actor=actor_name(),
+                                            tested_for=credential_id or connection_tests.NEW_ENTRY)
+            message = f"Saved {saved.name}."
+            if _then_test():
+                message += " " + _tested_in_words(connection_tests.test_saved(saved, actor=actor_name()), saved)
+            return after_change(message, ".index")
     return _form_page(form, credential)
+
+
+# The hidden field that carries a form test's receipt (connection_tests.TestOutcome.receipt) to Save.
+TEST_RECEIPT = "test_receipt"
+# The submit button that saves and then tests: "Save and test".
+THEN = "then"
+
+
+def _then_test():
+    """True when the form was sent with "Save and test"."""
+    return request.form.get(THEN) == "test"
+
+
+def _tested_in_words(outcome, credential):
+    """What a test of the saved `credential` came to, in a sentence for the notice after saving."""
+    if outcome.busy:
+        return f"{connection_tests.TOO_MANY_TESTS} Test it from the list in a moment."
+    return f"Tested: {'working' if credential.last_test_ok else 'failing'}. {credential.last_test_summary}"
 
 
 def _form_input():
@@ -104,13 +136,20 @@ def _wants_save():
 
 
 def _form_page(form, credential, outcome=None):
-    """The credential form page, with a connection test's `outcome` (services.connection_tests.TestOutcome)."""
+    """The credential form page, with a connection test's `outcome` (services.connection_tests.TestOutcome).
+
+    What was typed comes back: the secrets as drafts (never as text), and the
+    receipt of the last test (unless a new test replaced it), so a save after
+    a failed one still records that test.
+    """
     return render_template(
         "credentials/form.html",
         form=form,
         login=form.login_secrets(),
+        drafts=form.secret_drafts(),
         credential=credential,
         outcome=outcome,
+        receipt=outcome.receipt if outcome else request.form.get(TEST_RECEIPT),
         default_ports=_default_ports(),
         login_rules=logins.client_rules(),
         unreadable=credential.unreadable_secrets(keys.ring()) if credential else [],
@@ -144,7 +183,7 @@ def autodetect():
     server = provider.server(protocol) if provider else None
     return render_template(
         "credentials/_autodetect.html", provider=provider, server=server, protocol=protocol,
-        security_labels=protocols.SECURITY_LABELS,
+        fill=provider.suggestion(protocol) if provider else None, security_labels=protocols.SECURITY_LABELS,
     )
 
 
@@ -186,10 +225,18 @@ def test_form(credential_id):
         outcome = connection_tests.TestOutcome(blamed={name: errors[0] for name, errors in form.errors.items()})
     status, headers = (TOO_MANY_REQUESTS, BUSY_HEADERS) if outcome.busy else (200, {})
     if is_htmx():
+        # A secret typed into the "type the password to test with" prompt is kept for Save, which
+        # would otherwise ask for it again once the result replaces the prompt.
+        prompted = request.form.getlist(SECRET_PROMPT)
         return render_template(
             "credentials/_test_result.html", blamable_fields=BLAMABLE_FIELDS, oob=True, form=form, outcome=outcome,
+            receipt=outcome.receipt, drafts=form.secret_drafts(prompted), prompted=prompted,
         ), status, headers
     return _form_page(CredentialForm(instance=credential), credential, outcome), status, headers
+
+
+# Sent along with the secret typed into the test's own prompt (_test_result.html), naming that secret.
+SECRET_PROMPT = "secret_prompt"
 
 
 @bp.post("/<id:credential_id>/test")
@@ -202,10 +249,13 @@ def test_saved(credential_id):
     if outcome.busy:
         if is_htmx():
             row = render_template("credentials/_row.html", credential=credential, busy=True)
-            return row, TOO_MANY_REQUESTS, BUSY_HEADERS
+            return row, TOO_MANY_REQUESTS, {**BUSY_HEADERS, **announce(f"{credential.name}: {TOO_MANY_TESTS}")}
         return (*fragment_or_page("credentials/_busy.html", "Try again in a moment", TOO_MANY_REQUESTS), BUSY_HEADERS)
     if is_htmx():
-        return render_template("credentials/_row.html", credential=credential)
+        # The row shows the new badge; the outcome is also said in words, for screen readers.
+        state = "working" if credential.last_test_ok else "failing"
+        said = f"{credential.name}: {state}. {credential.last_test_summary}"
+        return render_template("credentials/_row.html", credential=credential), 200, announce(said)
     return after_change(f"{credential.name}: {credential.last_test_summary}", ".index")
 
 
@@ -232,4 +282,4 @@ def delete(credential_id):
             "credentials/_delete_blocked.html", f"{credential.name} is still in use",
             credential=credential, aliases=refused.references,
         )
-    return after_change(f"Deleted {credential.name}.", ".index")
+    return after_change(f"Deleted {credential.name}.", ".index", event="credentialsChanged")

@@ -7,7 +7,7 @@ from playhouse.flask_utils import get_object_or_404
 from access import actor_name, requires
 from forms import GroupForm
 from models import Group
-from web import after_change, explain_refusal, fragment_or_page, is_htmx
+from web import after_change, explain_refusal, fragment_or_page, is_htmx, naturally
 
 from services.entries import StillInUse, delete_entry, save_entry
 
@@ -37,8 +37,8 @@ def add():
 
 def _groups_page(new_form, editing=None, form=None):
     """The groups page; `editing` is the group whose row shows the rename `form`."""
-    return render_template("groups/index.html", groups=Group.with_counts(), new_form=new_form, editing=editing,
-                           form=form)
+    return render_template("groups/index.html", groups=naturally(Group.with_counts(), "name"), new_form=new_form,
+                           editing=editing, form=form)
 
 
 @bp.route("/<id:group_id>/edit", methods=["GET", "POST"])

@@ -3,6 +3,8 @@ user, the Login filter and a token's expiry; the page fixture asserts no console
 
 from datetime import timedelta
 
+import pytest
+from accessibility import serve_axe, violations
 from playwright.sync_api import expect
 from testdata import USER_PASSWORD
 
@@ -18,12 +20,12 @@ def test_you_change_your_own_password_on_the_account_page(page, live_server):
     page.get_by_role("link", name="Account").click()
     expect(page.locator("h1")).to_have_text("Account")
     label(page, "Current password").fill("not the password")
-    label(page, "New password (at least 12 characters)").fill("a new and longer password")
+    label(page, "New password").fill("a new and longer password")
     label(page, "Confirm the new password").fill("a new and longer password")
     page.get_by_role("button", name="Change password").click()
     expect(page.locator("#current_password-error")).to_have_text("That is not your current password.")
     label(page, "Current password").fill(USER_PASSWORD)
-    label(page, "New password (at least 12 characters)").fill("a new and longer password")
+    label(page, "New password").fill("a new and longer password")
     label(page, "Confirm the new password").fill("a new and longer password")
     page.get_by_role("button", name="Change password").click()
     expect(page.locator("#messages")).to_contain_text("Your password was changed")
@@ -33,8 +35,8 @@ def test_you_change_your_own_password_on_the_account_page(page, live_server):
 
 def test_an_admin_sets_a_password_and_deletes_a_user(page, live_server, browser):
     page.goto(f"{live_server}/users/")
-    page.get_by_role("button", name="Set the password of editor").click()
-    label(page, "New password (at least 12 characters)").fill("the editor's new password")
+    page.get_by_role("button", name="Set password for editor").click()
+    label(page, "New password").fill("the editor's new password")
     label(page, "Confirm the new password").fill("the editor's new password")
     page.get_by_role("button", name="Set password").click()
     expect(page.locator("#messages")).to_contain_text("editor has a new password")
@@ -65,3 +67,27 @@ def test_the_login_filter_and_a_token_expiry_in_the_browser(page, live_server):
     expect(page.locator("#new-token")).to_contain_text("mkp_")
     expect(page.locator("tbody")).to_contain_text(tomorrow.isoformat())
 
+
+
+@pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}, {"width": 1280, "height": 800}],
+                         ids=["phone", "desktop"])
+def test_the_account_pages_fit_the_screen_and_pass_axe(page, live_server, viewport):
+    page.set_viewport_size(viewport)
+    serve_axe(page, live_server)
+    with models.db.connection_context():
+        editor_id = models.User.get(models.User.username == "editor").id
+        models.ApiToken.issue(models.User.get(models.User.username == "admin"), "nightly",
+                              expires_at=models.utcnow() + timedelta(days=3))
+    problems = []
+    for path in ("/account/", f"/users/{editor_id}/password", f"/users/{editor_id}/delete", "/users/", "/tokens/",
+                 "/credentials/?auth=password"):
+        page.goto(f"{live_server}{path}")
+        page.wait_for_load_state("load")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > viewport["width"]:
+            problems.append(f"{path}: {width} px wide at {viewport['width']} px")
+        problems.extend(f"{path}: {finding}" for finding in violations(page, live_server))
+    page.goto(f"{live_server}/account/")
+    page.get_by_role("button", name="Change password").click()  # nothing typed: the form shows its errors
+    problems.extend(f"/account/ with errors: {finding}" for finding in violations(page, live_server))
+    assert problems == []

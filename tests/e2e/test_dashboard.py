@@ -25,7 +25,7 @@ def fill_credential(page, dovecot, name="Support desk", password=CANARY):
 def add_credential(page, live_server, dovecot, name="Support desk"):
     page.goto(f"{live_server}/credentials/new")
     fill_credential(page, dovecot, name)
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#messages")).to_contain_text(f"Saved {name}.")
 
 
@@ -62,7 +62,7 @@ def test_from_the_first_test_to_a_guarded_delete(page, live_server, dovecot):
     expect(result.locator(".timeline li.ok")).to_have_count(7)
     expect(page.locator("#test-blame-password")).to_be_empty()
     expect(label(page, "Password")).to_have_css("border-color", calm)
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#messages")).to_contain_text("Saved Support desk.")
 
     page.get_by_role("link", name="Aliases", exact=True).click()
@@ -71,7 +71,7 @@ def test_from_the_first_test_to_a_guarded_delete(page, live_server, dovecot):
     label(page, "Credential").fill("Support")
     page.get_by_role("radio", name="Support desk").check()
     label(page, "Workspace").fill("Helpdesk")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("link", name="help@example.com")).to_be_visible()
 
     page.get_by_role("link", name="Credentials", exact=True).click()
@@ -145,7 +145,7 @@ def test_search_filters_the_list_as_you_type(page, live_server, dovecot):
     page.goto(f"{live_server}/credentials/new")
     fill_credential(page, dovecot, "Billing")
     label(page, "Folder").fill("Archive")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.get_by_role("searchbox").fill("bill")
     expect(page.locator("tbody tr")).to_have_count(1)
     expect(page.locator("tbody tr")).to_contain_text("Billing")
@@ -157,7 +157,7 @@ def test_every_page_renders_without_console_errors(page, live_server, dovecot):
     page.goto(f"{live_server}/aliases/new")
     label(page, "Address").fill("help@example.com")
     page.get_by_role("radio", name="Support desk").check()
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.goto(f"{live_server}/groups/")
     label(page, "Name").fill("Customers")
     page.get_by_role("button", name="Add group").click()
@@ -171,7 +171,7 @@ def test_every_page_renders_without_console_errors(page, live_server, dovecot):
     page.get_by_role("button", name="Rename Default").click()
     row = page.locator("tbody tr", has=page.locator("input[value='Default']"))
     label(row, "Name").fill("")
-    row.get_by_role("button", name="Save").click()
+    row.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("tbody")).to_contain_text("This field is required.")
 
 
@@ -182,7 +182,7 @@ def test_create_edit_and_delete_work_without_javascript(browser, live_server, do
     page.goto(f"{live_server}/credentials/new")
     fill_credential(page, dovecot)
     label(page, "Port").fill("99999")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#port-error")).to_have_text("Enter a port from 1 to 65535.")
     expect(label(page, "Name")).to_have_value("Support desk")
     expect(label(page, "Password")).to_have_value("")  # never sent back; typed again
@@ -191,13 +191,13 @@ def test_create_edit_and_delete_work_without_javascript(browser, live_server, do
     page.get_by_role("button", name="Add row").click()
     page.get_by_label("Key", exact=True).fill("queue")
     label(page, "Password").fill(CANARY)
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#messages")).to_contain_text("Saved Support desk.")
 
     page.get_by_role("button", name="Edit Support desk").click()
     expect(page.get_by_label("Key", exact=True)).to_have_value("queue")
     label(page, "Description").fill("Edited without JavaScript")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("tbody")).to_contain_text("Edited without JavaScript")
 
     page.get_by_role("button", name="Delete Support desk").click()
@@ -259,7 +259,7 @@ def test_an_oauth2_credential_tests_green_and_red_with_a_wrong_client_secret(
     page.get_by_role("button", name="Test connection").click()
     expect(result).to_contain_text("We were able to connect to your mailbox.")
     expect(result).to_contain_text("AUTHENTICATE XOAUTH2")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     row = page.locator("tr", has_text="Support desk")
     row.get_by_role("button", name="Test Support desk").click()
     expect(row).to_contain_text("Working · just now")
@@ -273,7 +273,7 @@ def test_every_remaining_page_and_htmx_interaction_keeps_the_policy(page, live_s
         page.goto(f"{live_server}/credentials/new")
         fill_credential(page, dovecot, name)
         label(page, "Folder").fill({"Alpha": "INBOX", "Beta": "Archive", "Gamma": "Team Inbox"}[name])
-        page.get_by_role("button", name="Save").click()
+        page.get_by_role("button", name="Save", exact=True).click()
         expect(page.locator("#messages")).to_contain_text(f"Saved {name}.")
     page.get_by_role("link", name="2", exact=True).click()  # pagination swaps the list
     expect(page.locator("tbody tr")).to_have_count(1)
@@ -289,7 +289,7 @@ def test_every_remaining_page_and_htmx_interaction_keeps_the_policy(page, live_s
     row.get_by_role("button", name="Cancel").click()
     page.get_by_role("button", name="Rename Customers").click()
     label(row, "Name").fill("Clients")
-    row.get_by_role("button", name="Save").click()
+    row.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("tbody")).to_contain_text("Clients")
     page.get_by_role("button", name="Delete Default").wait_for(state="detached")  # the default group has none
     page.get_by_role("button", name="Delete Clients").click()
@@ -320,7 +320,8 @@ def test_every_remaining_page_and_htmx_interaction_keeps_the_policy(page, live_s
     expect(page.locator("#event-list")).to_contain_text("No event matches these filters.")
 
     page.goto(f"{live_server}/credentials/new")
-    page.get_by_role("button", name="Save").click()  # nothing filled in: the form comes back with its messages
+    # Nothing filled in: the form comes back with its messages.
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#name-error")).to_have_text("This field is required.")
 
     page.get_by_role("button", name="Sign out").click()

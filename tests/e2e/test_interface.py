@@ -1,0 +1,385 @@
+"""The interface as a new user, a keyboard or screen-reader user and a phone meet it: Enter in the form,
+Save after a test, the modal dialog, phones, row tests, form tests that count, deletes, focus, and axe-core
+on every page and state."""
+
+import re
+
+import pytest
+from accessibility import serve_axe, violations
+from clients import sign_in, start_session, watch
+from playwright.sync_api import expect
+from servers import SocketServer, never_greet
+from testdata import CANARY, MAILBOX_USER
+
+import models
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+
+
+def label(page, text):
+    return page.get_by_label(text, exact=True)
+
+
+def fill_credential(page, port, name="Support desk", password=CANARY, host="localhost"):
+    label(page, "Name").fill(name)
+    label(page, "Description").fill("Tickets from the helpdesk")
+    label(page, "Host").fill(host)
+    label(page, "Port").fill(str(port))
+    label(page, "Username").fill(MAILBOX_USER)
+    label(page, "Password").fill(password)
+
+
+def save(page, name="Support desk"):
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#messages")).to_contain_text(f"Saved {name}.")
+
+
+def no_javascript(browser, live_server, username="editor", viewport=DESKTOP):
+    """A page without JavaScript, signed in through the form; its context is the caller's to close."""
+    context = browser.new_context(java_script_enabled=False, viewport=viewport)
+    page = context.new_page()
+    sign_in(page, live_server, username)
+    return context, page
+
+
+def stored(name="Support desk"):
+    with models.db.connection_context():
+        return models.Credential.get(models.Credential.name == name)
+
+
+# 1. Enter saves; it never adds or removes a custom data row.
+
+def test_enter_in_a_field_saves_and_leaves_the_custom_data_alone(page, live_server, dovecot):
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot.imaps_port)
+    page.get_by_role("button", name="Add row").click()
+    page.get_by_label("Key", exact=True).fill("queue")
+    page.get_by_label("Value", exact=True).fill("L2")
+    label(page, "Host").press("Enter")
+    expect(page.locator("#messages")).to_contain_text("Saved Support desk.")
+    assert stored().custom_data == [("queue", "L2")]
+
+    page.get_by_role("button", name="Edit Support desk").click()
+    page.get_by_role("button", name="Add row").click()
+    page.get_by_label("Key", exact=True).nth(1).fill("owner")
+    label(page, "Name").fill("Support")
+    label(page, "Name").press("Enter")
+    expect(page.locator("#messages")).to_contain_text("Saved Support.")
+    assert stored("Support").custom_data == [("queue", "L2"), ("owner", "")]
+
+
+def test_enter_saves_without_javascript_too(browser, live_server, dovecot):
+    context, page = no_javascript(browser, live_server)
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot.imaps_port)
+    page.get_by_role("button", name="Add row").click()
+    page.get_by_label("Key", exact=True).fill("queue")
+    label(page, "Password").fill(CANARY)
+    page.get_by_label("Key", exact=True).press("Enter")
+    expect(page.locator("#messages")).to_contain_text("Saved Support desk.")
+    page.get_by_role("button", name="Edit Support desk").click()
+    label(page, "Description").fill("Edited")
+    label(page, "Name").press("Enter")
+    expect(page.locator("#messages")).to_contain_text("Saved Support desk.")
+    assert stored().custom_data == [("queue", "")]
+    context.close()
+
+
+# 2 and 7. After a test without JavaScript, Save saves, and the green test is recorded.
+
+def test_save_after_a_test_without_javascript_saves_and_records_the_test(browser, live_server, dovecot):
+    context, page = no_javascript(browser, live_server)
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot.imaps_port)
+    page.get_by_role("button", name="Test connection").click()
+    expect(page).to_have_url(f"{live_server}/credentials/test")
+    expect(page.locator("#test-result")).to_contain_text("We were able to connect to your mailbox.")
+    expect(page.locator("#draft-password")).to_contain_text("The password you typed is kept (not shown).")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#messages")).to_contain_text("Saved Support desk.")
+    expect(page.locator("tr", has_text="Support desk")).to_contain_text("Working")
+    context.close()
+
+
+def test_a_green_test_in_the_form_is_recorded_when_the_tested_settings_are_saved(page, live_server, dovecot):
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot.imaps_port)
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator("#test-result")).to_contain_text("We were able to connect to your mailbox.")
+    save(page)
+    expect(page.locator("tr", has_text="Support desk")).to_contain_text("Working · just now")
+
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot.imaps_port, name="Archive reader")
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator("#test-result")).to_contain_text("We were able to connect to your mailbox.")
+    label(page, "Folder").fill("Archive")  # no longer what was tested
+    save(page, "Archive reader")
+    expect(page.locator("tr", has_text="Archive reader")).to_contain_text("Not tested")
+
+
+def test_save_and_test_saves_then_tests_and_says_how_it_went(page, live_server, dovecot):
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot.imaps_port, password="not-the-password")
+    page.get_by_role("button", name="Save and test").click()
+    expect(page.locator("#messages")).to_contain_text("Saved Support desk. Tested: failing. Log in failed")
+    row = page.locator("tr", has_text="Support desk")
+    expect(row).to_contain_text("Failing · just now")
+
+
+# 3. The change-password dialog is modal.
+
+def test_the_change_password_dialog_is_modal_and_gives_focus_back(page, live_server, dovecot):
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot.imaps_port)
+    save(page)
+    page.get_by_role("button", name="Edit Support desk").click()
+    opener = page.get_by_role("link", name="Change password")
+    opener.click()
+    dialog = page.get_by_role("dialog", name="Change password")
+    expect(dialog).to_be_visible()
+    expect(label(dialog, "New password")).to_be_focused()
+    inside = "() => document.activeElement.closest('dialog') !== null"
+    for _ in range(8):  # Tab walks the dialog's controls only, round and round
+        page.keyboard.press("Tab")
+        assert page.evaluate(inside) or page.evaluate("document.activeElement === document.body")
+    assert page.evaluate("document.querySelector('dialog').matches(':modal')")
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(opener).to_be_focused()
+
+    opener.click()
+    label(dialog, "New password").fill(CANARY)
+    label(dialog, "Confirm password").fill(CANARY)
+    dialog.get_by_role("button", name="Save password").click()
+    expect(dialog).to_contain_text("The password was changed.")
+    expect(dialog.get_by_role("button", name="Close")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(opener).to_be_focused()
+
+
+# 5. A row's test says it is running, says how it ended, and keeps the keyboard where it was.
+
+@pytest.fixture
+def silent_server():
+    """A TCP server that accepts and never says a word."""
+    with SocketServer(never_greet) as server:
+        yield server
+
+
+def test_a_row_test_shows_testing_announces_the_outcome_and_keeps_focus(page, live_server, app, silent_server):
+    app.config["CONNECTION_TEST_DEADLINE"] = 2.0
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, silent_server.port, name="Silent")
+    save(page, "Silent")
+    row = page.locator("tr", has_text="Silent")
+    test_button = row.get_by_role("button", name="Test Silent")
+    test_button.focus()
+    page.keyboard.press("Enter")
+    expect(row.locator("td.health .testing")).to_have_text("Testing…")
+    expect(row.locator("td.health .testing")).to_be_visible()
+    expect(row.locator(".badge")).to_be_hidden()  # "Not tested" would be wrong while it runs
+    expect(page.locator("#announcer")).to_have_text("Testing Silent…")
+    expect(row.locator(".badge")).to_contain_text("Failing", timeout=10_000)
+    expect(row.locator("td.health .testing")).to_be_hidden()
+    expect(page.locator("#announcer")).to_contain_text("Silent: failing.")
+    expect(row.get_by_role("button", name="Test Silent")).to_be_focused()
+
+
+# 10. A delete with htmx says so, and the last row leaves the empty state.
+
+def test_deleting_the_last_row_says_so_and_shows_the_empty_state(page, live_server, dovecot):
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot.imaps_port)
+    save(page)
+    page.get_by_role("button", name="Delete Support desk").click()
+    expect(page.locator("#messages")).to_have_text("Deleted Support desk.")
+    expect(page.locator(".empty")).to_have_text("No credentials yet. Add the first one.")
+    expect(page.locator("table")).to_have_count(0)
+
+
+def test_deleting_the_last_alias_says_so_and_shows_the_empty_state(page, live_server, dovecot):
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot.imaps_port)
+    save(page)
+    page.goto(f"{live_server}/aliases/new")
+    label(page, "Address").fill("help@example.com")
+    page.get_by_role("radio", name="Support desk").check()
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.get_by_role("button", name="Delete help@example.com").click()
+    expect(page.locator("#messages")).to_have_text("Deleted help@example.com.")
+    expect(page.locator(".empty")).to_have_text("No aliases yet. Add the first one.")
+    expect(page.locator("table")).to_have_count(0)
+
+
+# 12. A provider that takes only OAuth2 gets OAuth2, and its note stays.
+
+def test_taking_outlooks_settings_switches_to_oauth2_and_keeps_the_note(page, live_server):
+    page.goto(f"{live_server}/credentials/new")
+    label(page, "Username").fill("someone@outlook.com")
+    suggestion = page.locator("#autodetect")
+    suggestion.get_by_role("button", name="Use these settings").click()
+    expect(label(page, "Authentication")).to_have_value("oauth2_client_credentials")
+    expect(label(page, "Client ID")).to_be_visible()
+    expect(label(page, "Scope")).to_have_value("https://outlook.office365.com/.default")
+    expect(suggestion).to_contain_text("Microsoft has switched off password logins")
+    expect(suggestion.locator(".taken")).to_be_focused()
+
+
+# 13. Focus can be seen on every control, and a skip link leads past the navigation.
+
+def focus_ring(locator):
+    """The outline a focused element shows: (style, width, colour) as computed."""
+    return locator.evaluate("e => [getComputedStyle(e).outlineStyle, getComputedStyle(e).outlineWidth, "
+                            "getComputedStyle(e).outlineColor]")
+
+
+def test_keyboard_focus_is_always_visible_and_a_skip_link_leads_to_the_content(page, live_server, dovecot):
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot.imaps_port)
+    save(page)
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to main content")
+    expect(skip).to_be_focused()
+    box = skip.bounding_box()
+    assert box and box["y"] >= 0 and box["height"] > 0, "the skip link shows when focused"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+
+    page.get_by_label("Login", exact=True).focus()  # the last filter
+    page.keyboard.press("Tab")
+    filter_button = page.get_by_role("button", name="Filter")
+    expect(filter_button).to_be_focused()
+    style, width, color = focus_ring(filter_button)
+    assert style == "solid" and float(width.removesuffix("px")) >= 2, (style, width)
+    assert not color.startswith("rgba") or color.endswith(", 1)"), color  # opaque, not a 25% glow
+
+    page.get_by_role("button", name="Test Support desk").focus()
+    page.keyboard.press("Tab")
+    edit = page.get_by_role("button", name="Edit Support desk")
+    expect(edit).to_be_focused()
+    style, width, color = focus_ring(edit)
+    assert style == "solid" and float(width.removesuffix("px")) >= 2 and not color.startswith("rgba"), color
+
+
+# 4 and 17. Every page and state: no sideways scrolling on a phone, and nothing axe-core calls serious.
+
+def check(page, live_server, where, problems, viewport):
+    """Record what is wrong with `page` as it is now: axe-core's serious or critical findings, and any
+    sideways scrolling beyond the viewport's width."""
+    page.wait_for_load_state("load")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    if width > viewport["width"]:
+        problems.append(f"{where}: {width} px wide at {viewport['width']} px")
+    problems.extend(f"{where}: {finding}" for finding in violations(page, live_server))
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_server, app, dovecot, viewport):
+    context = browser.new_context(viewport=viewport, reduced_motion="reduce")
+    page = context.new_page()
+    seen = watch(page)
+    page.on("dialog", lambda dialog: dialog.accept())
+    serve_axe(page, live_server)
+    problems = []
+
+    def visit(path, where=None):
+        page.goto(f"{live_server}{path}")
+        check(page, live_server, where or path, problems, viewport)
+
+    with models.db.connection_context():  # the set-up page shows only while nobody can sign in
+        users = list(models.User.select().dicts())
+        models.User.delete().execute()
+    page.goto(f"{live_server}/setup")
+    label(page, "Username").fill("root")
+    check(page, live_server, "set-up", problems, viewport)
+    with models.db.connection_context():
+        models.User.insert_many(users).execute()
+    start_session(page, app, live_server, "admin")
+    visit("/credentials/", "credentials, none yet")
+    page.goto(f"{live_server}/credentials/new")
+    page.get_by_role("button", name="Save", exact=True).click()
+    check(page, live_server, "a new credential with errors", problems, viewport)
+    fill_credential(page, dovecot.imaps_port, password="not-the-password")
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator(".test-result")).to_be_visible()
+    check(page, live_server, "a failed test", problems, viewport)
+    label(page, "Password").fill(CANARY)
+    page.get_by_role("button", name="Add row").click()
+    page.get_by_label("Key", exact=True).fill("a-rather-long-key-for-a-phone")
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator(".test-result.ok")).to_be_visible()
+    check(page, live_server, "a green test with the folder picker", problems, viewport)
+    save(page)
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot.imaps_port, name="Wrong password", password="wrong")
+    label(page, "Folder").fill("Archive")
+    save(page, "Wrong password")
+    page.get_by_role("button", name="Test Wrong password").click()
+    expect(page.locator("tr", has_text="Wrong password")).to_contain_text("Failing")
+    check(page, live_server, "credentials with badges", problems, viewport)
+    page.get_by_role("searchbox").fill("nothing like this")
+    expect(page.locator(".empty")).to_be_visible()
+    check(page, live_server, "credentials, none matching", problems, viewport)
+
+    page.goto(f"{live_server}/aliases/new")
+    label(page, "Address").fill("a-long-address-for-the-helpdesk@example.com")
+    label(page, "Credential").fill("Support")
+    expect(page.get_by_role("radio", name="Support desk")).to_have_count(1)
+    check(page, live_server, "the alias form's credential search", problems, viewport)
+    page.get_by_role("radio", name="Support desk").check()
+    page.get_by_role("button", name="Save", exact=True).click()
+    check(page, live_server, "aliases", problems, viewport)
+    page.goto(f"{live_server}/credentials/")
+    page.get_by_role("button", name="Delete Support desk").click()
+    expect(page.locator("#messages")).to_contain_text("was not deleted")
+    check(page, live_server, "a refused delete", problems, viewport)
+
+    page.goto(f"{live_server}/credentials/1/edit")
+    label(page, "Username").fill("someone@outlook.com")
+    expect(page.locator(".suggestion")).to_be_visible()
+    label(page, "Host").fill("elsewhere.example.com")
+    check(page, live_server, "a provider's suggestion", problems, viewport)
+    page.goto(f"{live_server}/credentials/1/edit")
+    label(page, "Port").fill("1")
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator("#test-secret")).to_be_visible()
+    check(page, live_server, "the prompt for a password to test with", problems, viewport)
+    page.goto(f"{live_server}/credentials/1/edit")
+    page.get_by_role("link", name="Change password").click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    check(page, live_server, "the change-password dialog", problems, viewport)
+
+    for path in ("/credentials/1/password", "/credentials/1/delete", "/aliases/", "/aliases/1/edit", "/groups/",
+                 "/groups/1/edit", "/tokens/", "/users/", "/audit/", "/audit/?action=nothing", "/no-such-page"):
+        visit(path)
+    page.goto(f"{live_server}/tokens/")
+    label(page, "Name").fill("phone")
+    page.get_by_role("button", name="Make token").click()
+    check(page, live_server, "a new token", problems, viewport)
+
+    start_session(page, app, live_server, "viewer")
+    for path in ("/credentials/", "/aliases/", "/groups/", "/tokens/", "/credentials/1/edit"):
+        visit(path, f"{path} as a viewer")
+    page.context.clear_cookies()
+    visit("/login", "sign-in")
+    context.close()
+    assert problems == []
+    assert [problem for problem in seen if "status of 40" not in problem] == []
+
+
+# 15. A swap never writes a style attribute, which the Content-Security-Policy refuses.
+
+def test_a_swap_keeps_the_policy_when_a_swapped_element_carries_a_style(page, live_server, dovecot):
+    """Scripts and browser extensions style elements through the CSSOM, which the policy allows; htmx copied
+    such a style to the element replacing it as an attribute, which it refuses. The page fixture fails the
+    test on any violation."""
+    page.goto(f"{live_server}/credentials/new")
+    fill_credential(page, dovecot.imaps_port)
+    save(page)
+    page.locator("#credential-1").evaluate("row => { row.style.outline = '1px solid'; }")
+    page.get_by_role("searchbox").fill("Support")
+    expect(page).to_have_url(re.compile(r"q=Support"))
+    expect(page.locator("#credential-1")).not_to_have_attribute("style", re.compile(".*"))
