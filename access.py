@@ -49,6 +49,7 @@ def init_app(app):
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.user_loader(_load_user)
+    app.before_request(read_body_within_limits)  # before the rate limits, whose keys read the form
     limiter.init_app(app)
     app.before_request(check_access)
     app.register_error_handler(RateLimitExceeded, too_many_requests)
@@ -56,6 +57,24 @@ def init_app(app):
     app.register_error_handler(RequestEntityTooLarge, too_large)
     app.register_error_handler(HTTPException, http_error)
     app.jinja_env.globals.update(may=may)
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def read_body_within_limits():
+    """Before anything else reads the request: a body over MAX_REQUEST_BYTES, or a form with more fields
+    than MAX_FORM_PARTS, is refused here (413, see ``too_large``).
+
+    The rate limits read the form to find their keys, and Flask-Limiter, when it
+    counts in Redis, takes any error raised meanwhile for Redis failing and
+    swallows it; the request would then go on with the body already consumed
+    (an empty form) and Redis wrongly set aside.
+    """
+    if request.content_length is not None and request.content_length > current_app.config["MAX_CONTENT_LENGTH"]:
+        raise RequestEntityTooLarge()
+    if request.mimetype in FORM_TYPES:
+        request.form  # noqa: B018 (parsed now, with Werkzeug's limits and web.Request's; kept for later)
 
 
 def _load_user(session_id):

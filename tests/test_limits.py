@@ -88,3 +88,16 @@ def test_the_command_line_refuses_an_over_long_secret(app):
         "--username", "help@example.com", "--secret-stdin"], input="x" * 5000 + "\n")
     assert result.exit_code == 1 and "password: Field cannot be longer than 4096 characters." in result.output
 
+
+def test_a_form_too_large_is_refused_before_the_rate_limits_read_it_with_redis_too(app_config, redis_server):
+    """Flask-Limiter, counting in Redis, takes an error raised while it works out a limit (the form it reads
+    is too large) for Redis failing and swallows it: the limits must never be the first to read the body."""
+    redis_server.flush()
+    app = create_app({**app_config, "REDIS_URL": redis_server.url})
+    with models.db.connection_context():
+        models.User.add("admin", "a long test password", "admin")
+    client = signed_in(app, "admin")
+    assert client.post("/credentials/new", data={**form_values(), **rows(600)}).status_code == 413
+    too_big = client.post("/credentials/new", data=form_values(description="x" * (2 * 1024 * 1024)))
+    assert too_big.status_code == 413
+    assert client.post("/credentials/new", data=form_values()).status_code == 303  # Redis was never taken for dead
