@@ -23,6 +23,7 @@ LEAST_ROLE = {
     ("/logout", "POST"): "viewer",
     ("/", "GET"): "viewer",
     ("/credentials/", "GET"): "viewer",
+    ("/credentials/<int:credential_id>", "GET"): "viewer",
     ("/credentials/new", "GET"): "editor", ("/credentials/new", "POST"): "editor",
     ("/credentials/<int:credential_id>/edit", "GET"): "editor",
     ("/credentials/<int:credential_id>/edit", "POST"): "editor",
