@@ -9,7 +9,7 @@ WORKERS ?= 2
 # More threads than connection-test slots (8), so a busy worker can still answer "try again".
 THREADS ?= 16
 # Debian packages the tests run against for real (make test installs them when root).
-TEST_PACKAGES := dovecot-imapd dovecot-pop3d chromium
+TEST_PACKAGES := dovecot-imapd dovecot-pop3d chromium postgresql redis-server
 
 .PHONY: run test demo system-packages
 
@@ -43,12 +43,14 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@
 
-# Dovecot and Chromium come from Debian; without them the tests skip (or fail under CI=true).
+# Dovecot, Chromium, PostgreSQL and Redis come from Debian; without them the tests skip (or fail under CI=true).
 system-packages:
 	@missing=""; \
 	[ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || missing="$$missing dovecot-imapd"; \
 	[ -x /usr/lib/dovecot/pop3 ] || missing="$$missing dovecot-pop3d"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then $(call apt_install,$$missing); fi
 
 # apt-get install the given packages as root; otherwise say what to install and go on.
