@@ -25,11 +25,14 @@ test: $(VENV)/.installed-test system-packages
 demo: $(VENV)/.installed system-packages
 	HOST=$(HOST) PORT=$(PORT) $(VENV)/bin/python demo.py
 
-# How long a connection test takes against the bare IMAP exchange it performs: in process and through
-# gunicorn, on loopback and behind a proxy adding 20 ms each way. Not part of make test; writes bench/connection_test.md.
+# Benchmarks, not part of make test: how long a connection test takes against the bare IMAP exchange it
+# performs (in process and through gunicorn, on loopback and behind a proxy adding 20 ms each way; writes
+# bench/connection_test.md), and the lists at 10,000 and 100,000 credentials on SQLite and PostgreSQL
+# against a bare page of the same rows (writes bench/list.md).
 .PHONY: bench
 bench: $(VENV)/.installed system-packages
 	$(VENV)/bin/python bench/connection_test.py
+	$(VENV)/bin/python bench/list.py
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(call apt_install,python3-venv)
