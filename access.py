@@ -169,7 +169,7 @@ def check_access():
     view = current_app.view_functions.get(request.endpoint)
     if view is None or request.endpoint == "static":
         return None
-    if not User.select().exists():
+    if not _set_up():
         if request.endpoint != "auth.setup":
             return _deny(503, "Mailkeep is not set up yet.", url_for("auth.setup"))
         return _protect()
@@ -184,6 +184,14 @@ def check_access():
     if not current_user.may(role):
         return _deny(403, f"This needs the {role} role; you are a {current_user.role}.")
     return None
+
+
+def _set_up():
+    """True once the first administrator exists. Remembered by the process once true: the last active
+    admin can be neither deleted nor disabled, so Mailkeep never goes back to needing set-up."""
+    if not current_app.extensions.get("mailkeep.set_up"):
+        current_app.extensions["mailkeep.set_up"] = User.select().exists()
+    return current_app.extensions["mailkeep.set_up"]
 
 
 def _required_role(view, method):

@@ -85,6 +85,8 @@ SCHEMAS = {
             "code": {"enum": list(causes.CATALOGUE)}, "field": _nullable(STRING), "message": STRING,
             "hint": STRING, "server_reply": STRING,
         })),
+        # The server certificate seen when TLS was used (its names and expiry), else null.
+        "certificate": _nullable(_object({"subject": STRING, "issuer": STRING, "not_after": TIMESTAMP})),
     }),
     # A refused delete adds what is in the way (aliases, credential_count) to its error.
     "Error": _object({"error": STRING}, closed=False),

@@ -5,14 +5,18 @@ configured once (deadline, CA file, outbound policy, the operator's setting
 names, provider advice), runs ``Settings`` and returns a ``Result`` with the
 steps, their timings and, on failure, a ``Cause``. A test never takes longer
 than its deadline plus ``GRACE_SECONDS``, whatever the server does: every
-socket operation is limited to the time left, and a watchdog cuts the
+socket operation is limited to the time left, a watchdog thread cuts the
 connection when the deadline passes, so a server dripping one byte a second
-cannot hold it. Each test runs in a worker thread that holds one of the
-caller's `slots` until it has really finished, so the number of tests in
-flight stays bounded.
+cannot hold it, and a host name is looked up in a helper thread that is not
+waited for past the deadline. The conversation itself runs in the caller's
+thread (handing it to another thread costs a millisecond or more of a
+15-millisecond test). Each test holds one of the caller's `slots` until all
+it started has finished, an abandoned name lookup included, so the number of
+tests in flight stays bounded.
 """
 
 import dataclasses
+import ipaddress
 import logging
 import socket
 import threading
@@ -39,6 +43,8 @@ GRACE_SECONDS = 0.5
 DETAILS_LENGTH = 500
 # The steps that wait for the server's first words: implicit TLS's handshake and the greeting.
 GREETING_STEPS = ("tls", "greeting")
+# The name of the threads a test starts (its watchdog, a name lookup): none outlives it by more than a lookup.
+THREAD_NAME = "connection-test"
 
 
 class Busy(Exception):
@@ -92,7 +98,9 @@ class Prober:
         `slots` is None or any object with ``acquire(blocking=False) -> bool``
         and ``release()`` (a ``threading.BoundedSemaphore``, or one shared
         between processes) bounding the tests in flight: a slot is held until
-        the worker has really finished. `list_folders` asks IMAP for the folder
+        everything the test started has finished. The test runs in the calling
+        thread, which returns within the deadline plus GRACE_SECONDS.
+        `list_folders` asks IMAP for the folder
         names (``LIST``, RFC 3501 section 6.3.8) after opening the folder, for a
         folder picker; otherwise that round trip is skipped. Raises Busy when
         no slot is free; never raises for anything the server or network does,
@@ -101,10 +109,8 @@ class Prober:
         if slots is not None and not slots.acquire(blocking=False):
             raise Busy()
         attempt = _Attempt(self, settings, slots, list_folders)
-        worker = threading.Thread(target=attempt.execute, name="connection-test", daemon=True)
-        worker.start()
-        if not attempt.finished.wait(self.deadline + GRACE_SECONDS):
-            attempt.abort()
+        threading.Thread(target=attempt.watch_the_deadline, name=THREAD_NAME, daemon=True).start()
+        attempt.execute()
         result = attempt.result()
         log.info(
             "connection test %s:%s as %s: %s",
@@ -142,8 +148,9 @@ def _milliseconds_since(moment):
 class _Attempt:
     """One running test: its steps, the socket in use, and the watchdog's handle on it.
 
-    ``execute`` runs in a worker thread; ``abort`` and ``result`` in the caller's.
-    The lock keeps the watchdog's verdict from being overwritten by the worker.
+    ``execute`` and ``result`` run in the caller's thread, ``watch_the_deadline``
+    (and so ``abort``) in the watchdog's. The lock keeps the watchdog's verdict
+    from being overwritten by the conversation it cut short.
     """
 
     def __init__(self, prober, settings, slots, list_folders):
@@ -167,6 +174,7 @@ class _Attempt:
         self.finished = threading.Event()
         self._lock = threading.Lock()
         self._aborted = False
+        self._holders = 1  # the conversation, and each name lookup still running: the slot is theirs
         self._kill_switches = []  # duplicates of every socket dialled, for the watchdog to shut down
         self._sent_secrets = []  # SASL strings that carried a secret, as they went over the wire
 
@@ -221,15 +229,20 @@ class _Attempt:
                 step.outcome = outcome
                 step.duration_ms = _milliseconds_since(began)
 
+    def watch_the_deadline(self):
+        """The watchdog thread's body: abort the test if it is not finished by the deadline plus the grace."""
+        if not self.finished.wait(self.deadline + GRACE_SECONDS):
+            self.abort()
+
     def execute(self):
-        """The worker thread's body: run the steps, keep the failure, always close up and free the slot."""
+        """Run the steps, keep the failure, always close up and let go of the slot."""
         try:
             self.message_count, self.folders = self._converse()
         except Failure as failure:
             with self._lock:
                 if not self._aborted:
                     self.failure = failure
-        except Exception as error:  # a bug of ours, not the server's: keep the worker's promise to finish
+        except Exception as error:  # a bug of ours, not the server's: keep the promise to finish
             # The exception's text may quote the server, so it goes through the redactor like everything else.
             log.error("connection test stopped unexpectedly:\n%s",
                       self._redactor().clean("".join(traceback.format_exception(error))))
@@ -242,15 +255,54 @@ class _Attempt:
                     if sock is not None:
                         sock.close()
             self.finished.set()
-            if self.slots is not None:
-                self.slots.release()
+            self._let_go()
+
+    def _let_go(self):
+        """One holder of the slot is done; the last one gives the slot back."""
+        with self._lock:
+            self._holders -= 1
+            last = self._holders == 0
+        if last and self.slots is not None:
+            self.slots.release()
+
+    def resolve(self, host, port):
+        """network.resolve(host, port) within the deadline: an IP address at once, a name in a helper
+        thread, waited for until the deadline only (a resolver can take longer). Raises Failure as
+        network.resolve does, or TimeoutError when the lookup is still running at the deadline (it
+        then keeps the slot until it ends)."""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return network.resolve(host, port)  # a literal address: no resolver is asked
+        answer = {}
+        done = threading.Event()
+
+        def look_up():
+            try:
+                answer["addresses"] = network.resolve(host, port)
+            except Exception as error:  # handed to the waiting thread
+                answer["error"] = error
+            finally:
+                done.set()
+                self._let_go()
+
+        with self._lock:
+            self._holders += 1
+        threading.Thread(target=look_up, name=THREAD_NAME, daemon=True).start()
+        if not done.wait(self.seconds_left()):
+            raise TimeoutError(f"looking up {host} took too long")
+        if "error" in answer:
+            raise answer["error"]
+        return answer["addresses"]
 
     def _converse(self):
         settings = self.settings
         with self.step("resolve") as step:
             self.policy.check_security(settings.security)
             self.policy.check_port(settings.port)  # before even asking DNS
-            addresses = network.resolve(settings.host, settings.port)
+            addresses = self.resolve(settings.host, settings.port)
             step.details = ", ".join(sockaddr[0] for _, sockaddr in addresses)
             # Every address is checked, and only these are dialled: no second lookup to rebind.
             self.policy.check_addresses(addresses)
@@ -305,7 +357,7 @@ class _Attempt:
                         basic_credentials=(settings.client_id, settings.client_secret))
 
     def result(self):
-        """A snapshot of the test so far, safe to use while the worker winds down.
+        """A snapshot of the test so far.
 
         Every text in it that came from the server passes one Redactor, whole,
         before it is cut to length: a hostile server may echo a secret in any line.

@@ -170,7 +170,8 @@ class _GuardedStream(httpcore2.NetworkStream):
 
 
 class _GuardedBackend(httpcore2.SyncBackend):
-    """Dials through probe.network: resolved once, checked by the policy, watched by the watchdog."""
+    """Dials through probe.network: resolved once (within the deadline), checked by the policy, watched by
+    the watchdog."""
 
     def __init__(self, attempt):
         self._attempt = attempt
@@ -180,10 +181,13 @@ class _GuardedBackend(httpcore2.SyncBackend):
         if problem:
             raise Failure("destination_not_allowed", field="token_url", host=host, port=port, reason=problem)
         try:
-            addresses = network.resolve(host, port)
+            addresses = self._attempt.resolve(host, port)
         except Failure:
             raise Failure("token_request_failed", field="token_url",
                           reason=f"the host name {host} was not found") from None
+        except TimeoutError:
+            raise Failure("token_request_failed", field="token_url",
+                          reason=f"looking up the host name {host} took too long") from None
         for _, sockaddr in addresses:
             problem = self._attempt.policy.address_problem(sockaddr[0])
             if problem:

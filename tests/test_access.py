@@ -24,6 +24,7 @@ LEAST_ROLE = {
     ("/account/", "GET"): "viewer", ("/account/", "POST"): "viewer",
     ("/", "GET"): "viewer",
     ("/credentials/", "GET"): "viewer",
+    ("/credentials/<id:credential_id>", "GET"): "viewer",
     ("/credentials/new", "GET"): "editor", ("/credentials/new", "POST"): "editor",
     ("/credentials/<id:credential_id>/edit", "GET"): "editor",
     ("/credentials/<id:credential_id>/edit", "POST"): "editor",

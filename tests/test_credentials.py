@@ -456,7 +456,7 @@ def test_control_characters_that_would_split_a_command_are_refused_before_anythi
     response = client.post("/credentials/test", data=form_values(**{field: value + control + "A1 LOGOUT"}),
                            headers=HTMX)
     html = response.get_data(as_text=True)
-    assert "Nothing was tested yet." in html and "Resolve host" not in html
+    assert "Nothing was tested yet." in html and "Check destination" not in html
 
 
 def test_connection_tests_are_rate_limited_per_user(app):
@@ -701,3 +701,18 @@ def test_the_custom_data_headers_share_the_rows_grid(client):
     html = client.post("/credentials/custom-data", headers=HTMX, data={"custom_data_action": "add"}).text
     grid = html[html.index('<div class="kv-grid">'):]
     assert grid.index('class="kv-head"') < grid.index('class="kv-row"')  # one grid: headers, then rows
+
+
+def test_a_credential_has_a_page_of_its_own_without_its_secret(app, client):
+    assert add(client, name="Support desk").status_code == 303
+    with models.db.connection_context():
+        credential = stored()
+        credential.replace_custom_data([("queue", "L1")])
+        Alias.create(address="help@example.com", credential=credential)
+    page = signed_in(app, "viewer").get(f"/credentials/{credential.id}").get_data(as_text=True)
+    assert "<h1>Support desk</h1>" in page and "imap.example.com:993" in page and "help@example.com" in page
+    assert "queue" in page and "Password stored, never shown" in page
+    assert "Edit</a>" not in page  # a viewer may not edit
+    assert client.get("/credentials/999").status_code == 404
+    listing = client.get("/credentials/").get_data(as_text=True)
+    assert f'href="/credentials/{credential.id}"' in listing

@@ -57,7 +57,8 @@ def test_the_first_key_encrypts_and_every_key_decrypts():
         ring(old).decrypt(token_by_new, CONTEXT)
 
 
-@pytest.mark.parametrize("text", ["", "short", "!!!not-base64!!!", generate_key()[:-4]])
+@pytest.mark.parametrize("text", ["", "short", "!!!not-base64!!!", generate_key()[:-4]],
+                         ids=["empty", "short", "not base64", "a key cut short"])
 def test_a_malformed_key_is_refused_without_echoing_it(text):
     with pytest.raises(InvalidKeyError) as raised:
         parse_keys(f"{generate_key()},{text}")

@@ -14,14 +14,6 @@ from probe.redaction import Redactor
 NOTHING_SECRET = Redactor(())
 
 
-def provider_advice(settings, code):
-    """The advice the application gives: a known provider's note for an auth_failed of a password login."""
-    provider = providers.for_host(settings.host) or providers.for_username(settings.username)
-    if code == "auth_failed" and provider and settings.auth == probe.protocols.PASSWORD:
-        return f"{provider.name}: {provider.auth_note}"
-    return None
-
-
 def test_a_wrong_password_quotes_the_server(dovecot):
     result = run(settings_for(dovecot, password="not-it"), dovecot.ca_file)
     assert "AUTHENTICATIONFAILED" in result.cause.server_reply
@@ -55,10 +47,10 @@ def test_the_port_of_the_other_mode_is_named_in_the_hint():
 
 def test_a_known_provider_adds_its_advice_to_auth_failed():
     settings = probe.Settings("IMAP", "imap.gmail.com", 993, "ssl_tls", "someone@gmail.com", CANARY)
-    cause = describe(Failure("auth_failed"), settings, NOTHING_SECRET, advice=provider_advice)
+    cause = describe(Failure("auth_failed"), settings, NOTHING_SECRET, advice=providers.advice)
     assert "Gmail: Gmail accepts a password only as an App Password" in cause.hint
     office = probe.Settings("IMAP", "outlook.office365.com", 993, "ssl_tls", "a@contoso.com", CANARY)
-    assert "use OAuth2" in describe(Failure("auth_failed"), office, NOTHING_SECRET, advice=provider_advice).hint
+    assert "use OAuth2" in describe(Failure("auth_failed"), office, NOTHING_SECRET, advice=providers.advice).hint
 
 
 def test_advice_is_asked_with_the_settings_and_code_and_added_only_when_it_says_something():

@@ -268,6 +268,27 @@ def test_a_greeting_left_unfinished_is_named_for_the_greeting():
     assert time.monotonic() - started < 1.5
 
 
+def test_a_slow_name_lookup_is_not_waited_for_past_the_deadline_but_keeps_its_slot(monkeypatch):
+    answer = threading.Event()
+
+    def slow_resolver(host, *args, **kwargs):
+        answer.wait(10)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_resolver)
+    slots = threading.BoundedSemaphore(1)
+    started = time.monotonic()
+    result = probe.Prober(deadline=1.0).run(local(993, host="slow.example"), slots=slots)
+    assert time.monotonic() - started < 1.0 + probe.GRACE_SECONDS
+    assert (result.cause.code, result.failed_step.name) == ("deadline_exceeded", "resolve")
+    assert not slots.acquire(blocking=False), "the lookup still runs: its slot must still be taken"
+    answer.set()
+    deadline = time.monotonic() + 2
+    while not slots.acquire(blocking=False):
+        assert time.monotonic() < deadline, "the slot was never given back"
+        time.sleep(0.01)
+
+
 # Concurrency: a bounded number of tests at once.
 
 def test_no_slot_free_means_busy_and_a_finished_test_frees_its_slot():

@@ -19,7 +19,7 @@ from forms import (
     apply_custom_data_action,
     credential_form_data,
 )
-from models import Credential, Group
+from models import Alias, Credential, Group
 from web import (
     BUSY_HEADERS,
     TOO_MANY_REQUESTS,
@@ -67,6 +67,18 @@ def index():
         groups=naturally(Group.by_name(), "name"),
         protocol_names=protocols.PROTOCOLS,
         auth_labels=protocols.AUTHENTICATION_LABELS,
+    )
+
+
+@bp.get("/<id:credential_id>")
+@requires("viewer")
+def show(credential_id):
+    """A credential's own page: its settings (never its secrets), its health, what it is for, and what may
+    be done with it. Later features add their sections here (credentials/show.html)."""
+    credential = _listed_or_404(credential_id)
+    return render_template(
+        "credentials/show.html", credential=credential, custom_data=credential.custom_data,
+        aliases=credential.aliases.order_by(Alias.address_sort),
     )
 
 
