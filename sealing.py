@@ -9,7 +9,7 @@ there, and neither does one left behind by a deleted row whose id a new row got.
 
 from peewee import TextField
 
-from encryption import UndecryptableSecret, key_id
+from encryption import TOKEN_VERSION, UndecryptableSecret, key_id
 
 
 class SecretField(TextField):
@@ -39,8 +39,13 @@ class Sealed:
         Reads each ciphertext's key id (encryption.key_id); a malformed ciphertext
         names no key and is left to its entry's "cannot be read" notice.
         """
-        columns = list(cls.secret_fields().values())
-        named = {key_id(token) for row in cls.select(*columns).tuples() for token in row if token}
+        named = set()
+        for column in cls.secret_fields().values():
+            # Only ciphertexts no configured key made are read: normally none, however many rows there are.
+            made_elsewhere = [~column.startswith(f"{TOKEN_VERSION}${fingerprint}$")
+                              for fingerprint in keyring.fingerprints]
+            query = cls.select(column).where(column.is_null(False), *made_elsewhere).tuples()
+            named.update(key_id(token) for (token,) in query)
         return named - set(keyring.fingerprints) - {None}
 
     def seal_context(self, name):

@@ -127,13 +127,21 @@ def naturally(rows, name):
 class Pages(PaginatedQuery):
     """playhouse's PaginatedQuery (``?page=N`` of `query`), with the total given by `count` (a callable
     answering a plain COUNT of the filtered table, instead of a count wrapped around the whole list query),
-    ``PAGE_SIZE`` rows a page, and a page past the end showing the last one."""
+    ``PAGE_SIZE`` rows a page, and a page past the end showing the last one. `fetch(page, per_page)`, when
+    given, reads a page's rows instead of ``query.paginate`` (a model's own faster way)."""
 
-    def __init__(self, query, count, per_page=None):
+    def __init__(self, query, count, per_page=None, fetch=None):
         super().__init__(query, per_page or current_app.config["PAGE_SIZE"])
         self._count = count
+        self._fetch = fetch
         self._page_count = None
         self.page = min(self.get_page(), self.get_page_count())
+
+    def get_object_list(self):
+        """The rows of the current page."""
+        if self._fetch is not None:
+            return self._fetch(self.get_page(), self.paginate_by)
+        return super().get_object_list()
 
     def get_page_count(self):
         """The number of pages (at least 1), counted once."""

@@ -57,7 +57,8 @@ def index():
         "auth": request.args.get("auth") or None,
     }
     matching = (filters["q"], filters["group"], filters["protocol"], filters["auth"])
-    pages = Pages(Credential.search(*matching), lambda: Credential.count_matching(*matching))
+    pages = Pages(Credential.search(*matching), lambda: Credential.count_matching(*matching),
+                  fetch=lambda page, per_page: Credential.page_of(page, per_page, *matching))
     template = "credentials/_list.html" if is_htmx() else "credentials/index.html"
     return render_template(
         template,

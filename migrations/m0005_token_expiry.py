@@ -1,11 +1,11 @@
-"""Migration 4: API tokens may expire (``apitoken.expires_at``, naive UTC, NULL for a token that does not)."""
+"""Migration 5: API tokens may expire (``apitoken.expires_at``, naive UTC, NULL for a token that does not)."""
 
 from peewee import DateTimeField
 from playhouse.migrate import SchemaMigrator, migrate
 
 from database import db
 
-VERSION = 4
+VERSION = 5
 TITLE = "an optional expiry time on API tokens"
 
 
