@@ -12,6 +12,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import probe
 import providers
@@ -54,6 +55,8 @@ DEFAULTS = {
     # Extra PEM file of CA certificates trusted besides the system store.
     "CA_FILE": None,
     "PAGE_SIZE": 20,
+    # Where people and providers reach this Mailkeep: links in notifications, OAuth2 redirect URIs.
+    "BASE_URL": "http://127.0.0.1:5000",
     # The largest request body accepted (bytes), the most fields a form may send, and the most custom data rows
     # a credential may have; more is refused (413, or a message on the field).
     "MAX_REQUEST_BYTES": 1024 * 1024,
@@ -131,6 +134,7 @@ def load(app, test_config=None):
     app.config["GREETING_TIMEOUT"] = min(app.config["GREETING_TIMEOUT"], app.config["CONNECTION_TEST_DEADLINE"])
     _positive(app, "CONNECTION_TEST_LIMIT", int, "a positive whole number")
     _positive(app, "PAGE_SIZE", int, "a positive whole number")
+    app.config["BASE_URL"] = _base_url(str(app.config["BASE_URL"]))
     _positive(app, "DATABASE_POOL_SIZE", int, "a positive whole number")
     _shared_counters(app)
     _positive(app, "SESSION_IDLE_MINUTES", float, "a positive number of minutes")
@@ -177,6 +181,20 @@ def _shared_counters(app):
     if not app.config["RATELIMIT_STORAGE_URI"].startswith("memory"):
         app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_timeout": 0.5, "socket_connect_timeout": 0.5})
         app.config.update(RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True, RATELIMIT_SWALLOW_ERRORS=True)
+
+
+def _base_url(text):
+    """MAILKEEP_BASE_URL without its trailing slash; ConfigurationError unless it is an http(s) URL with a host
+    (and https unless the host is loopback: OAuth2 providers require it)."""
+    parts = urlsplit(text.strip())
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme not in ("http", "https") or not parts.hostname or (parts.scheme == "http" and not loopback) \
+            or parts.query or parts.fragment:
+        raise ConfigurationError(
+            "MAILKEEP_BASE_URL must be the https:// address people reach Mailkeep at, e.g. https://mailkeep.example.com "
+            "(http:// only for localhost)"
+        )
+    return text.strip().rstrip("/")
 
 
 def _flag(value):

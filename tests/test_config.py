@@ -163,3 +163,14 @@ def test_a_lost_key_file_is_never_made_again_while_the_database_names_its_key(ba
     with pytest.raises(ConfigurationError, match=f"the key file {path} is missing"):
         create_app(bare_config)
     assert not path.exists()
+
+
+@pytest.mark.parametrize("url", ["ftp://mailkeep.example.com", "http://mailkeep.example.com", "https://", "x"])
+def test_the_base_url_must_be_an_https_address(bare_config, url):
+    with pytest.raises(ConfigurationError, match="MAILKEEP_BASE_URL"):
+        create_app({**bare_config, "BASE_URL": url})
+
+
+def test_the_base_url_loses_its_trailing_slash(bare_config):
+    assert create_app({**bare_config, "BASE_URL": "https://mailkeep.example.com/"}).config["BASE_URL"] == \
+        "https://mailkeep.example.com"
