@@ -25,6 +25,8 @@ import models
 from models import Alias, ApiToken, Credential, Group, User
 
 ROUNDS = 20
+# One pytest-xdist worker runs this module, so its module-scoped deployment starts once.
+pytestmark = pytest.mark.xdist_group("instances")
 START_TIMEOUT = 30.0
 CSRF = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 
