@@ -8,6 +8,7 @@ command line where other users could see it.
 
 import logging
 import sys
+from contextlib import contextmanager
 
 import click
 from flask.cli import AppGroup
@@ -173,10 +174,8 @@ def create_user(username, role, password_stdin):
 def set_role(username, role):
     """Give a user another role; the last active admin stays an admin."""
     user = _user(username)
-    try:
+    with _refusal_as_usage_error():
         accounts.set_role(user, role, actor=COMMAND_LINE)
-    except accounts.AccountError as refused:
-        raise click.UsageError(str(refused)) from None
     click.echo(f"{user.username} is now {role}.")
 
 
@@ -192,10 +191,8 @@ def set_password(username, password_stdin):
     user = _user(username)
     password = _read_password(password_stdin)
     form = _validated(NewPasswordForm, {"new_password": password, "confirm_password": password}, "password")
-    try:
+    with _refusal_as_usage_error():
         accounts.reset_password(user, form.new_password.data, actor=COMMAND_LINE)
-    except accounts.AccountError as refused:
-        raise click.UsageError(str(refused)) from None
     click.echo(f"{user.username} has a new password; their sessions have ended.")
 
 
@@ -207,10 +204,8 @@ def delete_user(username, yes):
     user = _user(username)
     if not yes:
         click.confirm(f"Delete {user.username} and their {user.tokens.count()} API token(s)?", abort=True)
-    try:
+    with _refusal_as_usage_error():
         accounts.delete_user(user, actor=COMMAND_LINE)
-    except accounts.AccountError as refused:
-        raise click.UsageError(str(refused)) from None
     click.echo(f"Deleted {user.username}.")
 
 
@@ -219,10 +214,8 @@ def delete_user(username, yes):
 def disable_user(username):
     """Disable a user: they cannot sign in, their sessions and API tokens stop working."""
     user = _user(username)
-    try:
+    with _refusal_as_usage_error():
         accounts.set_active(user, False, actor=COMMAND_LINE)
-    except accounts.AccountError as refused:
-        raise click.UsageError(str(refused)) from None
     click.echo(f"{user.username} is disabled.")
 
 
@@ -243,6 +236,15 @@ def _read_password(from_stdin):
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@contextmanager
+def _refusal_as_usage_error():
+    """An account change the rules refuse (accounts.AccountError) ends the command with its message (exit 2)."""
+    try:
+        yield
+    except accounts.AccountError as refused:
+        raise click.UsageError(str(refused)) from None
 
 
 def _user(username):

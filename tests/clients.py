@@ -6,12 +6,13 @@ a sign-in leaves it (Flask-Login's session keys), without the sign-in form and i
 tests about signing in use the form: ``signed_in_through_form`` and ``sign_in``.
 """
 
+import threading
 import time
-
-from testdata import USER_PASSWORD
+from concurrent.futures import ThreadPoolExecutor
 
 import access
 import models
+from testdata import USER_PASSWORD
 
 # What htmx sends with every request it makes.
 HTMX = {"HX-Request": "true"}
@@ -70,3 +71,23 @@ def watch(page):
     page.expose_function("reportCspViolation", lambda violation: problems.append(violation))
     page.add_init_script(REPORT_CSP_VIOLATIONS)
     return problems
+
+
+def at_once_past_the_check(monkeypatch, requests):
+    """Send two `requests` (callables, each one HTTP request) at once, each pausing after the last-active-admin
+    check until the other has checked too (or a second has passed): without the lock around check and write,
+    both would pass it. Returns their answers in order."""
+    both_checked = threading.Barrier(2)
+    check = models.User.is_last_active_admin
+
+    def check_then_pause(user):
+        answer = check(user)
+        try:
+            both_checked.wait(timeout=1)
+        except threading.BrokenBarrierError:
+            pass  # the other request is still waiting for the lock
+        return answer
+
+    monkeypatch.setattr(models.User, "is_last_active_admin", check_then_pause)
+    with ThreadPoolExecutor(2) as pool:
+        return [future.result() for future in [pool.submit(request) for request in requests]]

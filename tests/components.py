@@ -1,6 +1,7 @@
 """The real components the tests run against, and what happens when one is missing."""
 
 import os
+import subprocess
 
 import pytest
 
@@ -28,3 +29,15 @@ def require_postgresql():
 
     found = binaries()
     require_executable(str(found / "postgres") if found else "/usr/lib/postgresql/*/bin/postgres", "postgresql")
+
+
+def stop_process(process, timeout):
+    """Ask `process` (a subprocess.Popen) to end (SIGTERM) and wait up to `timeout` seconds, then kill it."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

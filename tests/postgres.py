@@ -25,6 +25,8 @@ from pathlib import Path
 
 import psycopg2
 
+from components import stop_process
+
 STARTUP_TIMEOUT = 30.0
 """Seconds start() waits for the server to accept connections."""
 
@@ -104,13 +106,7 @@ class PostgreSQL:
 
     def stop(self):
         """Stop the server (fast shutdown) and remove its directory."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STARTUP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, STARTUP_TIMEOUT)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _run(self, program, *arguments):

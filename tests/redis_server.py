@@ -21,6 +21,8 @@ from pathlib import Path
 
 import redis
 
+from components import stop_process
+
 BINARY = "/usr/bin/redis-server"
 STARTUP_TIMEOUT = 10.0
 """Seconds start() waits for the server to answer PING."""
@@ -83,11 +85,6 @@ class RedisServer:
     def stop(self):
         """Stop the server and remove its directory."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STARTUP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            self.process.send_signal(signal.SIGCONT)  # a paused server cannot hear SIGTERM
+        stop_process(self.process, STARTUP_TIMEOUT)
         shutil.rmtree(self.root, ignore_errors=True)

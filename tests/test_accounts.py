@@ -1,14 +1,11 @@
 """Account self-service and its administration: your own password, an admin setting someone's password and
 deleting users, each logged, with the same last-admin rule as roles (services/accounts.py)."""
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
-from clients import HTMX, signed_in, signed_in_through_form
-from testdata import USER_PASSWORD
 
 import models
+from clients import HTMX, at_once_past_the_check, signed_in, signed_in_through_form
 from models import ApiToken, AuditEvent, User
+from testdata import USER_PASSWORD
 
 NEW_PASSWORD = "a new and longer password"
 
@@ -108,23 +105,10 @@ def test_two_admins_deleting_each_other_at_once_leave_one_admin(app, monkeypatch
         second_id = User.add("second", USER_PASSWORD, "admin").id
         first_id = User.get(User.username == "admin").id
     first, second = signed_in(app, "admin"), signed_in(app, "second")
-    both_checked = threading.Barrier(2)
-    check = User.is_last_active_admin
-
-    def check_then_pause(user):
-        answer = check(user)
-        try:
-            both_checked.wait(timeout=1)
-        except threading.BrokenBarrierError:
-            pass  # the other request is still waiting for the lock
-        return answer
-
-    monkeypatch.setattr(User, "is_last_active_admin", check_then_pause)
-    with ThreadPoolExecutor(2) as pool:
-        answers = [future.result() for future in [
-            pool.submit(first.post, f"/users/{second_id}/delete"),
-            pool.submit(second.post, f"/users/{first_id}/delete"),
-        ]]
+    answers = at_once_past_the_check(monkeypatch, [
+        lambda: first.post(f"/users/{second_id}/delete"),
+        lambda: second.post(f"/users/{first_id}/delete"),
+    ])
     assert sorted(answer.status_code for answer in answers) == [303, 409]
     with models.db.connection_context():
         assert User.active_admins().count() == 1

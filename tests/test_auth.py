@@ -2,21 +2,19 @@
 
 import logging
 import re
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import pytest
 import redis
-from clients import signed_in, signed_in_through_form
-from testdata import USER_PASSWORD
 
 import access
 import models
 from app import create_app
+from clients import at_once_past_the_check, signed_in, signed_in_through_form
 from config import ConfigurationError
 from models import ApiToken, AuditEvent, User
+from testdata import USER_PASSWORD
 
 
 def test_with_no_users_the_only_page_is_creating_the_first_administrator(app_config):
@@ -168,25 +166,10 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin_and_a_clear_refu
         second_id = User.add("second", USER_PASSWORD, "admin").id
         first_id = User.get(User.username == "admin").id
     first, second = signed_in(app, "admin"), signed_in(app, "second")
-    # Each request pauses after its check until the other has checked too, or a second has passed:
-    # without the write lock around check and write, both would see two admins and both demote.
-    both_checked = threading.Barrier(2)
-    check = User.is_last_active_admin
-
-    def check_then_pause(user):
-        answer = check(user)
-        try:
-            both_checked.wait(timeout=1)
-        except threading.BrokenBarrierError:
-            pass  # the other request is still waiting for the lock
-        return answer
-
-    monkeypatch.setattr(User, "is_last_active_admin", check_then_pause)
-    with ThreadPoolExecutor(2) as pool:
-        answers = [future.result() for future in [
-            pool.submit(first.post, f"/users/{second_id}/role", data={"role": "editor"}),
-            pool.submit(second.post, f"/users/{first_id}/role", data={"role": "editor"}),
-        ]]
+    answers = at_once_past_the_check(monkeypatch, [
+        lambda: first.post(f"/users/{second_id}/role", data={"role": "editor"}),
+        lambda: second.post(f"/users/{first_id}/role", data={"role": "editor"}),
+    ])
     assert sorted(answer.status_code for answer in answers) == [303, 409]
     assert any("is the last active admin" in answer.get_data(as_text=True) for answer in answers)
     with models.db.connection_context():
