@@ -65,6 +65,7 @@ def create_app(test_config=None):
     keyring = app.extensions["mailkeep.keyring"] = keys.load(app)
     migrations.upgrade(keyring)
     keys.check(keyring)
+    database.release_connections()  # the workers gunicorn forks from here open their own
 
     @app.before_request
     def open_database():

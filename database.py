@@ -78,6 +78,14 @@ def keep_private(path):
             log.warning("could not make %r readable by its owner only: %s", file, error)
 
 
+def release_connections():
+    """Close every connection the pool holds, so none outlives a fork: gunicorn --preload builds the app (and
+    opens connections for the start-up work) in its master process, and a connection shared by two forked
+    workers mixes their conversations (psycopg2 and sqlite3 connections are not fork-safe)."""
+    if hasattr(db.obj, "close_all"):
+        db.obj.close_all()
+
+
 def unbind():
     """Close every connection of the bound handle (pooled ones included) and leave ``db`` unbound."""
     if db.obj is None:
