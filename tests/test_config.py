@@ -1,18 +1,19 @@
 """Configuration: environment variables, keys generated once into the instance folder, clear refusals."""
 
 import logging
+import os
 import stat
 
 import httpx2
 import pytest
-from components import require_executable
-from testdata import stored_credential
 
 import encryption
 import models
 from app import create_app
+from components import require_executable
 from config import SECRET_KEY_FILE, ConfigurationError
 from keys import ENCRYPTION_KEYS_FILE
+from testdata import stored_credential
 
 
 @pytest.fixture
@@ -174,3 +175,18 @@ def test_the_base_url_must_be_an_https_address(bare_config, url):
 def test_the_base_url_loses_its_trailing_slash(bare_config):
     assert create_app({**bare_config, "BASE_URL": "https://mailkeep.example.com/"}).config["BASE_URL"] == \
         "https://mailkeep.example.com"
+
+
+def test_start_up_leaves_no_database_connection_for_forked_workers_to_share(app_config, database_kind, request):
+    """gunicorn --preload builds the app in its master, then forks the workers: a connection still open then
+    would be shared by every worker (psycopg2 and sqlite3 connections are not fork-safe)."""
+    create_app(app_config)
+    if database_kind == "postgresql":
+        name = app_config["DATABASE_URL"].rsplit("/", 1)[1]
+        server = request.getfixturevalue("postgresql_server")
+        assert server.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", parameters=(name,)) == [(0,)]
+    else:
+        path = app_config["DATABASE_URL"].removeprefix("sqlite:///")
+        open_files = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                      if os.path.exists(f"/proc/self/fd/{fd}")]
+        assert not [name for name in open_files if name.startswith(path)]

@@ -45,8 +45,9 @@ class Instance:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(workdir / f"instance-{self.port}.log", "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", "1", "--threads", "8", "--bind", f"127.0.0.1:{self.port}",
-             "--no-control-socket", "app:create_app()"],
+            # As make run serves: the app built in the master (--preload), then forked into two workers.
+            [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2", "--threads", "4",
+             "--bind", f"127.0.0.1:{self.port}", "--no-control-socket", "app:create_app()"],
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
             env={**os.environ, **environment, "MAILKEEP_INSTANCE_PATH": str(workdir / f"instance-{self.port}")},
             stdout=self.log, stderr=subprocess.STDOUT,
