@@ -15,6 +15,7 @@ import pytest
 from clients import signed_in
 from components import CHROMIUM, DOVECOT, REDIS, require_executable, require_postgresql
 from dovecot import Dovecot, MailUser, write_certificates
+from flask import request
 from postgres import PostgreSQL
 from redis_server import RedisServer
 from testdata import (
@@ -27,6 +28,7 @@ from testdata import (
     USER_PASSWORD,
     LogRecorder,
     canary_leaks,
+    recorded_body,
 )
 from token_server import OAuthClient, TokenServer
 from werkzeug.security import generate_password_hash
@@ -38,6 +40,9 @@ import encryption
 import migrations
 import models
 from app import create_app
+
+from services import serving
+from views import serving as serving_views
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -71,7 +76,11 @@ def pytest_collection_modifyitems(config, items):
 
 def _record_response(response):
     if not response.direct_passthrough:
-        RESPONSE_BODIES.append(response.get_data())
+        # The one exception: the secret of a connection answer to a service account (testdata.recorded_body).
+        RESPONSE_BODIES.append(recorded_body(
+            response.get_data(), endpoint=request.endpoint, status=response.status_code,
+            service_account=access.service_caller(), connection_endpoints=serving_views.CONNECTION_ENDPOINTS,
+            secret_fields=serving.SECRET_FIELDS))
     return response
 
 
@@ -137,6 +146,7 @@ def app_config(tmp_path, database_url):
         "LOGIN_ACCOUNT_RATE_LIMIT": "1000 per minute",
         "TEST_RATE_LIMIT": "1000 per minute",
         "TEST_RATE_LIMIT_TOTAL": "1000 per minute",
+        "SERVICE_READ_RATE_LIMIT": "1000 per minute",
     }
 
 
