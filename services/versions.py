@@ -285,8 +285,7 @@ def rotate(credential, name, plaintext, *, actor, note="", grace_seconds=None, s
     if name != needed.name:
         raise WrongSecret(f"This credential logs in with {needed.noun}; send the new {needed.noun}.")
     grace_seconds = _check_grace(grace_seconds)
-    if expected_revision is not None and credential.revision not in set(expected_revision):
-        raise StaleRevision(credential.revision)
+    _check_revision(credential, expected_revision)
     outcome = connection_tests.test(credential.connection_values(), {name: plaintext}, credential, actor=actor)
     if outcome.busy:
         raise TestsBusy()
@@ -318,6 +317,7 @@ def restore(credential, number, *, actor, note="", grace_seconds=None, expected_
     `expected_revision`.
     """
     grace_seconds = _check_grace(grace_seconds)
+    _check_revision(credential, expected_revision)
     version = SecretVersion.get_or_none((SecretVersion.credential == credential.id) & (SecretVersion.number == number))
     if version is None:
         raise NoSuchVersion(number)
@@ -346,6 +346,13 @@ def restore(credential, number, *, actor, note="", grace_seconds=None, expected_
     _after(changed)
     announce_rotation(credential, made, changed.previous[version.secret])
     return made
+
+
+def _check_revision(credential, expected_revision):
+    """Fail early (models.StaleRevision) when a check-and-set names a revision `credential` has moved on from;
+    ``change_secrets`` checks again, atomically, when it writes."""
+    if expected_revision is not None and credential.revision not in set(expected_revision):
+        raise StaleRevision(credential.revision)
 
 
 def _previous_words(previous):

@@ -25,6 +25,7 @@ from testdata import (
     LOOPBACK_POLICY,
     MAILBOX_USER,
     NO_TOKEN_CLIENT_ID,
+    ROTATING_USER,
     USER_PASSWORD,
     LogRecorder,
     canary_leaks,
@@ -233,6 +234,16 @@ def dovecot(tmp_path_factory, token_server):
         tmp_path_factory.mktemp("dovecot"), users=[MailUser(MAILBOX_USER, CANARY)], binary=DOVECOT,
         oauth2_introspection_url=token_server.introspection_url,
     ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rotating_dovecot(tmp_path_factory):
+    """A real Dovecot of its own on 127.0.0.1 whose user ROTATING_USER (password CANARY to begin with) has its
+    password changed by the tests, the previous one kept valid on request (``Dovecot.set_password``)."""
+    require_executable(DOVECOT, "dovecot-imapd")
+    with Dovecot(tmp_path_factory.mktemp("rotating"), users=[MailUser(ROTATING_USER, CANARY)], binary=DOVECOT,
+                 previous_passwords=True) as server:
         yield server
 
 

@@ -13,6 +13,8 @@ import models
 CANARY = "ca~na~ry~7f~3c~9e~2b~do~nt~le~ak"
 LEAK_RUN = 4
 MAILBOX_USER = "alice@example.test"
+# The user of the Dovecot whose password tests change while it runs (conftest's rotating_dovecot).
+ROTATING_USER = "rota@example.test"
 # The OAuth2 client secret contains the canary, so the same check catches it leaking.
 CLIENT_ID = "mailkeep-test"
 CLIENT_SECRET = f"client-{CANARY}"

@@ -61,11 +61,18 @@ def _form_data(account):
             "networks": account.networks, "group_ids": [group.id for group in account.granted_groups]}
 
 
+def _token_form(formdata=None):
+    """The form that makes a token (forms.TokenForm), its fields named apart from the account's own."""
+    form = TokenForm(formdata=formdata, prefix="token")
+    form.name.label.text = "Token name"
+    return form
+
+
 def _show_page(account, form, token_form=None, new_token=None, status=200):
     query = request.args.get("credential_query", "").strip()
     choices = list(Credential.search(query).limit(PICKER_SIZE)) if query else []
     return render_template(
-        "service_accounts/show.html", account=account, form=form, token_form=token_form or TokenForm(formdata=None),
+        "service_accounts/show.html", account=account, form=form, token_form=token_form or _token_form(),
         new_token=new_token, tokens=list(account.tokens.order_by(ServiceToken.created_at.desc())),
         credentials=account.granted_credentials, query=query, choices=choices, chosen_id=None,
         matching=Credential.count_matching(query) if query else 0, any_credential=Credential.select().exists(),
@@ -102,12 +109,12 @@ def disallow_credential(account_id, credential_id):
 def make_token(account_id):
     """Make a token; the page shows it this once (only its hash is kept)."""
     account = get_object_or_404(ServiceAccount, ServiceAccount.id == account_id)
-    token_form = TokenForm()
+    token_form = _token_form(request.form)
     token = None
     if token_form.validate():
         _, token = service_accounts.issue_token(account, token_form.name.data, token_form.expires_at(),
                                                 actor=actor_name())
-        token_form = TokenForm(formdata=None)
+        token_form = _token_form()
     form = ServiceAccountForm(formdata=None, data=_form_data(account), instance=account)
     return _show_page(account, form, token_form, new_token=token)
 

@@ -189,6 +189,8 @@ def _account_input(account, payload):
     unknown = set(payload) - set(ServiceAccountForm.FIELDS)
     if unknown:
         raise Invalid({name: ["Not a field of a service account."] for name in sorted(unknown)})
+    if not_lists := [name for name in ("scopes", "group_ids", "credential_ids") if not isinstance(values[name], list)]:
+        raise Invalid({name: ["Send a list."] for name in not_lists})
     return values
 
 
