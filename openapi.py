@@ -183,7 +183,9 @@ def document():
                 },
             },
             "/connection-tests": {"post": {
-                "summary": "Test a saved credential (credential_id) or the settings sent",
+                "summary": "Test a saved credential (credential_id) or the settings sent; a service account "
+                           "(connection:test) tests only saved credentials it may read",
+                "security": [{"token": []}, {"serviceToken": []}],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref("ConnectionTestInput")}}},
                 "responses": {"200": _json("ConnectionTestResult", "The test's steps and, on failure, its cause."),

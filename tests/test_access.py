@@ -6,6 +6,7 @@ someone decides who may use it.
 """
 
 import re
+from datetime import timedelta
 
 import pytest
 from clients import signed_in
@@ -226,6 +227,13 @@ def test_every_route_lets_in_exactly_the_service_accounts_it_should(app, rule, m
             assert status == 302, (caller, status)
         else:
             assert status == expected, (caller, status)
+    if api and least != "public":  # an expired personal token is no token, on every route
+        with models.db.connection_context():
+            _, expired = models.ApiToken.issue(models.User.get(models.User.username == "admin"), "old",
+                                               expires_at=models.utcnow() - timedelta(minutes=1))
+        client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {expired}"
+        assert client.open(example_url(rule), method=method, json={}).status_code == 401
     if least == "service":  # no person, with a session or a personal token, reads a connection
         for identity in IDENTITIES[1:]:
             url = example_url(rule, str(rows["inside"]["credential"]), address=rows["inside"]["address"])
@@ -342,10 +350,12 @@ def test_every_form_on_every_page_says_where_it_posts(app):
             name="Support", description="x", group=models.Group.default(), host="imap.example.com", port=993,
             username="help@example.com")
         models.Alias.create(address="help@example.com", credential=credential)
+    readers.account(credentials=[credential])
     client = signed_in(app, "admin")
     pages = ["/credentials/", "/credentials/new", "/credentials/1/edit", "/credentials/1/password",
              "/credentials/1/client-secret", "/credentials/1/delete", "/aliases/", "/aliases/new", "/aliases/1/edit",
-             "/aliases/1/delete", "/groups/", "/groups/1/edit", "/groups/1/delete", "/tokens/", "/users/", "/audit/"]
+             "/aliases/1/delete", "/groups/", "/groups/1/edit", "/groups/1/delete", "/tokens/", "/users/", "/audit/",
+             "/credentials/1", "/service-accounts/", "/service-accounts/1", "/service-accounts/1/delete"]
     forms = []
     for page in pages:
         forms += [(page, tag) for tag in re.findall(r"<form\b[^>]*>", client.get(page).get_data(as_text=True))]
