@@ -96,10 +96,8 @@ def _replace_grants(account, column, ids):
 def allow_credential(account, credential, *, actor):
     """Let `account` read the single `credential` too (nothing changes if it may already by that grant); log it."""
     with db.atomic():
-        exists = ServiceGrant.select().where((ServiceGrant.service_account == account.id)
-                                             & (ServiceGrant.credential == credential.id)).exists()
-        if not exists:
-            ServiceGrant.create(service_account=account, credential=credential)
+        # A write first (SQLite then takes its lock before reading), and a grant already there is kept.
+        ServiceGrant.insert(service_account=account.id, credential=credential.id).on_conflict_ignore().execute()
         audit.record("service_account_update", account, actor=actor, details=f"may read {credential.name}")
 
 
@@ -115,10 +113,11 @@ def disallow_credential(account, credential, *, actor):
 def delete(account, *, actor):
     """Delete `account` with its tokens, grants and read counts (each token's revocation logged); the audit
     log keeps its events."""
+    tokens = list(account.tokens)  # read before the transaction, whose first statement is a write
     with db.atomic():
-        for token in account.tokens:
-            audit.record("service_token_revoke", token, actor=actor, details="its service account was deleted")
         audit.record("service_account_delete", account, actor=actor)
+        for token in tokens:
+            audit.record("service_token_revoke", token, actor=actor, details="its service account was deleted")
         account.delete_instance()
 
 

@@ -176,16 +176,20 @@ def test_of_two_changes_made_against_the_same_revision_exactly_one_passes(app):
 
     def second():
         with app.app_context(), models.db.connection_context():
+            # As the services do: the row is read before the transaction, whose first statement is the claim
+            # (a write), so on SQLite it waits for the other's lock instead of reading a snapshot first.
+            row = Credential.get_by_id(credential.id)
             try:
                 with models.db.atomic():
-                    Credential.get_by_id(credential.id).claim_revision([credential.revision])
+                    row.claim_revision([credential.revision])
                 outcomes.append("passed")
             except StaleRevision:
                 outcomes.append("stale")
 
     with app.app_context(), models.db.connection_context():
+        row = Credential.get_by_id(credential.id)
         with models.db.atomic():
-            Credential.get_by_id(credential.id).claim_revision([credential.revision])
+            row.claim_revision([credential.revision])
             claimed.set()
             other = threading.Thread(target=second)
             other.start()  # it waits for this transaction's lock, or starts after it: either way it is too late

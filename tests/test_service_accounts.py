@@ -62,8 +62,8 @@ def test_a_service_account_is_made_changed_given_tokens_and_deleted_over_the_api
                    if event.action.startswith("service_")]
         assert ServiceToken.select().count() == 0
     assert actions == ["service_account_create", "service_token_create", "service_token_create",
-                       "service_account_update", "service_token_revoke", "service_token_revoke",
-                       "service_account_delete"]
+                       "service_account_update", "service_token_revoke", "service_account_delete",
+                       "service_token_revoke"]
 
 
 def test_only_the_token_hash_is_kept(app, api):
