@@ -18,10 +18,19 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import audit
-from models import ApiToken, User, fold
+from models import ApiToken, ServiceToken, User, fold
 from web import TooManyFormParts, explain_refusal, is_htmx
 
+from services import service_accounts
+
 PUBLIC = "public"
+# The "role" of routes no person may use, whatever their role: reading a connection (its secret) is for
+# service accounts only. People keep the promise they have always had: no one reads a secret back.
+SERVICE = "service"
+NO_PERSON_READS = ("Connections are read by service accounts only: no person, and no personal API token, ever reads "
+                   "a secret back. An admin makes a service account on the Service accounts page.")
+PEOPLE_ONLY = ("This route is for people; service accounts may only read connections (connection:read) and test "
+               "them (connection:test).")
 # The session key holding when its sign-in happened (seconds since the epoch): SESSION_MAX_HOURS counts from it.
 SIGNED_IN_AT = "signed_in_at"
 DEFAULT_ROLE = "editor"
@@ -35,9 +44,19 @@ limiter = Limiter(key_func=get_remote_address)
 
 
 def requires(role):
-    """Mark a view (or a MethodView's method) with the least role it needs: ``PUBLIC`` or one of ``models.ROLES``."""
+    """Mark a view (or a MethodView's method) with the least role it needs: ``PUBLIC``, one of ``models.ROLES``,
+    or ``SERVICE`` (no person at all)."""
     def mark(view):
         view.required_role = role
+        return view
+    return mark
+
+
+def serves(scope):
+    """Mark a view (or a MethodView's method) as one that service accounts holding `scope` (a key of
+    models.SCOPES) may use. Every view without this mark refuses service accounts (403)."""
+    def mark(view):
+        view.service_scope = scope
         return view
     return mark
 
@@ -104,22 +123,43 @@ def session_is_young():
 
 
 def acting_user():
-    """The user behind this request: the API token's, else the signed-in one's, else None."""
+    """The user behind this request: the API token's, else the signed-in one's, else None (a service
+    account is no user)."""
     if "api_user" in g:
         return g.api_user
+    if "service_caller" in g:
+        return None
     return current_user if current_user.is_authenticated else None
 
 
+def service_caller():
+    """The services.service_accounts.Caller making this request with a service token, or None."""
+    return g.get("service_caller")
+
+
 def actor_name():
-    """The audit log's name for whoever makes this request: the acting user's name, or audit.ANONYMOUS."""
+    """The audit log's name for whoever makes this request: the acting user's name, a service account's
+    ``service:<name>``, or audit.ANONYMOUS."""
+    if (caller := service_caller()) is not None:
+        return caller.account.actor
     user = acting_user()
     return user.username if user else audit.ANONYMOUS
 
 
 def user_key():
-    """Rate-limit key: the acting user, or the remote address before anyone is known."""
+    """Rate-limit key: the acting user or service account, or the remote address before anyone is known."""
+    if (caller := service_caller()) is not None:
+        return f"service:{caller.account.id}"
     user = acting_user()
     return f"user:{user.id}" if user else get_remote_address()
+
+
+def limits_service_reads(view):
+    """Apply SERVICE_READ_RATE_LIMIT to a view that serves connections, counted per service account and shared
+    by every such view (Flask-Limiter; the count runs when the view is called, after the access check has
+    found the account)."""
+    return limiter.shared_limit(lambda: current_app.config["SERVICE_READ_RATE_LIMIT"], scope="connection-reads",
+                                key_func=user_key)(view)
 
 
 def limits_connection_tests(view=None, *, when=None):
@@ -175,7 +215,7 @@ def check_access():
         return _protect()
     role = _required_role(view, request.method)
     if is_api():
-        return None if role == PUBLIC else _check_token(role)
+        return None if role == PUBLIC else _check_token(role, _service_scope(view, request.method))
     _protect()
     if role == PUBLIC:
         return None
@@ -200,13 +240,19 @@ def _required_role(view, method):
     return getattr(handler, "required_role", getattr(view, "required_role", DEFAULT_ROLE))
 
 
+def _service_scope(view, method):
+    """The scope a service account needs for the view (``serves``), or None: no service account may use it."""
+    handler = getattr(getattr(view, "view_class", None), method.lower(), None)
+    return getattr(handler, "service_scope", getattr(view, "service_scope", None))
+
+
 def may(endpoint, method="GET"):
     """True when whoever makes this request may use `endpoint` with `method`, by the role the view itself
     is marked with (the same answer check_access gives). Templates ask it before showing a link or a button,
     so each page offers only what its reader may do."""
     role = _required_role(current_app.view_functions[endpoint], method)
     user = acting_user()
-    return role == PUBLIC or (user is not None and user.may(role))
+    return role == PUBLIC or (role != SERVICE and user is not None and user.may(role))
 
 
 def is_api():
@@ -221,19 +267,46 @@ def _protect():
         csrf.protect()
 
 
-def _check_token(role):
-    """API requests carry a personal token and no cookies, so CSRF cannot reach them."""
+def _check_token(role, scope=None):
+    """API requests carry a token (a person's, or a service account's ``mks_...``) and no cookies, so CSRF
+    cannot reach them. A person asking for a route no person may use (``SERVICE``) gets 403, with a
+    personal token or a session; a service account is let in only where the view ``serves`` a scope it
+    holds (``_check_service_token``)."""
     scheme, _, text = request.headers.get("Authorization", "").partition(" ")
-    token = ApiToken.find(text.strip()) if scheme.lower() == "bearer" and text.strip() else None
+    text = text.strip() if scheme.lower() == "bearer" else ""
+    if text.startswith(ServiceToken.PREFIX):
+        return _check_service_token(text, scope)
+    token = ApiToken.find(text) if text else None
     if token is None or not token.user.active:
+        if role == SERVICE and not text and current_user.is_authenticated:
+            return jsonify(error=NO_PERSON_READS), 403
         return jsonify(error="Send a valid API token: Authorization: Bearer <token>."), 401
     if token.expired():
         return jsonify(error=f"This API token expired on {token.expires_at:%Y-%m-%d}; make a new one on the "
                              "API tokens page."), 401
     token.note_use()
     user = g.api_user = token.user
+    if role == SERVICE:
+        return jsonify(error=NO_PERSON_READS), 403
     if not user.may(role):
         return jsonify(error=f"This needs the {role} role; the token's user is a {user.role}."), 403
+    return None
+
+
+def _check_service_token(text, scope):
+    """A service token: 401 unknown or expired, 403 from outside the account's networks (checked first, so a
+    token used from elsewhere learns nothing more), on a route not for service accounts, or without the
+    route's scope. Which credentials it may read is the view's to check (404 outside its grants)."""
+    try:
+        caller = service_accounts.authenticate(text, request.remote_addr)
+    except service_accounts.Refused as refused:
+        return jsonify(error=str(refused)), refused.status
+    if scope is None:
+        return jsonify(error=PEOPLE_ONLY), 403
+    if not caller.account.has_scope(scope):
+        return jsonify(error=f"This service account lacks the scope {scope}; an admin can give it on the Service "
+                             "accounts page."), 403
+    g.service_caller = caller
     return None
 
 

@@ -20,9 +20,21 @@ import migrations
 import models
 import slots
 import web
-
 from probe import protocols
-from views import account, aliases, api, auth, credentials, events, groups, tokens, users
+from views import (
+    account,
+    aliases,
+    api,
+    auth,
+    credentials,
+    events,
+    groups,
+    secret_versions,
+    service_accounts,
+    serving,
+    tokens,
+    users,
+)
 
 # No inline script or style anywhere (htmx is configured not to need them), so the policy can be strict.
 # Pico CSS draws its select arrows and search icon as data: SVG images.
@@ -82,7 +94,7 @@ def create_app(test_config=None):
     access.init_app(app)
     app.url_map.converters["id"] = web.RowIdConverter  # before the blueprints' routes use it
     for blueprint in (auth.bp, account.bp, credentials.bp, aliases.bp, groups.bp, users.bp, tokens.bp, events.bp,
-                      api.bp):
+                      api.bp, secret_versions.bp, service_accounts.bp, serving.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "home", access.requires("viewer")(lambda: redirect(url_for("credentials.index"))))
     for command in (cli.credentials_cli, cli.users_cli, cli.keys_cli):

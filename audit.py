@@ -15,6 +15,9 @@ ACTIONS = (
     "login", "login_failed", "logout", "create", "update", "delete", "secret_change", "connection_test",
     "role_change", "user_create", "user_disable", "user_enable", "user_delete", "password_change", "token_create",
     "token_revoke", "key_rotation",
+    # Service accounts and secret versions (issue 11).
+    "service_account_create", "service_account_update", "service_account_delete", "service_token_create",
+    "service_token_revoke", "secret_read", "secret_rotation", "secret_restore",
 )
 
 

@@ -62,6 +62,12 @@ DEFAULTS = {
     "MAX_REQUEST_BYTES": 1024 * 1024,
     "MAX_FORM_PARTS": 1000,
     "MAX_CUSTOM_DATA_ROWS": 50,
+    # Connection reads one service account may make (Flask-Limiter notation), counted per account.
+    "SERVICE_READ_RATE_LIMIT": "60 per minute",
+    # Versions of each secret a credential keeps (the current one and the previous one at least).
+    "SECRET_VERSIONS_KEPT": 5,
+    # Seconds a replaced secret stays readable by service accounts (?version=previous) unless a change says.
+    "SECRET_GRACE_SECONDS": 86400,
 }
 
 SECRET_KEY_FILE = "secret_key"
@@ -142,6 +148,12 @@ def load(app, test_config=None):
     _positive(app, "MAX_REQUEST_BYTES", int, "a positive whole number of bytes")
     _positive(app, "MAX_FORM_PARTS", int, "a positive whole number")
     _positive(app, "MAX_CUSTOM_DATA_ROWS", int, "a positive whole number")
+    _positive(app, "SECRET_VERSIONS_KEPT", int, "a whole number of at least 2 (the current and the previous one)")
+    if app.config["SECRET_VERSIONS_KEPT"] < 2:
+        raise ConfigurationError("MAILKEEP_SECRET_VERSIONS_KEPT must be a whole number of at least 2 (the current and "
+                                 "the previous one)")
+    _at_least_zero(app, "SECRET_GRACE_SECONDS", "a whole number of seconds, 0 or more (at most 30 days)",
+                   MAX_GRACE_SECONDS)
     if not str(app.config["TRUSTED_PROXIES"]).isdigit():
         raise ConfigurationError("MAILKEEP_TRUSTED_PROXIES must be a whole number (0 when no proxy is in front)")
     app.config["TRUSTED_PROXIES"] = int(app.config["TRUSTED_PROXIES"])
@@ -195,6 +207,21 @@ def _base_url(text):
             "(http:// only for localhost)"
         )
     return text.strip().rstrip("/")
+
+
+# The longest grace period a replaced secret may have (seconds): 30 days.
+MAX_GRACE_SECONDS = 30 * 86400
+
+
+def _at_least_zero(app, name, description, most):
+    """Coerce ``app.config[name]`` to a whole number from 0 to `most`."""
+    try:
+        value = int(app.config[name])
+        if not 0 <= value <= most:
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"MAILKEEP_{name} must be {description}") from None
+    app.config[name] = value
 
 
 def _flag(value):

@@ -26,41 +26,53 @@ import models  # noqa: E402
 from app import create_app  # noqa: E402
 
 from probe import protocols  # noqa: E402
+from services import service_accounts  # noqa: E402
+from services.entries import save_credential  # noqa: E402
 
 MAILBOX = MailUser("demo@example.test", "demo-password")
 CLIENT_ID, CLIENT_SECRET = "mailkeep-demo", "demo-client-secret"
 ADMIN, ADMIN_PASSWORD = "demo", "demo-admin-password"
+SERVICE_ACCOUNT = "demo-tool"
 
 
 def seed(app, mail, tokens):
-    """Add an admin, the demo credentials, a group and an alias; return an API token of the admin."""
-    keyring = app.extensions["mailkeep.keyring"]
+    """Add an admin, the demo credentials (through the services, so their secrets have versions), a group, an
+    alias and a service account that reads the default group; return (an API token of the admin, a token of
+    the service account)."""
     server = {"host": "localhost", "username": MAILBOX.username, "folder": "INBOX"}
-    with models.db.connection_context():
+
+    def store(values, secrets, custom_data=()):
+        return save_credential(models.Credential(), values, secrets, list(custom_data), actor=ADMIN)
+
+    with app.app_context(), models.db.connection_context():
         admin = models.User.add(ADMIN, ADMIN_PASSWORD, "admin")
         _, api_token = models.ApiToken.issue(admin, "demo")
         default, customers = models.Group.default(), models.Group.create(name="Customers", description="Shared inboxes")
-        support = models.Credential().store(keyring, dict(
+        support = store(dict(
             name="Support inbox", description="Tickets for the helpdesk, over IMAP", group=default,
             protocol=protocols.IMAP, port=mail.imaps_port, security=protocols.IMPLICIT_TLS, **server,
         ), {"password": MAILBOX.password}, [("queue", "support-l1")])
-        models.Credential().store(keyring, dict(
+        store(dict(
             name="Team mailbox (POP3)", description="Read by the old fax gateway, over POP3 with STARTTLS",
             group=default, protocol=protocols.POP3, port=mail.pop3_port, security=protocols.STARTTLS, **server,
         ), {"password": MAILBOX.password})
-        models.Credential().store(keyring, dict(
+        store(dict(
             name="Integration (OAuth2)", description="The CRM's mailbox, with OAuth2 client credentials",
             group=customers, protocol=protocols.IMAP, port=mail.imaps_port, security=protocols.IMPLICIT_TLS,
             auth=protocols.OAUTH2, client_id=CLIENT_ID, token_url=tokens.token_url, **dict(server, folder="Team Inbox"),
         ), {"client_secret": CLIENT_SECRET})
-        models.Credential().store(keyring, dict(
+        store(dict(
             name="Billing (wrong password)", description="Its password was changed on the server; press Test to see",
             group=customers, protocol=protocols.IMAP, port=mail.imaps_port, security=protocols.IMPLICIT_TLS,
             **dict(server, folder="Archive"),
         ), {"password": "an-old-password"})
         models.Alias.create(address="support@example.test", credential=support, workspace="Helpdesk",
                             project_type="Ticket", client="ACME", description="First-line support")
-    return api_token
+        tool = service_accounts.create({"name": SERVICE_ACCOUNT, "description": "examples/fetch_unseen.py",
+                                        "scopes": ["connection:read", "connection:test"], "group_ids": [default.id]},
+                                       actor=ADMIN)
+        _, service_token = service_accounts.issue_token(tool, "demo", actor=ADMIN)
+    return api_token, service_token
 
 
 def app_config(workdir, mail, tokens):
@@ -87,10 +99,13 @@ def main():
             workdir / "dovecot", users=[MAILBOX], oauth2_introspection_url=tokens.introspection_url
         ) as mail:
             app = create_app(app_config(workdir, mail, tokens))
-            api_token = seed(app, mail, tokens)
+            api_token, service_token = seed(app, mail, tokens)
             server = make_server(host, port, app, threaded=True)
             print(f"Mailkeep demo: http://{host}:{port}/  (Ctrl-C stops it and deletes everything)")
             print(f"Sign in as {ADMIN} / {ADMIN_PASSWORD}; API token: {api_token}")
+            print(f"Service account {SERVICE_ACCOUNT} reads the Default group; try the example tool: "
+                  f"MAILKEEP_TOKEN={service_token} {sys.executable} examples/fetch_unseen.py "
+                  f"--mailkeep http://{host}:{port} --credential 1 --imap-ca {mail.ca_file}")
             print(f"Mail server: localhost, IMAP {mail.imaps_port} (SSL/TLS) and {mail.imap_port} (STARTTLS), "
                   f"POP3 {mail.pop3s_port} and {mail.pop3_port}; login {MAILBOX.username} / {MAILBOX.password}")
             try:

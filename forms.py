@@ -40,7 +40,6 @@ import drafts
 import logins
 from database import LARGEST_ID
 from models import ROLES, Alias, Credential, Group, User, utcnow
-
 from probe import oauth, protocols
 
 # CR, LF, NUL and other control characters (C0, DEL, C1, the Unicode line and paragraph separators)
@@ -56,6 +55,8 @@ CUSTOM_DATA_ACTION = "custom_data_action"
 MIN_PASSWORD_LENGTH = 12
 # The longest password or secret accepted (characters): long enough for any generated one.
 MAX_SECRET_LENGTH = 4096
+# The most items a list sent to the API may hold (a multiple choice: scopes, groups, credentials).
+MAX_LIST_ITEMS = 1000
 # The longest draft of a typed secret (drafts.py): a secret of MAX_SECRET_LENGTH, encrypted and encoded, fits.
 MAX_DRAFT_LENGTH = 2 * MAX_SECRET_LENGTH
 
@@ -89,6 +90,10 @@ def validated(form_class, values, instance=None):
                 raise Invalid({"custom_data": [too_many_rows_message()]})
             for index, item in enumerate(value):
                 formdata.update({f"custom_data-{index}-{key}": str(item.get(key, "")) for key in ("key", "value")})
+        elif isinstance(value, list):  # a multiple choice (a service account's scopes, groups)
+            if len(value) > MAX_LIST_ITEMS or not all(isinstance(item, (str, int)) for item in value):
+                raise Invalid({name: [f"Send a list of at most {MAX_LIST_ITEMS} names or ids."]})
+            formdata.setlist(name, [str(item) for item in value])
         elif value is not None:
             formdata[name] = str(value)
     form = form_class(formdata=formdata, instance=instance, meta={"csrf": False})

@@ -8,6 +8,8 @@ API, the CLI and the browser script (through ``client_rules()``) all ask here.
 """
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 
 import probe
@@ -65,6 +67,14 @@ def settings_for(values, secrets):
     """The probe.Settings of connection `values` (a mapping holding at least ``CONNECTION_FIELDS``) and
     `secrets` ({secret name: plaintext}; missing ones are empty)."""
     return probe.Settings(**{name: values[name] for name in CONNECTION_FIELDS}, **secrets)
+
+
+def binding(saved, name):
+    """What the secret `name` is bound to in `saved` (a credential, or anything with the connection fields
+    as attributes): a SHA-256 hex digest of the values of its ``bound_to`` fields. Equal digests mean the
+    same server and login, so a secret kept for one (an older version of it) may serve the other."""
+    values = {field: getattr(saved, field) for field in SECRETS[name].bound_to}
+    return hashlib.sha256(json.dumps([name, values], sort_keys=True).encode()).hexdigest()
 
 
 def client_rules():

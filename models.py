@@ -9,6 +9,7 @@ needs a row before it may be deleted (``blockers``).
 """
 
 import hashlib
+import ipaddress
 import re
 import secrets
 from datetime import datetime, timedelta, timezone
@@ -17,8 +18,10 @@ from peewee import (
     JOIN,
     SQL,
     BooleanField,
+    Case,
     CharField,
     Check,
+    DateField,
     DateTimeField,
     ForeignKeyField,
     IntegerField,
@@ -188,6 +191,15 @@ class Group(BaseModel):
         return (count, "it holds credentials") if count else None
 
 
+class StaleRevision(Exception):
+    """A check-and-set named a revision of a credential that is no longer its revision (HTTP 412):
+    someone changed it meanwhile. `current` is the revision it has now (None when it is gone)."""
+
+    def __init__(self, current):
+        super().__init__(f"the credential is at revision {current} now")
+        self.current = current
+
+
 class Credential(Sealed, BaseModel):
     """An IMAP or POP3 login: where to connect, how, as whom, and which folder to read.
 
@@ -224,6 +236,9 @@ class Credential(Sealed, BaseModel):
     last_test_summary = CharField(max_length=SUMMARY_LENGTH, null=True)
     search_text = TextField(default="")
     name_sort = CharField(max_length=255, default="", index=True)
+    # Moves on with every save (settings, secrets; not a connection test's outcome): the API's ETag, so a
+    # change can say which revision it was made against (check-and-set, claim_revision). Migration 7.
+    revision = IntegerField(default=1)
 
     # What a person edits: the connection settings (the fields of a connection test), and how it is listed.
     EDITABLE = ("name", "description", "group", *logins.CONNECTION_FIELDS)
@@ -335,10 +350,34 @@ class Credential(Sealed, BaseModel):
         return self
 
     def save(self, *args, **kwargs):
-        """Save with the host in lowercase (host names ignore case) and a fresh ``updated_at``."""
+        """Save with the host in lowercase (host names ignore case), a fresh ``updated_at`` and the next
+        ``revision``."""
         self.host = self.host.lower()
         self.updated_at = utcnow()
-        return super().save(*args, **kwargs)
+        saved = super().save(*args, **kwargs)
+        # Moved on in SQL, so two saves at once never both write the same next number.
+        Credential.update(revision=Credential.revision + 1).where(Credential.id == self.id).execute()
+        self._reread_revision()
+        return saved
+
+    def claim_revision(self, expected):
+        """Check-and-set: move the stored revision on by one if it is one of `expected` (revision numbers,
+        e.g. from an If-Match header); else raise StaleRevision, changing nothing.
+
+        One conditional UPDATE is both the check and the write, so of two requests
+        naming the same revision exactly one passes, on SQLite (the write lock) and
+        on PostgreSQL (the row lock; the second re-reads the row and finds it moved
+        on). Call it first in the change's transaction.
+        """
+        claimed = (Credential.update(revision=Credential.revision + 1)
+                   .where((Credential.id == self.id) & Credential.revision.in_(list(expected))).execute())
+        if not claimed:
+            raise StaleRevision(Credential.select(Credential.revision).where(Credential.id == self.id).scalar())
+        self._reread_revision()
+
+    def _reread_revision(self):
+        self.revision = Credential.select(Credential.revision).where(Credential.id == self.id).scalar()
+        self._dirty.discard("revision")
 
     def connection_values(self):
         """The saved connection settings, {name: value} for ``logins.CONNECTION_FIELDS``."""
@@ -521,11 +560,44 @@ class User(BaseModel):
         return stored.role == "admin" and stored.active and User.active_admins().count() == 1
 
 
-class ApiToken(BaseModel):
+class BearerToken:
+    """What a token sent as ``Authorization: Bearer <token>`` is, for a model with ``digest``,
+    ``last_used_at`` and ``expires_at`` columns (a person's ApiToken, a ServiceToken).
+
+    Only the SHA-256 of the token is kept (it is 32 random bytes after its
+    ``PREFIX``, so a plain hash suffices); the token itself is shown once, when it is made.
+    """
+
+    PREFIX = ""
+    # last_used_at is written at most this often, so reading the API does not write to the database each time.
+    USE_RESOLUTION = timedelta(minutes=1)
+
+    @staticmethod
+    def _digest(token):
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def new_token(cls):
+        """(a new token text, its digest): PREFIX and 32 random bytes, URL-safe base64."""
+        token = cls.PREFIX + secrets.token_urlsafe(32)
+        return token, cls._digest(token)
+
+    def expired(self, now=None):
+        """True when the token has an expiry and it has come (at `now`, naive UTC, or now)."""
+        return self.expires_at is not None and (now or utcnow()) >= self.expires_at
+
+    def note_use(self, now=None):
+        """Record that the token was used now, unless that was recorded less than USE_RESOLUTION ago."""
+        now = now or utcnow()
+        if self.last_used_at is None or now - self.last_used_at >= self.USE_RESOLUTION:
+            self.last_used_at = now
+            type(self).update(last_used_at=now).where(type(self).id == self.id).execute()
+
+
+class ApiToken(BearerToken, BaseModel):
     """A personal API token, sent as ``Authorization: Bearer <token>``; it acts with its user's role.
 
-    Only the SHA-256 of the token is kept (it is 32 random bytes, so a plain
-    hash suffices); the token itself is shown once, when it is made.
+    Only the SHA-256 of the token is kept (BearerToken); the token itself is shown once, when it is made.
     """
 
     user = ForeignKeyField(User, backref="tokens", on_delete="CASCADE")
@@ -538,12 +610,6 @@ class ApiToken(BaseModel):
 
     PREFIX = "mkp_"
     AUDIT_TYPE = "token"
-    # last_used_at is written at most this often, so reading the API does not write to the database each time.
-    USE_RESOLUTION = timedelta(minutes=1)
-
-    @staticmethod
-    def _digest(token):
-        return hashlib.sha256(token.encode()).hexdigest()
 
     @property
     def audit_name(self):
@@ -553,24 +619,13 @@ class ApiToken(BaseModel):
     def issue(cls, user, name, expires_at=None):
         """Make a token for `user` that works until `expires_at` (a naive UTC datetime; None: no end); return
         (the ApiToken row, the token text, never stored)."""
-        token = cls.PREFIX + secrets.token_urlsafe(32)
-        return cls.create(user=user, name=name, digest=cls._digest(token), expires_at=expires_at), token
-
-    def expired(self, now=None):
-        """True when the token has an expiry and it has come (at `now`, naive UTC, or now)."""
-        return self.expires_at is not None and (now or utcnow()) >= self.expires_at
+        token, digest = cls.new_token()
+        return cls.create(user=user, name=name, digest=digest, expires_at=expires_at), token
 
     @classmethod
     def find(cls, token):
         """The ApiToken row (with its user) whose text is `token`, or None; whether it may act is the caller's."""
         return cls.select(cls, User).join(User).where(cls.digest == cls._digest(token)).first()
-
-    def note_use(self, now=None):
-        """Record that the token was used now, unless that was recorded less than USE_RESOLUTION ago."""
-        now = now or utcnow()
-        if self.last_used_at is None or now - self.last_used_at >= self.USE_RESOLUTION:
-            self.last_used_at = now
-            ApiToken.update(last_used_at=now).where(ApiToken.id == self.id).execute()
 
 
 class AuditEvent(BaseModel):
@@ -604,5 +659,227 @@ class AuditEvent(BaseModel):
         return query
 
 
+# Service accounts and secret versions (issue 11): programs that read connections, and the secrets' history.
+
+# What a service account may be allowed to do: {scope: what it allows, in words}.
+SCOPES = {
+    "connection:read": "read connection settings, the secret included",
+    "connection:test": "run connection tests of the credentials it may read",
+}
+
+
+class ServiceAccount(BaseModel):
+    """A program that reads connections: not a person, it cannot sign in to the dashboard.
+
+    It reads the credentials of the groups and the single credentials its
+    ``grants`` name, with its ``scopes`` (space-separated keys of SCOPES), from
+    the IP networks in ``networks`` (comma-separated CIDR; empty: from
+    anywhere), with any of its ``tokens``. The audit log names it ``actor``.
+    """
+
+    name = CharField(max_length=80)
+    name_key = CharField(max_length=80, unique=True)
+    description = TextField(default="")
+    scopes = CharField(max_length=200, default="")
+    networks = TextField(default="")
+    created_at = DateTimeField(default=utcnow)
+
+    FOLDED = (("name", "name_key"),)
+    AUDIT_TYPE = "service account"
+    # How the audit log names what a service account does, so it is never taken for a person of that name.
+    ACTOR_PREFIX = "service:"
+
+    @property
+    def actor(self):
+        """The audit log's name for this account: ``service:<name>``."""
+        return self.ACTOR_PREFIX + self.name
+
+    @property
+    def scope_list(self):
+        """Its scopes, as a list of SCOPES keys in SCOPES's order."""
+        held = set(self.scopes.split())
+        return [scope for scope in SCOPES if scope in held]
+
+    def has_scope(self, scope):
+        """True when it holds `scope` (a key of SCOPES)."""
+        return scope in self.scope_list
+
+    @property
+    def network_list(self):
+        """The networks it may call from (ipaddress networks); empty: from anywhere."""
+        return [ipaddress.ip_network(item.strip()) for item in self.networks.split(",") if item.strip()]
+
+    def allows_address(self, address):
+        """True when a request from the IP address text `address` may use this account: it has no networks,
+        or one holds the address (an IPv4 address mapped into IPv6 counts as the IPv4 address)."""
+        networks = self.network_list
+        if not networks:
+            return True
+        try:
+            ip = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in networks if network.version == ip.version)
+
+    def may_read(self, credential):
+        """True when one of its grants names `credential` or the credential's group."""
+        return ServiceGrant.select().where(
+            (ServiceGrant.service_account == self.id)
+            & ((ServiceGrant.credential == credential.id) | (ServiceGrant.group == credential.group_id))
+        ).exists()
+
+    @property
+    def granted_groups(self):
+        """The groups it may read, in natural order of their names."""
+        return list(Group.select().join(ServiceGrant).where(ServiceGrant.service_account == self.id)
+                    .order_by(Group.name_key))
+
+    @property
+    def granted_credentials(self):
+        """The single credentials it may read (besides its groups'), in natural order, as the list shows them."""
+        granted = ServiceGrant.select(ServiceGrant.credential).where(
+            (ServiceGrant.service_account == self.id) & ServiceGrant.credential.is_null(False))
+        return list(Credential.search().where(Credential.id.in_(granted)))
+
+    @classmethod
+    def readers_of(cls, credential):
+        """The service accounts that may read `credential` (directly or through its group), by name."""
+        granted = ServiceGrant.select(ServiceGrant.service_account).where(
+            (ServiceGrant.credential == credential.id) | (ServiceGrant.group == credential.group_id))
+        return list(cls.select().where(cls.id.in_(granted)).order_by(cls.name_key))
+
+    @classmethod
+    def by_name(cls):
+        """Every service account, by name."""
+        return cls.select().order_by(cls.name_key)
+
+
+class ServiceGrant(BaseModel):
+    """One thing a service account may read: a group (every credential in it) or a single credential."""
+
+    service_account = ForeignKeyField(ServiceAccount, backref="grants", on_delete="CASCADE")
+    group = ForeignKeyField(Group, null=True, backref="service_grants", on_delete="CASCADE")
+    credential = ForeignKeyField(Credential, null=True, backref="service_grants", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("service_account", "group"), True), (("service_account", "credential"), True))
+        constraints = [Check('("group_id" IS NULL) <> ("credential_id" IS NULL)')]
+
+
+class ServiceToken(BearerToken, BaseModel):
+    """A token of a service account (``mks_...``), sent as ``Authorization: Bearer <token>``; an account may
+    have several at once, so one can be replaced without a gap. Only its SHA-256 is kept (BearerToken)."""
+
+    service_account = ForeignKeyField(ServiceAccount, backref="tokens", on_delete="CASCADE")
+    name = CharField(max_length=100)
+    digest = CharField(max_length=64, unique=True)
+    created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)
+    expires_at = DateTimeField(null=True)
+
+    PREFIX = "mks_"
+    AUDIT_TYPE = "service token"
+
+    @property
+    def audit_name(self):
+        return f"{self.name} ({self.service_account.name})"
+
+    @classmethod
+    def issue(cls, account, name, expires_at=None):
+        """Make a token for the ServiceAccount `account` that works until `expires_at` (naive UTC; None: no
+        end); return (the ServiceToken row, the token text, never stored)."""
+        token, digest = cls.new_token()
+        return cls.create(service_account=account, name=name, digest=digest, expires_at=expires_at), token
+
+    @classmethod
+    def find(cls, token):
+        """The ServiceToken row (with its account) whose text is `token`, or None."""
+        return (cls.select(cls, ServiceAccount).join(ServiceAccount)
+                .where(cls.digest == cls._digest(token)).first())
+
+
+class SecretVersion(Sealed, BaseModel):
+    """One version of one of a credential's secrets: numbered 1, 2, ... per credential (across its secrets),
+    encrypted and bound to this row like every stored secret.
+
+    The credential's own SecretField holds the current secret (what every
+    other reader uses); this row keeps a copy with when, by whom and why it
+    was set. ``login_digest`` is logins.binding of the settings it was set
+    for: a version set for another server or login is never served or restored.
+    A superseded version stays readable by service accounts while now <
+    ``readable_until`` (its grace period) unless ``retired``.
+    """
+
+    uid = CharField(max_length=32, unique=True, default=lambda: secrets.token_hex(16))
+    credential = ForeignKeyField(Credential, backref="secret_versions", on_delete="CASCADE")
+    secret = CharField(max_length=32)
+    number = IntegerField(constraints=[Check("number > 0")])
+    value_ciphertext = SecretField("value")
+    login_digest = CharField(max_length=64)
+    created_at = DateTimeField(default=utcnow)
+    created_by = CharField(max_length=100, default="")
+    note = CharField(max_length=200, default="")
+    readable_until = DateTimeField(null=True)
+    retired = BooleanField(default=False)
+
+    class Meta:
+        indexes = ((("credential", "number"), True),)
+
+    @classmethod
+    def of(cls, credential, secret=None):
+        """The versions of `credential` (of the secret `secret` only, when given), newest first, without
+        their ciphertexts."""
+        listed = [field for field in cls._meta.sorted_fields if not isinstance(field, SecretField)]
+        # ``value_set`` makes an unseal of a listed row fail loudly (sealing.Sealed.ciphertext), never answer "".
+        query = cls.select(*listed, cls.value_ciphertext.is_null(False).alias("value_set")).where(
+            cls.credential == credential.id)
+        if secret is not None:
+            query = query.where(cls.secret == secret)
+        return query.order_by(cls.number.desc())
+
+    @classmethod
+    def next_number(cls, credential):
+        """The number the next version of `credential` gets."""
+        return (cls.select(fn.MAX(cls.number)).where(cls.credential == credential.id).scalar() or 0) + 1
+
+
+class SecretRead(BaseModel):
+    """How often a service account read a credential's connection in one UTC day, and when it last did:
+    what the credential's "Used by" shows, counted without reading the audit log."""
+
+    service_account = ForeignKeyField(ServiceAccount, backref="reads", on_delete="CASCADE")
+    credential = ForeignKeyField(Credential, backref="reads", on_delete="CASCADE")
+    day = DateField()
+    count = IntegerField(default=0)
+    last_at = DateTimeField()
+
+    class Meta:
+        indexes = ((("credential", "service_account", "day"), True),)
+
+    @classmethod
+    def note(cls, account, credential, at):
+        """Count one read by `account` of `credential` at `at` (naive UTC), in one statement (an upsert that
+        adds one, so reads at once never lose a count)."""
+        cls.insert(service_account=account.id, credential=credential.id, day=at.date(), count=1, last_at=at) \
+            .on_conflict(conflict_target=[cls.credential, cls.service_account, cls.day],
+                         update={cls.count: cls.count + 1, cls.last_at: at}).execute()
+
+    @classmethod
+    def summary(cls, credential, since):
+        """{service account id: (last read, naive UTC; reads on the days from the date `since` on)} for
+        `credential`: one grouped query over its day rows."""
+        recent = fn.SUM(Case(None, [(cls.day >= since, cls.count)], 0))
+        rows = (cls.select(cls.service_account, fn.MAX(cls.last_at), recent)
+                .where(cls.credential == credential.id).group_by(cls.service_account).tuples())
+        return {account: (_as_datetime(last), int(count or 0)) for account, last, count in rows}
+
+
+def _as_datetime(value):
+    """A datetime from an aggregate over a DateTimeField (SQLite answers MAX(...) as text)."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
 # Every model that keeps secrets (sealing.Sealed): what key checks and rotation go through.
-SEALED_MODELS = (Credential,)
+SEALED_MODELS = (Credential, SecretVersion)

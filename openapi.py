@@ -143,7 +143,9 @@ def _collection(name, plural, extra_parameters=()):
 
 
 def document():
-    """The OpenAPI document as a dict."""
+    """The OpenAPI document as a dict, the routes of views/serving.py included (openapi_serving)."""
+    import openapi_serving  # noqa: PLC0415 (it builds on this module's blocks, so it is imported when they exist)
+
     filters = [{"name": "q", "in": "query", "schema": STRING}, {"name": "group", "in": "query", "schema": INTEGER},
                {"name": "protocol", "in": "query", "schema": {"enum": list(protocols.PROTOCOLS)}},
                {"name": "auth", "in": "query", "schema": {"enum": list(protocols.AUTHENTICATION_LABELS)},
@@ -156,10 +158,14 @@ def document():
         "security": [{"token": []}],
         "components": {
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer",
-                                          "description": "A personal API token, made on the API tokens page."}},
-            "schemas": SCHEMAS,
+                                          "description": "A personal API token, made on the API tokens page."},
+                                "serviceToken": {"type": "http", "scheme": "bearer",
+                                                 "description": "A service account's token (mks_...), made on the "
+                                                                "Service accounts page."}},
+            "schemas": {**SCHEMAS, **openapi_serving.SCHEMAS},
         },
         "paths": {
+            **openapi_serving.paths(),
             **_collection("Credential", "credentials", filters),
             **_collection("Alias", "aliases"),
             **_collection("Group", "groups"),
@@ -177,7 +183,9 @@ def document():
                 },
             },
             "/connection-tests": {"post": {
-                "summary": "Test a saved credential (credential_id) or the settings sent",
+                "summary": "Test a saved credential (credential_id) or the settings sent; a service account "
+                           "(connection:test) tests only saved credentials it may read",
+                "security": [{"token": []}, {"serviceToken": []}],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref("ConnectionTestInput")}}},
                 "responses": {"200": _json("ConnectionTestResult", "The test's steps and, on failure, its cause."),

@@ -109,6 +109,31 @@ def announce(message):
     return {"HX-Trigger": json.dumps({ANNOUNCE: {"text": message}})}
 
 
+def etag_of(credential):
+    """The ETag of a credential (RFC 9110 section 8.8.3): its revision, quoted ("7"). It moves on with every
+    change a person makes (settings, secrets; models.Credential.revision), not with a connection test's
+    outcome, so a change made against it can name it in If-Match (check-and-set)."""
+    return f'"{credential.revision}"'
+
+
+def expected_revisions():
+    """The revisions an If-Match header names (a list of numbers), or None when there is none or it is "*"
+    (the change is not check-and-set). A tag that is no revision of ours names none: [], so it fails."""
+    if not request.headers.get("If-Match"):
+        return None
+    tags = request.if_match
+    if tags.star_tag:
+        return None
+    return [int(tag) for tag in tags.as_set(include_weak=True) if tag.isdigit()]
+
+
+def stale(error):
+    """The API's answer to models.StaleRevision: 412 Precondition Failed, with the current ETag."""
+    headers = {"ETag": f'"{error.current}"'} if error.current is not None else {}
+    return ({"error": "This credential was changed since the revision named in If-Match; read it again (its ETag) "
+                      "and decide again."}, HTTPStatus.PRECONDITION_FAILED, headers)
+
+
 def id_arg(name):
     """The query argument `name` as a row id, None when absent; 404 when it cannot be one."""
     value = request.args.get(name, type=int)

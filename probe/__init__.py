@@ -23,6 +23,8 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 from . import dialogue, network, oauth, protocols
 from .causes import Failure, SettingNames, describe
@@ -31,7 +33,8 @@ from .redaction import Redactor
 from .result import FAILED, OK, Cause, Certificate, Result, Settings, Step
 
 __all__ = [
-    "Busy", "Cause", "Certificate", "Policy", "Prober", "Result", "SettingNames", "Settings", "Step", "run",
+    "AccessToken", "Busy", "Cause", "Certificate", "Policy", "Prober", "Result", "SettingNames", "Settings", "Step",
+    "TokenRefused", "run",
 ]
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,25 @@ THREAD_NAME = "connection-test"
 
 class Busy(Exception):
     """All the slots for connection tests are taken; try again when one finishes."""
+
+
+class TokenRefused(Exception):
+    """No access token could be had (``Prober.access_token``); `cause` (a Cause, redacted) says why."""
+
+    def __init__(self, cause):
+        super().__init__(cause.message)
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """An OAuth2 access token for a mail login: `value` (never in ``repr``), its `token_type` ("Bearer"), and
+    `expires_at`, when it stops working (a timezone-aware UTC datetime), or None when the endpoint did not
+    say (RFC 6749 section 5.1's ``expires_in``, counted from when the answer came)."""
+
+    value: str = field(repr=False)
+    token_type: str
+    expires_at: datetime | None
 
 
 # Mail ports at public addresses only.
@@ -118,6 +140,32 @@ class Prober:
         )
         return result
 
+    def access_token(self, settings, *, slots=None):
+        """Get an access token for the OAuth2 client credentials in `settings` (client id and secret, token
+        URL, scope), for a program to log in with itself; return an AccessToken.
+
+        The grant alone (RFC 6749 section 4.4), no mail server: the same
+        deadline, outbound policy, TLS verification, watchdog, response cap and
+        `slots` as the "token" step of a test (see ``run``). Raises Busy when
+        no slot is free, and TokenRefused with the Cause (its texts redacted of
+        every secret) when the endpoint refuses, cannot be reached in time, or
+        may not be dialled.
+        """
+        if slots is not None and not slots.acquire(blocking=False):
+            raise Busy()
+        attempt = _Attempt(self, settings, slots, list_folders=False, plan=[("token", "Get OAuth2 token")])
+        threading.Thread(target=attempt.watch_the_deadline, name=THREAD_NAME, daemon=True).start()
+        granted = attempt.execute(attempt.grant)
+        cause = attempt.result().cause
+        log.info("access token from %s for %s: %s", settings.token_url, settings.username,
+                 cause.code if cause else "ok")
+        if cause is not None:
+            raise TokenRefused(cause)
+        expires_at = None
+        if granted.expires_in is not None:
+            expires_at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=granted.expires_in)
+        return AccessToken(granted.access_token, granted.token_type, expires_at)
+
 
 def run(settings, deadline=15.0, ca_file=None, slots=None, policy=DEFAULT_POLICY, *, greeting_timeout=5.0,
         advice=None, setting_names=None, list_folders=False):
@@ -153,14 +201,14 @@ class _Attempt:
     from being overwritten by the conversation it cut short.
     """
 
-    def __init__(self, prober, settings, slots, list_folders):
+    def __init__(self, prober, settings, slots, list_folders, plan=None):
         self.prober = prober
         self.settings = settings
         self.deadline = prober.deadline
         self.policy = prober.policy
         self.slots = slots
         self.list_folders = list_folders
-        self.steps = {name: Step(name, title) for name, title in _plan(settings)}
+        self.steps = {name: Step(name, title) for name, title in (plan or _plan(settings))}
         self.started = time.monotonic()
         self.greeting_due = None  # when the greeting must have come (monotonic), set once connected
         self.sock = None  # what the current step talks over; replaced when TLS starts
@@ -234,10 +282,16 @@ class _Attempt:
         if not self.finished.wait(self.deadline + GRACE_SECONDS):
             self.abort()
 
-    def execute(self):
-        """Run the steps, keep the failure, always close up and let go of the slot."""
+    def execute(self, conversation=None):
+        """Run the steps (`conversation`, a method of this attempt; the whole test unless given), keep the
+        failure, always close up and let go of the slot. Returns what `conversation` returned, or None when
+        it failed."""
+        outcome = None
         try:
-            self.message_count, self.folders = self._converse()
+            if conversation is None:
+                self.message_count, self.folders = self._converse()
+            else:
+                outcome = conversation()
         except Failure as failure:
             with self._lock:
                 if not self._aborted:
@@ -256,6 +310,15 @@ class _Attempt:
                         sock.close()
             self.finished.set()
             self._let_go()
+        return outcome
+
+    def grant(self):
+        """The token request alone (``Prober.access_token``): the client-credentials grant, as a step."""
+        with self.step("token") as step:
+            granted = oauth.grant(self)
+            self.token = granted.access_token  # so an endpoint that echoes it is redacted too
+            step.details = f"client-credentials grant at {self.settings.token_url}: access token received"
+        return granted
 
     def _let_go(self):
         """One holder of the slot is done; the last one gives the slot back."""

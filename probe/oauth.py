@@ -10,6 +10,7 @@ endpoint sends is capped.
 
 import ipaddress
 import ssl
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpcore2
@@ -44,11 +45,29 @@ def _is_loopback(host):
         return host.lower() in LOOPBACK_NAMES
 
 
-def fetch_token(attempt):
-    """Get an access token for ``attempt.settings`` (client id and secret, token URL, scope); return it.
+@dataclass(frozen=True)
+class Grant:
+    """An access token the endpoint granted: `access_token` (never in ``repr``), its `token_type`
+    ("Bearer"), and `expires_in`, the seconds it is valid for as the endpoint said (RFC 6749 section 5.1),
+    or None when it did not say."""
 
-    `attempt` is the running test (``probe._Attempt``): its deadline, TLS
-    context, outbound policy and watchdog apply. Raises Failure
+    access_token: str = field(repr=False)
+    token_type: str = "Bearer"
+    expires_in: int | None = None
+
+
+def fetch_token(attempt):
+    """Get an access token for ``attempt.settings`` (client id and secret, token URL, scope); return it
+    (the text). See ``grant``."""
+    return grant(attempt).access_token
+
+
+def grant(attempt):
+    """Run the client-credentials grant (RFC 6749 section 4.4) for ``attempt.settings`` (client id and
+    secret, token URL, scope); return the Grant.
+
+    `attempt` is the running test or token request (``probe._Attempt``): its
+    deadline, TLS context, outbound policy and watchdog apply. Raises Failure
     ``token_request_failed`` with the endpoint's ``error`` and
     ``error_description`` when it refuses, or ``destination_not_allowed``.
     """
@@ -78,7 +97,13 @@ def fetch_token(attempt):
     access_token = token.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise Failure("token_request_failed", reason="the answer has no access_token")
-    return access_token
+    expires_in = token.get("expires_in")
+    if isinstance(expires_in, str) and expires_in.isdigit():  # some endpoints send it as text
+        expires_in = int(expires_in)
+    if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in <= 0:
+        expires_in = None
+    token_type = token.get("token_type")
+    return Grant(access_token, token_type if isinstance(token_type, str) and token_type else "Bearer", expires_in)
 
 
 def _http_problem(answers, error):

@@ -8,6 +8,8 @@ import keys
 from database import db
 from logins import SECRETS
 
+from services import versions
+
 
 class StillInUse(Exception):
     """Something still needs the entry, so it was not deleted (the database's RESTRICT foreign key, or
@@ -19,16 +21,23 @@ class StillInUse(Exception):
         self.why = why
 
 
-def save_credential(credential, values, secret_changes, custom_data, *, actor):
+def save_credential(credential, values, secret_changes, custom_data, *, actor, expected_revision=None):
     """Store `values` (Credential.EDITABLE names), `secret_changes` (logins.LoginSecrets.changes) and
-    `custom_data` ((key, value) pairs) into `credential` (a new Credential() to add one); log it.
+    `custom_data` ((key, value) pairs) into `credential` (a new Credential() to add one); log it. A new secret
+    becomes a new version (services.versions.change_secrets, the one way secrets change).
 
     Returns the credential. Raises peewee.IntegrityError when another entry
-    took the name or mailbox meanwhile.
+    took the name or mailbox meanwhile, and models.StaleRevision when
+    `expected_revision` (revision numbers, from If-Match) is not the
+    credential's revision any more.
     """
     action = "update" if credential.id else "create"
     with db.atomic():
-        credential.store(keys.ring(), values, secret_changes, custom_data)
+        if expected_revision is not None and credential.id:
+            credential.claim_revision(expected_revision)
+        credential.store(keys.ring(), values, {}, custom_data)
+        if secret_changes:
+            versions.change_secrets(credential, secret_changes, actor=actor)
         audit.record(action, credential, actor=actor, details=_secret_note(secret_changes))
     return credential
 
@@ -41,12 +50,10 @@ def _secret_note(changes):
     )
 
 
-def change_secret(credential, name, plaintext, *, actor):
-    """Replace the stored secret `name` of `credential` with `plaintext`, and log it (never the secret)."""
-    with db.atomic():
-        credential.seal(keys.ring(), name, plaintext)
-        credential.save()
-        audit.record("secret_change", credential, actor=actor, details=f"{SECRETS[name].noun} changed")
+def change_secret(credential, name, plaintext, *, actor, expected_revision=None):
+    """Replace the stored secret `name` of `credential` with `plaintext` as a new version, and log it (never
+    the secret); see services.versions.change_secret."""
+    return versions.change_secret(credential, name, plaintext, actor=actor, expected_revision=expected_revision)
 
 
 def save_entry(entry, values, *, actor):

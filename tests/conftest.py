@@ -15,6 +15,7 @@ import pytest
 from clients import signed_in
 from components import CHROMIUM, DOVECOT, REDIS, require_executable, require_postgresql
 from dovecot import Dovecot, MailUser, write_certificates
+from flask import request
 from postgres import PostgreSQL
 from redis_server import RedisServer
 from testdata import (
@@ -24,9 +25,11 @@ from testdata import (
     LOOPBACK_POLICY,
     MAILBOX_USER,
     NO_TOKEN_CLIENT_ID,
+    ROTATING_USER,
     USER_PASSWORD,
     LogRecorder,
     canary_leaks,
+    recorded_body,
 )
 from token_server import OAuthClient, TokenServer
 from werkzeug.security import generate_password_hash
@@ -38,6 +41,9 @@ import encryption
 import migrations
 import models
 from app import create_app
+
+from services import serving
+from views import serving as serving_views
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -71,7 +77,11 @@ def pytest_collection_modifyitems(config, items):
 
 def _record_response(response):
     if not response.direct_passthrough:
-        RESPONSE_BODIES.append(response.get_data())
+        # The one exception: the secret of a connection answer to a service account (testdata.recorded_body).
+        RESPONSE_BODIES.append(recorded_body(
+            response.get_data(), endpoint=request.endpoint, status=response.status_code,
+            service_account=access.service_caller(), connection_endpoints=serving_views.CONNECTION_ENDPOINTS,
+            secret_fields=serving.SECRET_FIELDS))
     return response
 
 
@@ -137,6 +147,7 @@ def app_config(tmp_path, database_url):
         "LOGIN_ACCOUNT_RATE_LIMIT": "1000 per minute",
         "TEST_RATE_LIMIT": "1000 per minute",
         "TEST_RATE_LIMIT_TOTAL": "1000 per minute",
+        "SERVICE_READ_RATE_LIMIT": "1000 per minute",
     }
 
 
@@ -223,6 +234,16 @@ def dovecot(tmp_path_factory, token_server):
         tmp_path_factory.mktemp("dovecot"), users=[MailUser(MAILBOX_USER, CANARY)], binary=DOVECOT,
         oauth2_introspection_url=token_server.introspection_url,
     ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rotating_dovecot(tmp_path_factory):
+    """A real Dovecot of its own on 127.0.0.1 whose user ROTATING_USER (password CANARY to begin with) has its
+    password changed by the tests, the previous one kept valid on request (``Dovecot.set_password``)."""
+    require_executable(DOVECOT, "dovecot-imapd")
+    with Dovecot(tmp_path_factory.mktemp("rotating"), users=[MailUser(ROTATING_USER, CANARY)], binary=DOVECOT,
+                 previous_passwords=True) as server:
         yield server
 
 

@@ -20,6 +20,7 @@ import email.utils
 import grp
 import ipaddress
 import mailbox
+import math
 import os
 import pathlib
 import pwd
@@ -123,6 +124,7 @@ class Dovecot:
         extra_config: str = "",
         oauth2_introspection_url: str | None = None,
         namespace_prefix: str = "",
+        previous_passwords: bool = False,
     ):
         """``users`` defaults to ``[DEFAULT_USER]``; ``cert_names`` become the server
         certificate's subjectAltName (IP literals as IP addresses, others as DNS names);
@@ -130,7 +132,9 @@ class Dovecot:
         is appended verbatim to the generated dovecot.conf; ``oauth2_introspection_url``
         (e.g. ``TokenServer.introspection_url``) enables XOAUTH2/OAUTHBEARER logins;
         ``namespace_prefix`` ``"INBOX."`` puts every folder under INBOX, as Courier and
-        Cyrus do (LIST then shows ``INBOX``, ``INBOX.Archive``, ``INBOX.Team Inbox``)."""
+        Cyrus do (LIST then shows ``INBOX``, ``INBOX.Archive``, ``INBOX.Team Inbox``);
+        ``previous_passwords`` adds a second passwd-file passdb, so a password replaced with
+        ``set_password(..., keep_previous=True)`` keeps working (an app password's overlap)."""
         self.workdir = pathlib.Path(workdir)
         self.host = listen
         self.users = list(users) if users is not None else [DEFAULT_USER]
@@ -144,6 +148,10 @@ class Dovecot:
         self.extra_config = extra_config
         self.oauth2_introspection_url = oauth2_introspection_url
         self.namespace_prefix = namespace_prefix
+        self.previous_passwords = previous_passwords
+        self._previous: dict[str, str] = {}
+        self._account: pwd.struct_passwd | None = None
+        self._generation = 0
         self.ca_file = self.workdir / "ca.pem"
         self.log_file = self.workdir / "dovecot.log"
         self.imap_port: int | None = None
@@ -212,6 +220,30 @@ class Dovecot:
             shutil.rmtree(self._rundir, ignore_errors=True)
             self._rundir = None
 
+    def set_password(self, username: str, password: str, *, keep_previous: bool = False) -> None:
+        """Change the password of ``username`` while Dovecot runs: the next login must use it. With
+        ``keep_previous`` (needs ``previous_passwords=True``) the old one keeps working too until
+        ``forget_previous_password``, as a provider's old app password does while a new one is rolled out.
+
+        Dovecot's passwd-file passdb re-reads a file whose modification time changed, so each
+        change also moves the files' times on by a whole second (the resolution it compares)."""
+        user = next(user for user in self.users if user.username == username)
+        if any(c in password for c in ":\n"):
+            raise ValueError("passwd-file cannot hold ':' or newlines")
+        if keep_previous:
+            if not self.previous_passwords:
+                raise RuntimeError("start Dovecot with previous_passwords=True to keep a previous password")
+            self._previous[username] = user.password
+        else:
+            self._previous.pop(username, None)
+        user.password = password
+        self._write_users()
+
+    def forget_previous_password(self, username: str) -> None:
+        """The previous password of ``username`` (see ``set_password``) stops working."""
+        self._previous.pop(username, None)
+        self._write_users()
+
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of dovecot.log (master stderr included)."""
         try:
@@ -243,7 +275,7 @@ class Dovecot:
         )
 
     def _write_mail(self, account: pwd.struct_passwd) -> None:
-        lines = []
+        self._account = account
         for user in self.users:
             home = self._rundir / "home" / user.username
             home.mkdir(parents=True)
@@ -260,10 +292,32 @@ class Dovecot:
                 msg["Message-ID"] = f"<test-{n}@example.test>"
                 msg.set_content(f"This is test message {n}.\n")
                 maildir.add(msg)
-            lines.append(f"{user.username}:{{PLAIN}}{user.password}:{account.pw_uid}:{account.pw_gid}::{home}::\n")
-        (self._rundir / "users").write_text("".join(lines))
+        self._write_users()
         for path in [self._rundir, *self._rundir.rglob("*")]:
             os.chown(path, account.pw_uid, account.pw_gid)
+
+    def _write_users(self) -> None:
+        """Write the passwd-files: every user's password, and the previous passwords still accepted."""
+        account = self._account
+        for name, passwords in (("users", {user.username: user.password for user in self.users}),
+                                ("previous-users", self._previous)):
+            lines = [
+                f"{username}:{{PLAIN}}{password}:{account.pw_uid}:{account.pw_gid}::"
+                f"{self._rundir / 'home' / username}::\n"
+                for username, password in passwords.items()
+            ]
+            path = self._rundir / name
+            temporary = path.with_suffix(".new")
+            temporary.write_text("".join(lines))
+            os.chown(temporary, account.pw_uid, account.pw_gid)
+            self._generation += 1
+            moment = time.time() + self._generation  # a whole second later than any time before
+            os.utime(temporary, (moment, moment))
+            temporary.replace(path)  # at once: Dovecot never reads half a file
+        # Dovecot looks at a passwd-file's time at most once a second (db-passwd-file.c, passwd_file_sync): a
+        # login in the same second as the last one could still see the old file. From the next second on it
+        # sees this one, so the change is in effect when this returns.
+        time.sleep(math.ceil(time.time()) - time.time() + 0.01)
 
     def _config(self, account: pwd.struct_passwd, group: str) -> str:
         if self.ssl:
@@ -275,7 +329,7 @@ class Dovecot:
             ssl_conf = "ssl = no\n"
         users = self._rundir / "users"
         namespace = f"  prefix = {self.namespace_prefix}\n  separator = .\n" if self.namespace_prefix else ""
-        mechanisms, password_mechanisms, oauth2_passdb = "plain login", "", ""
+        mechanisms, password_mechanisms, oauth2_passdb, previous_passdb = "plain login", "", "", ""
         if self.oauth2_introspection_url:
             mechanisms += " xoauth2 oauthbearer"
             # Otherwise passwd-file would also be asked to check bearer tokens as passwords.
@@ -283,6 +337,12 @@ class Dovecot:
             oauth2_passdb = (
                 "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
                 f"  args = {self._rundir / 'oauth2.conf.ext'}\n}}\n"
+            )
+        if self.previous_passwords:
+            # Asked when the current password did not match (passdb's default result_failure = continue).
+            previous_passdb = (
+                f"passdb {{\n  driver = passwd-file\n{password_mechanisms}"
+                f"  args = scheme=PLAIN username_format=%u {self._rundir / 'previous-users'}\n}}\n"
             )
         return f"""\
 # Generated by tests/dovecot.py; self-contained (does not include /etc/dovecot).
@@ -309,7 +369,7 @@ passdb {{
   driver = passwd-file
 {password_mechanisms}  args = scheme=PLAIN username_format=%u {users}
 }}
-{oauth2_passdb}userdb {{
+{previous_passdb}{oauth2_passdb}userdb {{
   driver = passwd-file
   args = username_format=%u {users}
 }}

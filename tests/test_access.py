@@ -6,15 +6,18 @@ someone decides who may use it.
 """
 
 import re
+from datetime import timedelta
 
 import pytest
 from clients import signed_in
 
 import access
 import models
+import readers
 
 IDENTITIES = ("anonymous", "viewer", "editor", "admin")
-ROLE_ORDER = ("public",) + IDENTITIES[1:]
+# "service" is above every person's role: routes that need it (reading a connection) let no person in.
+ROLE_ORDER = ("public",) + IDENTITIES[1:] + ("service",)
 
 # (rule, method): the least role that may use it.
 LEAST_ROLE = {
@@ -71,12 +74,45 @@ LEAST_ROLE = {
     ("/api/v1/groups/<id:row_id>", "DELETE"): "editor",
     ("/api/v1/credentials/<id:row_id>/secrets/<any(password, client_secret):name>", "PUT"): "editor",
     ("/api/v1/connection-tests", "POST"): "editor",
+    # Service accounts and secret versions (issue 11).
+    ("/service-accounts/", "GET"): "admin", ("/service-accounts/", "POST"): "admin",
+    ("/service-accounts/<id:account_id>", "GET"): "admin", ("/service-accounts/<id:account_id>", "POST"): "admin",
+    ("/service-accounts/<id:account_id>/credentials", "POST"): "admin",
+    ("/service-accounts/<id:account_id>/credentials/<id:credential_id>/remove", "POST"): "admin",
+    ("/service-accounts/<id:account_id>/tokens", "POST"): "admin",
+    ("/service-accounts/<id:account_id>/tokens/<id:token_id>/revoke", "POST"): "admin",
+    ("/service-accounts/<id:account_id>/delete", "GET"): "admin",
+    ("/service-accounts/<id:account_id>/delete", "POST"): "admin",
+    ("/credentials/<id:credential_id>/rotate", "POST"): "editor",
+    ("/credentials/<id:credential_id>/secret-versions/<id:number>/restore", "POST"): "editor",
+    ("/api/v1/credentials/<id:row_id>/connection", "GET"): "service",
+    ("/api/v1/aliases/<id:row_id>/connection", "GET"): "service",
+    ("/api/v1/aliases/by-address/<string(maxlength=320):address>/connection", "GET"): "service",
+    ("/api/v1/credentials/<id:row_id>/secret-versions", "GET"): "viewer",
+    ("/api/v1/credentials/<id:row_id>/secret-versions", "POST"): "editor",
+    ("/api/v1/credentials/<id:row_id>/secret-versions/<id:number>/restore", "POST"): "editor",
+    ("/api/v1/service-accounts", "GET"): "admin", ("/api/v1/service-accounts", "POST"): "admin",
+    ("/api/v1/service-accounts/<id:row_id>", "GET"): "admin",
+    ("/api/v1/service-accounts/<id:row_id>", "PATCH"): "admin",
+    ("/api/v1/service-accounts/<id:row_id>", "DELETE"): "admin",
+    ("/api/v1/service-accounts/<id:row_id>/tokens", "POST"): "admin",
+    ("/api/v1/service-accounts/<id:row_id>/tokens/<id:token_id>", "DELETE"): "admin",
+}
+
+# (rule, method): the scope a service account needs to use it. Every other route refuses service accounts.
+SERVICE_SCOPE = {
+    ("/api/v1/credentials/<id:row_id>/connection", "GET"): "connection:read",
+    ("/api/v1/aliases/<id:row_id>/connection", "GET"): "connection:read",
+    ("/api/v1/aliases/by-address/<string(maxlength=320):address>/connection", "GET"): "connection:read",
+    ("/api/v1/connection-tests", "POST"): "connection:test",
 }
 
 
-def example_url(rule, row_id="999"):
-    """A URL of `rule`: each id is `row_id`, each choice of an ``any(...)`` its first one."""
+def example_url(rule, row_id="999", address="nobody@example.com"):
+    """A URL of `rule`: each id is `row_id`, each choice of an ``any(...)`` its first one, each other text
+    `address`."""
     url = re.sub(r"<id:\w+>", row_id, rule)
+    url = re.sub(r"<string[^>]*:\w+>", address, url)
     return re.sub(r"<any\((\w+)[^)]*\):\w+>", r"\1", url)
 
 
@@ -125,6 +161,86 @@ def _client(app, identity, api):
     return client
 
 
+# Service accounts: every route, for a service account inside and outside its groups, with and without each
+# scope, with an expired token, and from a network it may not call from; and people's sessions and personal
+# tokens on the routes only service accounts may use.
+
+# Each kind of service-account caller: (scopes it holds, where its ids point, expired token, from its networks).
+SERVICE_CALLERS = {
+    "inside its groups": (("connection:read", "connection:test"), "inside", False, True),
+    "outside its groups": (("connection:read", "connection:test"), "outside", False, True),
+    "without connection:read": (("connection:test",), "inside", False, True),
+    "without connection:test": (("connection:read",), "inside", False, True),
+    "with an expired token": (("connection:read", "connection:test"), "inside", True, True),
+    "from a network it may not use": (("connection:read", "connection:test"), "inside", False, False),
+}
+# A port nothing listens on: a connection test of these credentials ends at once ("connection refused").
+CLOSED_PORT = 9
+
+
+def _reading_rows(app):
+    """A credential and an alias inside the group service accounts may read, and one of each outside it."""
+    rows = {}
+    for where, group in (("inside", "Readable"), ("outside", "Elsewhere")):
+        credential = readers.saved(app, name=f"{where} mailbox", group=group, host="127.0.0.1", port=CLOSED_PORT,
+                                   username=f"{where}@example.com")
+        with models.db.connection_context():
+            alias = models.Alias.create(address=f"{where}@example.com", credential=credential)
+        rows[where] = {"credential": credential.id, "alias": alias.id, "address": alias.address}
+    return rows
+
+
+def _service_request(app, rows, rule, method, caller):
+    scopes, where, expired, network_allowed = SERVICE_CALLERS[caller]
+    made = readers.account(f"{caller}", scopes=scopes, groups=["Readable"],
+                           networks="" if network_allowed else "10.0.0.0/8")
+    client = readers.client_of(app, made, expired=expired)
+    row = rows[where]
+    row_id = row["alias"] if rule.startswith("/api/v1/aliases/") else row["credential"]
+    url = example_url(rule, str(row_id), address=row["address"].upper())
+    api = rule.startswith("/api/")
+    body = {"credential_id": row["credential"]} if rule == "/api/v1/connection-tests" else {}
+    return client.open(url, method=method, json=body if api else None, data=None if api else {"name": "x"})
+
+
+@pytest.mark.parametrize(("rule", "method"), sorted(LEAST_ROLE), ids=lambda value: str(value))
+def test_every_route_lets_in_exactly_the_service_accounts_it_should(app, rule, method):
+    rows = _reading_rows(app)
+    least, scope, api = LEAST_ROLE[(rule, method)], SERVICE_SCOPE.get((rule, method)), rule.startswith("/api/")
+    for caller, (scopes, where, expired, network_allowed) in SERVICE_CALLERS.items():
+        status = _service_request(app, rows, rule, method, caller).status_code
+        if least == "public":
+            expected = "not refused"
+        elif not api:
+            expected = "sign in"  # a page knows no service token: the caller is nobody
+        elif expired:
+            expected = 401
+        elif not network_allowed or scope is None or scope not in scopes:
+            expected = 403
+        elif where == "outside":
+            expected = 404  # it must not learn what exists
+        else:
+            expected = 200
+        if expected == "not refused":
+            assert status not in (401, 403), (caller, status)
+        elif expected == "sign in":
+            assert status == 302, (caller, status)
+        else:
+            assert status == expected, (caller, status)
+    if api and least != "public":  # an expired personal token is no token, on every route
+        with models.db.connection_context():
+            _, expired = models.ApiToken.issue(models.User.get(models.User.username == "admin"), "old",
+                                               expires_at=models.utcnow() - timedelta(minutes=1))
+        client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {expired}"
+        assert client.open(example_url(rule), method=method, json={}).status_code == 401
+    if least == "service":  # no person, with a session or a personal token, reads a connection
+        for identity in IDENTITIES[1:]:
+            url = example_url(rule, str(rows["inside"]["credential"]), address=rows["inside"]["address"])
+            assert signed_in(app, identity).open(url, method=method).status_code == 403, identity
+            assert _client(app, identity, api=True).open(url, method=method).status_code == 403, identity
+
+
 def test_an_htmx_request_without_a_session_is_sent_to_sign_in(app):
     response = app.test_client().get("/credentials/", headers={"HX-Request": "true"})
     assert response.headers["HX-Redirect"].startswith("/login")
@@ -141,12 +257,14 @@ def test_every_route_answers_not_found_for_an_id_no_row_can_have(app, number):
     """Ids from a URL reach the database only from 1 to 2**63 - 1 (SQLite's largest integer); any other
     number is no row, on every route that takes one, rather than an overflow and a 500."""
     page, api = signed_in(app, "admin"), _client(app, "admin", api=True)
+    # Routes no person may use are asked by a service account that may use them.
+    service = readers.client_of(app, readers.account(scopes=("connection:read", "connection:test")))
     with_ids = [(rule, method) for rule, method in sorted(LEAST_ROLE) if "<id:" in rule]
     assert len(with_ids) >= 20
     for rule, method in with_ids:
         url = example_url(rule, number)
         if rule.startswith("/api/"):
-            response = api.open(url, method=method, json={})
+            response = (service if LEAST_ROLE[(rule, method)] == "service" else api).open(url, method=method, json={})
         else:
             response = page.open(url, method=method, data={"name": "x"})
         assert response.status_code == 404, (url, method, response.status_code)
@@ -232,10 +350,12 @@ def test_every_form_on_every_page_says_where_it_posts(app):
             name="Support", description="x", group=models.Group.default(), host="imap.example.com", port=993,
             username="help@example.com")
         models.Alias.create(address="help@example.com", credential=credential)
+    readers.account(credentials=[credential])
     client = signed_in(app, "admin")
     pages = ["/credentials/", "/credentials/new", "/credentials/1/edit", "/credentials/1/password",
              "/credentials/1/client-secret", "/credentials/1/delete", "/aliases/", "/aliases/new", "/aliases/1/edit",
-             "/aliases/1/delete", "/groups/", "/groups/1/edit", "/groups/1/delete", "/tokens/", "/users/", "/audit/"]
+             "/aliases/1/delete", "/groups/", "/groups/1/edit", "/groups/1/delete", "/tokens/", "/users/", "/audit/",
+             "/credentials/1", "/service-accounts/", "/service-accounts/1", "/service-accounts/1/delete"]
     forms = []
     for page in pages:
         forms += [(page, tag) for tag in re.findall(r"<form\b[^>]*>", client.get(page).get_data(as_text=True))]

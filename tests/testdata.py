@@ -1,5 +1,6 @@
 """Values the tests share, and the check that the shared secret never leaks."""
 
+import json
 import logging
 import re
 
@@ -12,6 +13,8 @@ import models
 CANARY = "ca~na~ry~7f~3c~9e~2b~do~nt~le~ak"
 LEAK_RUN = 4
 MAILBOX_USER = "alice@example.test"
+# The user of the Dovecot whose password tests change while it runs (conftest's rotating_dovecot).
+ROTATING_USER = "rota@example.test"
 # The OAuth2 client secret contains the canary, so the same check catches it leaking.
 CLIENT_ID = "mailkeep-test"
 CLIENT_SECRET = f"client-{CANARY}"
@@ -30,6 +33,17 @@ def stored_credential(keyring, password=CANARY, **fields):
     values = dict(name="Support", description="Helpdesk mailbox", group=models.Group.default(), protocol="IMAP",
                   host="imap.example.com", port=993, security="ssl_tls", username="help@example.com", folder="INBOX")
     return models.Credential().store(keyring, {**values, **fields}, {"password": password})
+
+
+def recorded_body(body, *, endpoint, status, service_account, connection_endpoints, secret_fields):
+    """What the canary check reads of a response `body` (bytes): all of it, except in one case, the only place
+    a secret may leave Mailkeep: a 200 answer of one of `connection_endpoints` to a service account
+    (`service_account` not None), whose JSON fields named in `secret_fields` (the password, the access token)
+    are left out; every other field of it is still read."""
+    if endpoint not in connection_endpoints or status != 200 or service_account is None:
+        return body
+    answer = json.loads(body)
+    return json.dumps({name: value for name, value in answer.items() if name not in secret_fields}).encode()
 
 
 def canary_runs():

@@ -19,7 +19,7 @@ from playhouse.shortcuts import model_to_dict
 
 import logins
 import openapi
-from access import PUBLIC, actor_name, limits_connection_tests, requires
+from access import PUBLIC, actor_name, limits_connection_tests, requires, serves, service_caller
 from database import is_missing_reference
 from forms import (
     AliasForm,
@@ -31,10 +31,10 @@ from forms import (
     credential_form_data,
     validated,
 )
-from models import Alias, Credential, Group
-from web import BUSY_HEADERS, CONFLICT, LARGEST_ID, TOO_MANY_REQUESTS, UNPROCESSABLE
+from models import Alias, Credential, Group, StaleRevision
+from web import BUSY_HEADERS, CONFLICT, LARGEST_ID, TOO_MANY_REQUESTS, UNPROCESSABLE, etag_of, expected_revisions, stale
 
-from services import connection_tests
+from services import connection_tests, serving
 from services.entries import StillInUse, change_secret, delete_entry, save_credential, save_entry
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -59,6 +59,12 @@ def api_error(error):
 @bp.errorhandler(Invalid)
 def invalid(error):
     return {"errors": error.errors}, UNPROCESSABLE
+
+
+@bp.errorhandler(StaleRevision)
+def stale_revision(error):
+    """A check-and-set (If-Match) that names a revision the credential has moved on from: 412."""
+    return stale(error)
 
 
 @bp.get("/openapi.json")
@@ -194,9 +200,22 @@ class Credentials(Entries):
         base = credential_form_data(credential) if credential else {"group": Group.default().id}
         return _renamed({**base, **{k: v for k, v in payload.items() if v is not None}}, "group_id", "group")
 
+    @requires("viewer")
+    def get(self, row_id=None):
+        """A page of credentials, or one credential with its ETag (its revision, for If-Match)."""
+        answer = super().get(row_id)
+        return answer if row_id is None else (answer, {"ETag": etag_of(_find(Credential, row_id))})
+
+    @requires("editor")
+    def patch(self, row_id):
+        """Change the fields sent; with If-Match, only if the credential is still at that revision (else 412)."""
+        answer = super().patch(row_id)
+        return answer, {"ETag": etag_of(_find(Credential, row_id))}
+
     def save(self, form, credential):
         return save_credential(credential or Credential(), form.values(), form.login_secrets().changes(),
-                               form.custom_data_pairs(), actor=actor_name())
+                               form.custom_data_pairs(), actor=actor_name(),
+                               expected_revision=expected_revisions() if credential else None)
 
     def page_to_json(self, credentials):
         return [credential_json(credential) for credential in Credential.fetch_custom_data(credentials)]
@@ -288,16 +307,30 @@ def put_secret(row_id, name):
     """
     credential = _find(Credential, row_id)
     form = validated(SecretForm, _payload())
-    change_secret(credential, name, form.value.data, actor=actor_name())
-    return "", 204
+    change_secret(credential, name, form.value.data, actor=actor_name(), expected_revision=expected_revisions())
+    return "", 204, {"ETag": etag_of(credential)}
 
 
 @bp.post("/connection-tests")
+@serves("connection:test")
 @limits_connection_tests
 def test_connection():
-    """Test ``{"credential_id": N}`` (with its stored secret; the outcome is recorded) or the settings sent."""
+    """Test ``{"credential_id": N}`` (with its stored secret; the outcome is recorded) or the settings sent.
+    A service account (scope connection:test) tests only saved credentials it may read (404 for others)."""
     payload = _payload()
-    if "credential_id" in payload:
+    if (caller := service_caller()) is not None:
+        if set(payload) != {"credential_id"}:
+            raise ApiError(422, {"error": 'A service account tests saved credentials only: send {"credential_id": N}.'})
+        credential_id = payload["credential_id"]
+        if isinstance(credential_id, bool) or not isinstance(credential_id, int) or \
+                not 0 < credential_id <= LARGEST_ID:
+            raise ApiError(404, {"error": f"No credential {credential_id!r} that this service account may read."})
+        try:
+            credential = serving.credential_for(caller, credential_id)
+        except serving.NotReadable as refused:
+            raise ApiError(404, {"error": str(refused)}) from None
+        outcome = connection_tests.test_saved(credential, actor=actor_name())
+    elif "credential_id" in payload:
         outcome = connection_tests.test_saved(_find(Credential, payload["credential_id"]), actor=actor_name())
     else:
         form = validated(ConnectionForm, payload)

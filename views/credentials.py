@@ -37,6 +37,7 @@ from probe import protocols
 from services import connection_tests, entries
 from services.connection_tests import TOO_MANY_TESTS
 from services.entries import StillInUse, delete_entry, save_credential
+from views import secret_versions
 
 bp = Blueprint("credentials", __name__, url_prefix="/credentials")
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def show(credential_id):
     return render_template(
         "credentials/show.html", credential=credential, custom_data=credential.custom_data,
         aliases=credential.aliases.order_by(Alias.address_sort),
+        **secret_versions.sections(credential),
     )
 
 

@@ -17,7 +17,7 @@ def label(page, text):
 
 def test_you_change_your_own_password_on_the_account_page(page, live_server):
     page.goto(f"{live_server}/credentials/")
-    page.get_by_role("link", name="Account").click()
+    page.get_by_role("link", name="Account", exact=True).click()  # not "Service accounts"
     expect(page.locator("h1")).to_have_text("Account")
     label(page, "Current password").fill("not the password")
     label(page, "New password").fill("a new and longer password")

@@ -361,8 +361,32 @@ def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_serve
     page.get_by_role("button", name="Make token").click()
     check(page, live_server, "a new token", problems, viewport)
 
+    # Service accounts and secret versions (issue 11).
+    visit("/service-accounts/", "service accounts, none yet")
+    label(page, "Name").fill("helpdesk")
+    page.get_by_label("Default", exact=True).check()
+    page.get_by_role("button", name="Add service account").click()
+    check(page, live_server, "a service account", problems, viewport)
+    label(page, "Token name").fill("production")
+    page.get_by_role("button", name="Make token").click()
+    check(page, live_server, "a new service token", problems, viewport)
+    visit("/service-accounts/1?credential_query=support", "the service account's credential search")
+    visit("/service-accounts/", "service accounts")
+    page.goto(f"{live_server}/credentials/1")
+    page.get_by_text("Rotate the password").click()
+    label(page, "New password").fill("not-the-password")
+    label(page, "Confirm it").fill("not-the-password")
+    page.get_by_role("button", name="Test and rotate").click()
+    expect(page.locator("#secret-versions .refused")).to_be_visible()
+    check(page, live_server, "a refused rotation", problems, viewport)
+    label(page, "New password").fill(CANARY)
+    label(page, "Confirm it").fill(CANARY)
+    page.get_by_role("button", name="Test and rotate").click()
+    expect(page.locator("#secret-versions")).to_contain_text("previous")
+    check(page, live_server, "a credential with versions and its users", problems, viewport)
+
     start_session(page, app, live_server, "viewer")
-    for path in ("/credentials/", "/aliases/", "/groups/", "/tokens/", "/credentials/1/edit"):
+    for path in ("/credentials/", "/aliases/", "/groups/", "/tokens/", "/credentials/1/edit", "/credentials/1"):
         visit(path, f"{path} as a viewer")
     page.context.clear_cookies()
     visit("/login", "sign-in")
