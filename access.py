@@ -7,6 +7,7 @@ exists, every page leads to the set-up page, and there is no default password.
 """
 
 import hashlib
+import ipaddress
 import time
 from http import HTTPStatus
 
@@ -38,6 +39,17 @@ def requires(role):
     """Mark a view (or a MethodView's method) with the least role it needs: ``PUBLIC`` or one of ``models.ROLES``."""
     def mark(view):
         view.required_role = role
+        return view
+    return mark
+
+
+def token_or_networks(setting):
+    """Mark a view outside the API that is read by machines: signed in like the API (a Bearer token, no
+    session, no CSRF), or without a token from an address in the networks of the configuration key
+    `setting` (a tuple of ip_network, e.g. METRICS_NETWORKS)."""
+    def mark(view):
+        view.takes_token = True
+        view.open_to_networks = setting
         return view
     return mark
 
@@ -174,6 +186,8 @@ def check_access():
             return _deny(503, "Mailkeep is not set up yet.", url_for("auth.setup"))
         return _protect()
     role = _required_role(view, request.method)
+    if getattr(view, "takes_token", False):
+        return None if role == PUBLIC or _from_open_network(view.open_to_networks) else _check_token(role)
     if is_api():
         return None if role == PUBLIC else _check_token(role)
     _protect()
@@ -184,6 +198,15 @@ def check_access():
     if not current_user.may(role):
         return _deny(403, f"This needs the {role} role; you are a {current_user.role}.")
     return None
+
+
+def _from_open_network(setting):
+    """True when the request comes from an address in the networks the configuration key `setting` lists."""
+    try:
+        address = ipaddress.ip_address((request.remote_addr or "").split("%")[0])
+    except ValueError:
+        return False
+    return any(address in network for network in current_app.config.get(setting, ()))
 
 
 def _set_up():
@@ -210,8 +233,12 @@ def may(endpoint, method="GET"):
 
 
 def is_api():
-    """True for a request to the JSON API (its blueprint, or any path under it, even one that matched nothing)."""
-    return request.blueprint == "api" or request.path.startswith(API_PREFIX)
+    """True for a request to the JSON API (its blueprint, or any path under it, even one that matched nothing),
+    or to a view read by machines (``token_or_networks``)."""
+    if request.blueprint == "api" or request.path.startswith(API_PREFIX):
+        return True
+    view = current_app.view_functions.get(request.endpoint)
+    return bool(getattr(view, "takes_token", False))
 
 
 def _protect():

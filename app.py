@@ -20,9 +20,23 @@ import migrations
 import models
 import slots
 import web
+import worker
 
 from probe import protocols
-from views import account, aliases, api, auth, credentials, events, groups, tokens, users
+from views import (
+    account,
+    aliases,
+    api,
+    auth,
+    credentials,
+    events,
+    groups,
+    monitoring,
+    notification_pages,
+    tokens,
+    users,
+    watch,
+)
 
 # No inline script or style anywhere (htmx is configured not to need them), so the policy can be strict.
 # Pico CSS draws its select arrows and search icon as data: SVG images.
@@ -57,6 +71,11 @@ def create_app(test_config=None):
         app.config["CONNECTION_TEST_LIMIT"], app.config["REDIS_URL"],
         hold_seconds=app.config["CONNECTION_TEST_DEADLINE"] + 30,
     )
+    # Scheduled checks have slots of their own, so they never take those of tests people start.
+    app.extensions["mailkeep.check_slots"] = slots.make(
+        app.config["CHECK_CONCURRENCY"], app.config["REDIS_URL"],
+        hold_seconds=app.config["CONNECTION_TEST_DEADLINE"] + 30, name="scheduled-checks",
+    )
 
     if proxies := app.config["TRUSTED_PROXIES"]:
         # Sign-in limits count per client address; behind a proxy that address is in X-Forwarded-For.
@@ -78,13 +97,14 @@ def create_app(test_config=None):
         if g.pop("opened_database", False):
             database.db.close()
 
+    worker.make_huey(app)
     access.init_app(app)
     app.url_map.converters["id"] = web.RowIdConverter  # before the blueprints' routes use it
     for blueprint in (auth.bp, account.bp, credentials.bp, aliases.bp, groups.bp, users.bp, tokens.bp, events.bp,
-                      api.bp):
+                      api.bp, watch.bp, notification_pages.bp, monitoring.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "home", access.requires("viewer")(lambda: redirect(url_for("credentials.index"))))
-    for command in (cli.credentials_cli, cli.users_cli, cli.keys_cli):
+    for command in (cli.credentials_cli, cli.users_cli, cli.keys_cli, cli.checks_cli):
         app.cli.add_command(command)
     app.add_template_filter(ago)
     # What templates compare and word against: the protocol constants and the secrets' rules, never literals.

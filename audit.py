@@ -14,7 +14,8 @@ ANONYMOUS = ""
 ACTIONS = (
     "login", "login_failed", "logout", "create", "update", "delete", "secret_change", "connection_test",
     "role_change", "user_create", "user_disable", "user_enable", "user_delete", "password_change", "token_create",
-    "token_revoke", "key_rotation",
+    "token_revoke", "key_rotation", "check_pause", "check_resume", "check_run", "channel_create", "channel_update",
+    "channel_delete", "smtp_change",
 )
 
 

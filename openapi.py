@@ -84,6 +84,8 @@ SCHEMAS = {
         "cause": _nullable(_object({
             "code": {"enum": list(causes.CATALOGUE)}, "field": _nullable(STRING), "message": STRING,
             "hint": STRING, "server_reply": STRING,
+            "detail": {"type": "string", "description": "Narrows the code: for token_request_failed the endpoint's "
+                       "OAuth2 error (invalid_client), http_<status>, timeout or unreachable; else empty."},
         })),
         # The server certificate seen when TLS was used (its names and expiry), else null.
         "certificate": _nullable(_object({"subject": STRING, "issuer": STRING, "not_after": TIMESTAMP})),

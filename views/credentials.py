@@ -34,7 +34,8 @@ from web import (
 )
 
 from probe import protocols
-from services import connection_tests, entries
+from services import checks, connection_tests, entries
+from views import watch
 from services.connection_tests import TOO_MANY_TESTS
 from services.entries import StillInUse, delete_entry, save_credential
 
@@ -55,8 +56,10 @@ def index():
         "group": id_arg("group"),
         "protocol": request.args.get("protocol") or None,
         "auth": request.args.get("auth") or None,
+        "health": request.args.get("health") if request.args.get("health") in checks.SUMMARY_FILTERS else None,
     }
-    matching = (filters["q"], filters["group"], filters["protocol"], filters["auth"])
+    matching = (filters["q"], filters["group"], filters["protocol"], filters["auth"],
+                (checks.summary_condition(filters["health"]),) if filters["health"] else ())
     pages = Pages(Credential.search(*matching), lambda: Credential.count_matching(*matching),
                   fetch=lambda page, per_page: Credential.page_of(page, per_page, *matching))
     template = "credentials/_list.html" if is_htmx() else "credentials/index.html"
@@ -68,6 +71,7 @@ def index():
         groups=naturally(Group.by_name(), "name"),
         protocol_names=protocols.PROTOCOLS,
         auth_labels=protocols.AUTHENTICATION_LABELS,
+        **({} if is_htmx() else watch.summary_context()),
     )
 
 
@@ -79,7 +83,7 @@ def show(credential_id):
     credential = _listed_or_404(credential_id)
     return render_template(
         "credentials/show.html", credential=credential, custom_data=credential.custom_data,
-        aliases=credential.aliases.order_by(Alias.address_sort),
+        aliases=credential.aliases.order_by(Alias.address_sort), **watch.history_context(credential),
     )
 
 

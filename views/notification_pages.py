@@ -1,0 +1,2 @@
+from flask import Blueprint
+bp = Blueprint("notifications", __name__, url_prefix="/notifications")
