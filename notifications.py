@@ -48,10 +48,12 @@ from flask import current_app
 from peewee import IntegrityError
 from standardwebhooks.webhooks import Webhook
 
+import audit
 import health
 import keys
 from database import db, exclusive
 from models import (
+    ChannelGroup,
     DeliveryAttempt,
     NotificationChannel,
     NotificationDelivery,
@@ -298,7 +300,8 @@ def post(url, body, headers):
         if refused:
             raise DeliveryError(f"not allowed: {refused}")
     sock = _connect(addresses, deadline)
-    watchdog = threading.Timer(max(deadline - time.monotonic(), 0.01), _cut, (sock,))
+    cut = threading.Event()
+    watchdog = threading.Timer(max(deadline - time.monotonic(), 0.01), _cut, (sock, cut))
     watchdog.daemon = True
     watchdog.start()
     try:
@@ -312,6 +315,8 @@ def post(url, body, headers):
         answer = connection.getresponse()
         answer.read(MAX_ANSWER_BYTES)
         status = answer.status
+        if cut.is_set():  # what came before the watchdog cut it is not an answer
+            raise TimeoutError()
     except (OSError, HTTPException, ssl.SSLError) as error:
         late = time.monotonic() >= deadline
         raise DeliveryError(f"no answer within {timeout:g} s" if late or isinstance(error, TimeoutError)
@@ -358,8 +363,9 @@ def _connect(addresses, deadline):
     raise DeliveryError("the target refused the connection or did not answer")
 
 
-def _cut(sock):
-    """The watchdog: end a connection that outlived its time (a target dripping its answer)."""
+def _cut(sock, cut):
+    """The watchdog: end a connection that outlived its time (a target dripping its answer); `cut` is set."""
+    cut.set()
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
@@ -428,3 +434,113 @@ def attempts_of(delivery_ids):
                     .order_by(DeliveryAttempt.id)):
             found.setdefault(row.delivery_id, []).append(row)
     return found
+
+
+# Channels and the relay, as pages, the API and tests change them (each change logged in its transaction).
+
+RELAY_SECURITY = {"ssl_tls": "SSL/TLS", "starttls": "STARTTLS", "none": "None (this machine only)"}
+LOOPBACK_RELAYS = ("localhost", "127.0.0.1", "::1")
+
+
+class ChannelError(ValueError):
+    """A channel or relay setting that cannot be used; `errors` is {field: message}."""
+
+    def __init__(self, errors):
+        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
+        self.errors = errors
+
+
+def create_channel(kind, name, *, url="", recipients="", group_ids=(), actor):
+    """Add a channel (`kind` webhook or email) for every group (no `group_ids`) or the chosen ones; return
+    (the channel, its signing secret for a webhook: shown once, never again; None for email).
+
+    Raises ChannelError for a bad value (an unknown kind, a webhook URL that is
+    not http(s), no recipients) and peewee.IntegrityError for a name in use.
+    """
+    name = (name or "").strip()
+    errors = {}
+    if not name or len(name) > 100:
+        errors["name"] = "Give the channel a name of at most 100 characters."
+    if kind == NotificationChannel.WEBHOOK:
+        problem = url_problem(url.strip()) if url and len(url) <= 2000 else "Give the webhook's https:// URL."
+        if problem:
+            errors["url"] = problem
+    elif kind == NotificationChannel.EMAIL:
+        addresses = split_recipients(recipients)
+        if not addresses or any("@" not in address or any(c in address for c in "\r\n <>") for address in addresses) \
+                or len(recipients) > 2000:
+            errors["recipients"] = "Give one or more email addresses, separated by commas."
+    else:
+        errors["kind"] = "A channel is a webhook or email."
+    if errors:
+        raise ChannelError(errors)
+    secret = new_signing_secret() if kind == NotificationChannel.WEBHOOK else None
+    with db.atomic():
+        channel = NotificationChannel(name=name, kind=kind, url=url.strip(), all_groups=not group_ids,
+                                      recipients=", ".join(split_recipients(recipients)))
+        channel.save()
+        if secret:
+            channel.seal(keys.ring(), "signing_secret", secret)
+            channel.save()
+        for group_id in dict.fromkeys(group_ids):
+            ChannelGroup.create(channel=channel, group=group_id)
+        audit.record("channel_create", channel, actor=actor, details=f"{kind}; groups: "
+                     + ("all" if not group_ids else ", ".join(str(group) for group in group_ids)))
+    return channel, secret
+
+
+def set_channel_enabled(channel, enabled, *, actor):
+    """Turn a channel on or off (its pending deliveries wait while it is off)."""
+    with db.atomic():
+        NotificationChannel.update(enabled=enabled).where(NotificationChannel.id == channel.id).execute()
+        audit.record("channel_update", channel, actor=actor, details="on" if enabled else "off")
+    channel.enabled = enabled
+
+
+def delete_channel(channel, *, actor):
+    """Delete a channel with its deliveries and their log."""
+    with db.atomic():
+        audit.record("channel_delete", channel, actor=actor)
+        deliveries = NotificationDelivery.select(NotificationDelivery.id).where(NotificationDelivery.channel == channel)
+        DeliveryAttempt.delete().where(DeliveryAttempt.delivery.in_(deliveries)).execute()
+        NotificationDelivery.delete().where(NotificationDelivery.channel == channel).execute()
+        channel.delete_instance(recursive=False)
+
+
+def save_relay(*, host, port, security, username, sender, password=None, actor):
+    """Store the SMTP relay's settings; `password` None keeps the stored one, "" forgets it. Raises
+    ChannelError for a bad value (no host, a port out of range, an unknown security, no sender, plain SMTP
+    to another machine)."""
+    errors = {}
+    host = (host or "").strip().lower()
+    if not host or len(host) > 253 or any(c.isspace() for c in host):
+        errors["host"] = "Give the relay's host name."
+    try:
+        port = int(port)
+        if not 1 <= port <= 65535:
+            raise ValueError(port)
+    except (TypeError, ValueError):
+        errors["port"] = "The port is a number from 1 to 65535."
+    if security not in RELAY_SECURITY:
+        errors["security"] = "Choose SSL/TLS, STARTTLS or none."
+    elif security == "none" and host not in LOOPBACK_RELAYS and not current_app.config["ALLOW_INSECURE"]:
+        errors["security"] = "Without TLS only a relay on this machine (localhost); use SSL/TLS or STARTTLS."
+    sender = (sender or "").strip()
+    if "@" not in sender or len(sender) > 320 or any(c in sender for c in "\r\n <>"):
+        errors["sender"] = "Give the address notifications come from."
+    if len(username or "") > 320 or any(c in (username or "") for c in "\r\n"):
+        errors["username"] = "The username is at most 320 characters, on one line."
+    if password is not None and (len(password) > 4096 or any(c in password for c in "\r\n\x00")):
+        errors["password"] = "The password is at most 4096 characters, on one line."
+    if errors:
+        raise ChannelError(errors)
+    with db.atomic():
+        relay = SmtpRelay.current()
+        relay.host, relay.port, relay.security, relay.sender = host, port, security, sender
+        relay.username = (username or "").strip()
+        if password is not None:
+            relay.seal(keys.ring(), "password", password or None)
+        relay.save()
+        audit.record("smtp_change", relay, actor=actor,
+                     details="password " + ("kept" if password is None else "changed" if password else "forgotten"))
+    return relay
