@@ -27,6 +27,7 @@ from views import (
     account,
     aliases,
     api,
+    api_watch,  # noqa: F401 (its routes join the API's blueprint when imported)
     auth,
     credentials,
     events,

@@ -71,7 +71,31 @@ LEAST_ROLE = {
     ("/api/v1/groups/<id:row_id>", "DELETE"): "editor",
     ("/api/v1/credentials/<id:row_id>/secrets/<any(password, client_secret):name>", "PUT"): "editor",
     ("/api/v1/connection-tests", "POST"): "editor",
+    ("/credentials/<id:credential_id>/pause", "POST"): "editor",
+    ("/credentials/<id:credential_id>/resume", "POST"): "editor",
+    ("/checks/runs", "POST"): "editor",
+    ("/checks/runs/<id:run_id>", "GET"): "viewer",
+    ("/notifications/", "GET"): "admin",
+    ("/notifications/channels", "POST"): "admin",
+    ("/notifications/channels/<id:channel_id>/enable", "POST"): "admin",
+    ("/notifications/channels/<id:channel_id>/disable", "POST"): "admin",
+    ("/notifications/channels/<id:channel_id>/delete", "POST"): "admin",
+    ("/notifications/relay", "POST"): "admin",
+    ("/notifications/test-email", "POST"): "admin",
+    # Read by Prometheus: an API token (or an address in MAILKEEP_METRICS_NETWORKS, tested in test_monitoring).
+    ("/metrics", "GET"): "viewer",
+    ("/healthz", "GET"): "public",
+    ("/api/v1/credentials/<id:row_id>/checks", "GET"): "viewer",
+    ("/api/v1/health", "GET"): "viewer",
+    ("/api/v1/check-runs", "POST"): "editor",
+    ("/api/v1/check-runs/<id:run_id>", "GET"): "viewer",
+    ("/api/v1/notification-channels", "GET"): "admin", ("/api/v1/notification-channels", "POST"): "admin",
+    ("/api/v1/notification-channels/<id:row_id>", "GET"): "admin",
+    ("/api/v1/notification-channels/<id:row_id>", "PATCH"): "admin",
+    ("/api/v1/notification-channels/<id:row_id>", "DELETE"): "admin",
 }
+# Routes outside /api/ that machines read with an API token, answering as the API does.
+TOKEN_ROUTES = ("/metrics",)
 
 
 def example_url(rule, row_id="999"):
@@ -94,7 +118,7 @@ def test_the_table_names_every_route(app):
 def test_every_route_lets_in_exactly_the_roles_it_should(app, rule, method):
     least = LEAST_ROLE[(rule, method)]
     url = example_url(rule)  # no such row: nothing is changed, the check still runs
-    api = rule.startswith("/api/")
+    api = rule.startswith("/api/") or rule in TOKEN_ROUTES
     for identity in IDENTITIES:
         response = _client(app, identity, api).open(url, method=method, json={} if api else None,
                                                      data=None if api else {"name": "x"})
@@ -145,7 +169,7 @@ def test_every_route_answers_not_found_for_an_id_no_row_can_have(app, number):
     assert len(with_ids) >= 20
     for rule, method in with_ids:
         url = example_url(rule, number)
-        if rule.startswith("/api/"):
+        if rule.startswith("/api/") or rule in TOKEN_ROUTES:
             response = api.open(url, method=method, json={})
         else:
             response = page.open(url, method=method, data={"name": "x"})
@@ -235,7 +259,8 @@ def test_every_form_on_every_page_says_where_it_posts(app):
     client = signed_in(app, "admin")
     pages = ["/credentials/", "/credentials/new", "/credentials/1/edit", "/credentials/1/password",
              "/credentials/1/client-secret", "/credentials/1/delete", "/aliases/", "/aliases/new", "/aliases/1/edit",
-             "/aliases/1/delete", "/groups/", "/groups/1/edit", "/groups/1/delete", "/tokens/", "/users/", "/audit/"]
+             "/aliases/1/delete", "/groups/", "/groups/1/edit", "/groups/1/delete", "/tokens/", "/users/", "/audit/",
+             "/credentials/1", "/notifications/"]
     forms = []
     for page in pages:
         forms += [(page, tag) for tag in re.findall(r"<form\b[^>]*>", client.get(page).get_data(as_text=True))]
