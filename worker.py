@@ -28,7 +28,7 @@ Tasks (each in an application context):
 import argparse
 import logging
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 HORIZON = timedelta(seconds=60)
 # Seconds before trying again a check that found its host's limit reached or no slot free.
 RETRY_SECONDS = 2
+# huey runs a scheduled task in the second of its time, perhaps before the moment: a check that finds its
+# credential due within this margin comes back just after.
+EARLY_MARGIN = timedelta(seconds=1.5)
 
 
 def make_huey(app):
@@ -78,6 +81,9 @@ def _register(queue, app):
         state = claim_one(credential_id, now)
         if state == "busy":
             check.schedule((credential_id,), delay=RETRY_SECONDS)
+            return None
+        if isinstance(state, datetime):  # huey's schedule runs to the second: it came a moment early
+            check.schedule((credential_id,), eta=state + EARLY_MARGIN)
             return None
         if state != "claimed":
             return None
@@ -133,10 +139,13 @@ def _register(queue, app):
 
 def claim_one(credential_id, now):
     """Claim one credential for a scheduled check: "claimed", "busy" (its host has PER_HOST_LIMIT checks
-    running), or "skip" (not due, paused, gone, or another worker holds it)."""
+    running), its due time when that is a moment away (less than EARLY_MARGIN), or "skip" (not due, paused,
+    gone, or another worker holds it)."""
     with exclusive("check-claims"):
         row = (Credential.select(Credential.host, Credential.check_due_at, Credential.check_paused,
                                  Credential.check_claimed_until).where(Credential.id == credential_id).first())
+        if row is not None and row.check_due_at is not None and now < row.check_due_at < now + EARLY_MARGIN:
+            return row.check_due_at
         if row is None or row.check_paused or row.check_due_at is None or row.check_due_at > now:
             return "skip"
         if row.check_claimed_until is not None and row.check_claimed_until >= now:
