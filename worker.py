@@ -42,6 +42,7 @@ from services import scheduler
 log = logging.getLogger(__name__)
 
 HORIZON = timedelta(seconds=60)
+TASK_MODULE = "mailkeep"
 # Seconds before trying again a check that found its host's limit reached or no slot free.
 RETRY_SECONDS = 2
 # huey runs a scheduled task in the second of its time, perhaps before the moment: a check that finds its
@@ -71,6 +72,9 @@ def _register(queue, app):
                 return function(*args, **kwargs)
         wrapped.__name__ = function.__name__
         wrapped.__doc__ = function.__doc__
+        # huey names a task after its function's module: the same name whether this file runs as the worker
+        # (``__main__``) or is imported by the web server that enqueues.
+        wrapped.__module__ = TASK_MODULE
         return wrapped
 
     @queue.task(name="mailkeep.check")
@@ -101,8 +105,10 @@ def _register(queue, app):
     @queue.task(name="mailkeep.run")
     @in_app
     def run(run_id):
-        """Check every credential of a "Test all" run."""
+        """Check every credential of a "Test all" run; come back in a moment for those another worker held."""
         scheduler.work_on_run(run_id)
+        if run_id in scheduler.unfinished_runs():
+            run.schedule((run_id,), delay=RETRY_SECONDS)
         deliver()
 
     @queue.task(name="mailkeep.deliver")

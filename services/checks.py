@@ -17,7 +17,7 @@ import audit
 import health
 import notifications
 from database import db
-from models import Credential, CredentialCheck, HealthChange, utcnow
+from models import CheckRun, CheckRunItem, Credential, CredentialCheck, HealthChange, utcnow
 
 SCHEDULER = "(scheduler)"
 # Cause codes of the service's own, for checks that never reached probe.
@@ -111,10 +111,12 @@ def record(credential, *, ok, cause_code="", cause_detail="", summary="", durati
     Credential.update(changes).where(Credential.id == credential.id).execute()
     for field, value in changes.items():
         setattr(credential, field.name, value)
-    if run_id is not None:
-        from models import CheckRunItem  # the run's item is done in the same transaction as its check
-        CheckRunItem.update(done=True, ok=ok).where(
-            (CheckRunItem.run == run_id) & (CheckRunItem.credential == credential.id)).execute()
+    # Any "Test all" run started by now that still waits for this credential has its check: this one (a
+    # scheduled check that got there first counts too), done in the same transaction as the check.
+    started = CheckRun.select(CheckRun.id).where(CheckRun.started_at <= now)
+    CheckRunItem.update(done=True, ok=ok).where(
+        (CheckRunItem.credential == credential.id) & (CheckRunItem.done == False)  # noqa: E712
+        & ((CheckRunItem.run == run_id) | CheckRunItem.run.in_(started))).execute()
     return verdict
 
 

@@ -240,7 +240,9 @@ def sweep(now=None):
     now = now or utcnow()
     config = checks.settings()
     published = {"reminders": 0, "secrets": 0, "rotations": 0}
-    with db.atomic():
+    # Read, then write: on SQLite the write lock is taken first (a read transaction that later writes fails at
+    # once, without waiting, when another writer holds the lock).
+    with exclusive("sweep"):
         for credential in Credential.select().where(
                 (Credential.check_state == health.FAILING) & (Credential.check_paused == False)):  # noqa: E712
             if health.reminder_due(credential.check_state, credential.check_paused, credential.check_noticed_at,
