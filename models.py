@@ -252,7 +252,7 @@ class Credential(Sealed, BaseModel):
     rotation_warned_at = DateTimeField(null=True)
 
     # What a person edits: the connection settings (the fields of a connection test), and how it is listed.
-    EDITABLE = ("name", "description", "group", *logins.CONNECTION_FIELDS)
+    EDITABLE = ("name", "description", "group", *logins.CONNECTION_FIELDS, "client_secret_expires_on")
     FOLDED = (("name", "name_key"), ("username", "username_key"))
     SEARCHED = ("name", "description", "host", "username")
     SORTED = (("name", "name_sort"),)
@@ -372,6 +372,8 @@ class Credential(Sealed, BaseModel):
         """Save with the host in lowercase (host names ignore case) and a fresh ``updated_at``."""
         self.host = self.host.lower()
         self.updated_at = utcnow()
+        if Credential.client_secret_expires_on in self.dirty_fields:  # a new expiry day is warned of afresh
+            self.secret_warned_days = None
         return super().save(*args, **kwargs)
 
     def connection_values(self):

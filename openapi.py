@@ -42,6 +42,8 @@ CREDENTIAL_FIELDS = {
     "scope": STRING,
     "group_id": INTEGER,
     "custom_data": {"type": "array", "items": _object({"key": STRING, "value": STRING})},
+    "client_secret_expires_on": {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}],
+                                 "description": "When the OAuth2 client secret expires (optional); warned of before."},
 }
 SECRETS = {
     "password": {"type": "string", "writeOnly": True},
@@ -49,7 +51,12 @@ SECRETS = {
 }
 ALIAS_FIELDS = {"address": STRING, "credential_id": INTEGER, "workspace": STRING, "project_type": STRING,
                 "client": STRING, "description": STRING}
-GROUP_FIELDS = {"name": STRING, "description": STRING}
+GROUP_FIELDS = {"name": STRING, "description": STRING,
+                "check_interval": {"anyOf": [{"type": "integer", "minimum": 5}, {"type": "null"}],
+                                   "description": "Seconds between scheduled checks of its credentials; null: the "
+                                                  "instance's MAILKEEP_CHECK_INTERVAL."},
+                "password_max_age_days": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}],
+                                          "description": "Days after which a password set is due for rotation."}}
 
 SCHEMAS = {
     "Credential": _object({
@@ -66,7 +73,8 @@ SCHEMAS = {
     "ConnectionTestInput": {
         "type": "object",
         "properties": {"credential_id": INTEGER, **{k: v for k, v in CREDENTIAL_FIELDS.items()
-                                                    if k not in ("name", "description", "group_id", "custom_data")},
+                                                    if k not in ("name", "description", "group_id", "custom_data",
+                                                                 "client_secret_expires_on")},
                        **SECRETS},
     },
     "ConnectionTestResult": _object({

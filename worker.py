@@ -18,8 +18,10 @@ Tasks (each in an application context):
   warnings (scheduler.sweep), due times for new credentials, one ``check`` task
   per credential due within the next minute (scheduled at its due time), a
   ``run`` task for each unfinished "Test all", and a delivery pass;
-- ``check(credential_id)``: claims and checks one credential; schedules its own
-  next check when that comes within the minute (short intervals);
+- ``check(credential_id)``: claims and checks one credential, then any other due
+  credential it can claim (a check held back by its host's limit of 2 is taken
+  by the check that frees the host); schedules each one's next check when that
+  comes within the minute (short intervals);
 - ``run(run_id)``: a "Test all" run;
 - ``deliver``: notifications.deliver_due (also after a check that published);
 - ``prune`` every hour: retention (MAILKEEP_CHECK_RETENTION_DAYS).
@@ -28,12 +30,14 @@ Tasks (each in an application context):
 import argparse
 import logging
 import os
+import time
 from datetime import datetime, timedelta
 
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 
 import notifications
+import database
 from database import db, exclusive
 from models import Credential, NotificationEvent, utcnow
 
@@ -45,6 +49,8 @@ HORIZON = timedelta(seconds=60)
 TASK_MODULE = "mailkeep"
 # Seconds before trying again a check that found its host's limit reached or no slot free.
 RETRY_SECONDS = 2
+# Seconds a check task goes on checking other due credentials before it ends (the next tick starts more).
+DRAIN_SECONDS = 60
 # huey runs a scheduled task in the second of its time, perhaps before the moment: a check that finds its
 # credential due within this margin comes back just after.
 EARLY_MARGIN = timedelta(seconds=1.5)
@@ -57,7 +63,9 @@ def make_huey(app):
     if app.config["REDIS_URL"]:
         queue = RedisHuey(name, url=app.config["REDIS_URL"], utc=True, results=False)
     else:
-        queue = SqliteHuey(name, filename=os.path.join(app.instance_path, "huey.db"), utc=True, results=False)
+        path = os.path.join(app.instance_path, "huey.db")
+        database.keep_private(path)  # 0600, and so its -wal and -shm files: like the database, for its owner only
+        queue = SqliteHuey(name, filename=path, utc=True, results=False)
     app.extensions["mailkeep.huey"] = queue
     app.extensions["mailkeep.tasks"] = _register(queue, app)
     return queue
@@ -80,26 +88,30 @@ def _register(queue, app):
     @queue.task(name="mailkeep.check")
     @in_app
     def check(credential_id):
-        """Claim and check one credential if it is due (services.scheduler)."""
+        """Claim and check one credential if it is due, then go on with any other due credential this worker
+        can claim (services.scheduler), for at most DRAIN_SECONDS: a check held back by its host's limit is
+        picked up by the check that frees the host, not retried on a timer."""
         now = utcnow()
         state = claim_one(credential_id, now)
-        if state == "busy":
-            check.schedule((credential_id,), delay=RETRY_SECONDS)
-            return None
         if isinstance(state, datetime):  # huey's schedule runs to the second: it came a moment early
             check.schedule((credential_id,), eta=state + EARLY_MARGIN)
             return None
-        if state != "claimed":
-            return None
-        answer = scheduler.check_claimed(credential_id)
-        if answer is scheduler.BUSY:
-            check.schedule((credential_id,), delay=RETRY_SECONDS)
-            return None
-        due = Credential.select(Credential.check_due_at).where(Credential.id == credential_id).scalar()
-        if due is not None and due - utcnow() < HORIZON:
-            check.schedule((credential_id,), eta=due)
+        if state == "claimed":
+            _check_and_follow(credential_id)
+        ends = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < ends and (claimed := scheduler.claim_due(utcnow(), 1)):
+            if _check_and_follow(claimed[0]) is scheduler.BUSY:
+                break
         if NotificationEvent.select().where(NotificationEvent.fanned_out == False).exists():  # noqa: E712
             deliver()
+        return None
+
+    def _check_and_follow(credential_id):
+        """Check a claimed credential; schedule its next check when that comes within the minute."""
+        answer = scheduler.check_claimed(credential_id)
+        due = Credential.select(Credential.check_due_at).where(Credential.id == credential_id).scalar()
+        if answer is not scheduler.BUSY and due is not None and due - utcnow() < HORIZON:
+            check.schedule((credential_id,), eta=due)
         return answer
 
     @queue.task(name="mailkeep.run")
@@ -150,7 +162,8 @@ def claim_one(credential_id, now):
     with exclusive("check-claims"):
         row = (Credential.select(Credential.host, Credential.check_due_at, Credential.check_paused,
                                  Credential.check_claimed_until).where(Credential.id == credential_id).first())
-        if row is not None and row.check_due_at is not None and now < row.check_due_at < now + EARLY_MARGIN:
+        if row is not None and row.check_due_at is not None and now < row.check_due_at < now + EARLY_MARGIN \
+                and not row.check_paused:
             return row.check_due_at
         if row is None or row.check_paused or row.check_due_at is None or row.check_due_at > now:
             return "skip"

@@ -219,6 +219,8 @@ def credential_json(credential):
     """A credential as the API shows it: no secret, only whether each is set."""
     return {
         **{name: getattr(credential, name) for name in Credential.EDITABLE if name != "group"},
+        "client_secret_expires_on": credential.client_secret_expires_on.isoformat()
+        if credential.client_secret_expires_on else None,
         "id": credential.id,
         "group_id": credential.group_id,
         **{f"{name}_set": credential.has_secret(name) for name in Credential.secret_fields()},
@@ -261,7 +263,8 @@ class Groups(Entries):
 
     def to_json(self, group):
         return {"id": group.id, "name": group.name, "description": group.description,
-                "is_default": group.is_default,
+                "is_default": group.is_default, "check_interval": group.check_interval,
+                "password_max_age_days": group.password_max_age_days,
                 "credential_count": getattr(group, "credential_count", None) or group.credentials.count()}
 
     def listed(self):

@@ -354,15 +354,28 @@ def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_serve
     check(page, live_server, "the change-password dialog", problems, viewport)
 
     for path in ("/credentials/1/password", "/credentials/1/delete", "/aliases/", "/aliases/1/edit", "/groups/",
-                 "/groups/1/edit", "/tokens/", "/users/", "/audit/", "/audit/?action=nothing", "/no-such-page"):
+                 "/groups/1/edit", "/tokens/", "/users/", "/audit/", "/audit/?action=nothing", "/no-such-page",
+                 "/credentials/1", "/credentials/2", "/credentials/?health=failing", "/notifications/"):
         visit(path)
+    page.goto(f"{live_server}/credentials/")
+    page.get_by_role("button", name="Test all").click()
+    expect(page.locator(".check-run")).to_contain_text("checked")
+    check(page, live_server, "Test all's progress", problems, viewport)
+    page.goto(f"{live_server}/notifications/")
+    label(page, "Name").fill("Ops")
+    label(page, "Webhook URL").fill("https://hooks.example.com/mailkeep")
+    page.get_by_role("button", name="Add channel").click()
+    expect(page.locator(".new-secret")).to_be_visible()
+    check(page, live_server, "a new webhook's signing secret", problems, viewport)
+    page.get_by_role("button", name="Save relay").click()
+    check(page, live_server, "the relay with errors", problems, viewport)
     page.goto(f"{live_server}/tokens/")
     label(page, "Name").fill("phone")
     page.get_by_role("button", name="Make token").click()
     check(page, live_server, "a new token", problems, viewport)
 
     start_session(page, app, live_server, "viewer")
-    for path in ("/credentials/", "/aliases/", "/groups/", "/tokens/", "/credentials/1/edit"):
+    for path in ("/credentials/", "/aliases/", "/groups/", "/tokens/", "/credentials/1/edit", "/credentials/1"):
         visit(path, f"{path} as a viewer")
     page.context.clear_cookies()
     visit("/login", "sign-in")
