@@ -40,6 +40,6 @@ def test_pausing_swaps_the_history_section_and_the_summary_filters(page, live_se
     page.locator(".summary-filter.state-paused").click()
     expect(page).to_have_url(re.compile(r"health=paused"))
     expect(page.locator("#credential-list tbody tr")).to_have_count(1)
-    with models.db.connection_context():
+    with app.app_context(), models.db.connection_context():
         assert models.Credential.get_by_id(first.id).check_paused is True
         assert checks.summary()["paused"] == 1
