@@ -392,6 +392,7 @@ def send_email(recipients, subject, text):
     message.set_content(text)
     timeout = current_app.config["NOTIFICATION_TIMEOUT"]
     context = network.tls_context(current_app.config["CA_FILE"])
+    stage = "connect"
     try:
         if relay.security == "ssl_tls":
             client = smtplib.SMTP_SSL(relay.host, relay.port, timeout=timeout, context=context)
@@ -399,15 +400,19 @@ def send_email(recipients, subject, text):
             client = smtplib.SMTP(relay.host, relay.port, timeout=timeout)
         with client:
             if relay.security == "starttls":
+                stage = "starttls"
                 client.starttls(context=context)
             if relay.username:
+                stage = "login"
                 client.login(relay.username, relay.unseal(keys.ring(), "password"))
+            stage = "send"
             client.send_message(message)
-    except smtplib.SMTPAuthenticationError:
-        raise DeliveryError("the SMTP relay refused the username or password") from None
-    except smtplib.SMTPNotSupportedError:
-        raise DeliveryError("the SMTP relay does not offer STARTTLS") from None
     except smtplib.SMTPException as error:
+        # A relay that hangs up on a wrong password (some do) refused it as much as one answering 535.
+        if stage == "login" or isinstance(error, smtplib.SMTPAuthenticationError):
+            raise DeliveryError("the SMTP relay refused the username or password") from None
+        if isinstance(error, smtplib.SMTPNotSupportedError):
+            raise DeliveryError("the SMTP relay does not offer STARTTLS") from None
         raise DeliveryError(f"the SMTP relay refused the message: {type(error).__name__}") from None
     except (OSError, ssl.SSLError) as error:
         raise DeliveryError(f"the SMTP relay could not be reached: {type(error).__name__}") from None

@@ -36,8 +36,8 @@ from datetime import datetime, timedelta
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 
-import notifications
 import database
+import notifications
 from database import db, exclusive
 from models import Credential, NotificationEvent, utcnow
 
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 HORIZON = timedelta(seconds=60)
 TASK_MODULE = "mailkeep"
+# How much lower than the web server's the worker's processor priority is (nice(2)).
+NICENESS = 10
 # Seconds before trying again a check that found its host's limit reached or no slot free.
 RETRY_SECONDS = 2
 # Seconds a check task goes on checking other due credentials before it ends (the next tick starts more).
@@ -191,6 +193,8 @@ def main(argv=None):
     parser.add_argument("-w", "--workers", type=int, default=None,
                         help="threads running tasks (default: MAILKEEP_CHECK_CONCURRENCY)")
     arguments = parser.parse_args(argv)
+    # Background work yields the processor to the web server on a busy machine: pages first, checks after.
+    os.nice(NICENESS)
     app = create_app()
     queue = make_huey(app)
     workers = arguments.workers or app.config["CHECK_CONCURRENCY"]

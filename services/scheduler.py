@@ -74,7 +74,8 @@ def schedule_new(now):
     for row in rows:
         own = intervals.get(row.group_id)
         due = health.first_check(now, max(own, 5) if own else interval, row.uid)
-        Credential.update(check_due_at=due).where((Credential.id == row.id) & Credential.check_due_at.is_null()).execute()
+        Credential.update(check_due_at=due).where(
+            (Credential.id == row.id) & Credential.check_due_at.is_null()).execute()
     return len(rows)
 
 

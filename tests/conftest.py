@@ -24,6 +24,7 @@ from testdata import (
     LOOPBACK_POLICY,
     MAILBOX_USER,
     NO_TOKEN_CLIENT_ID,
+    OUTBOUND,
     USER_PASSWORD,
     LogRecorder,
     canary_leaks,
@@ -195,10 +196,12 @@ def canary_never_leaks(tmp_path):
     root.setLevel(logging.DEBUG)
     RESPONSE_BODIES.clear()
     DATABASE_LEAKS.clear()
+    OUTBOUND.clear()
     yield
     root.removeHandler(recorder)
     root.setLevel(level)
-    leaks = canary_leaks(RESPONSE_BODIES, "\n".join(recorder.lines), files=tmp_path.glob("*.db*")) + DATABASE_LEAKS
+    leaks = canary_leaks(RESPONSE_BODIES + OUTBOUND, "\n".join(recorder.lines), files=tmp_path.glob("*.db*")) \
+        + DATABASE_LEAKS
     assert not leaks, f"the canary secret leaked to: {leaks}"
 
 

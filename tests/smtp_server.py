@@ -1,7 +1,7 @@
 """A real SMTP server for the tests (aiosmtpd), on loopback, that keeps every message it receives.
 
-With `password`, it requires AUTH LOGIN/PLAIN with `username` and that password (allowed without TLS on
-loopback: it is a test server); with `tls` (a server SSLContext), it offers STARTTLS.
+With `tls` (a server SSLContext) it requires STARTTLS; with `password` too, AUTH LOGIN/PLAIN with
+`username` and that password, after STARTTLS.
 """
 
 import email
@@ -11,6 +11,7 @@ import threading
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from testdata import OUTBOUND
 
 
 class _Keeper:
@@ -21,6 +22,7 @@ class _Keeper:
         self.arrived = threading.Condition()
 
     async def handle_DATA(self, server, session, envelope):
+        OUTBOUND.append(envelope.content)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.arrived:
             self.messages.append((list(envelope.rcpt_tos), message))
@@ -37,7 +39,7 @@ class SmtpServer:
         self.username, self.password = username, password
         options = {}
         if password is not None:
-            options.update(authenticator=self._authenticate, auth_require_tls=False, auth_required=True)
+            options.update(authenticator=self._authenticate, auth_required=True)
         if tls is not None:
             options.update(tls_context=tls, require_starttls=True)
         with socket.socket() as probe:  # aiosmtpd checks it is serving by dialling its port: pick one first

@@ -68,7 +68,8 @@ def test_a_wrong_password_alerts_at_once_a_silent_server_at_its_third_failure_an
         assert receiver.received[0]["payload"]["data"]["credential"]["name"] == "Billing"
         assert receiver.received[0]["payload"]["data"]["cause"] == "auth_failed"
         assert receiver.received[0]["payload"]["data"]["field"] == "password"
-        assert receiver.received[0]["payload"]["data"]["credential"]["url"].endswith(f"/credentials/{wrong.id}/edit#password")
+        link = receiver.received[0]["payload"]["data"]["credential"]["url"]
+        assert link.endswith(f"/credentials/{wrong.id}/edit#password")
         assert [message["Subject"] for _, message in smtp.messages] == ["[Mailkeep] Billing is failing"]
         assert "The server rejected the username or password." in smtp.messages[0][1].get_content()
         assert receiver.rejected == []

@@ -12,6 +12,7 @@ import threading
 import time
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from testdata import OUTBOUND
 
 
 class WebhookReceiver:
@@ -31,6 +32,7 @@ class WebhookReceiver:
             def do_POST(self):
                 receiver.requests += 1
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                OUTBOUND.append(str(self.headers).encode() + body)
                 try:
                     payload = Webhook(receiver.secret).verify(body, dict(self.headers.items()))
                 except (WebhookVerificationError, TypeError, ValueError) as error:

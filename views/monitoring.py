@@ -51,8 +51,9 @@ class DatabaseCollector:
         yield self._durations()
         deliveries = GaugeMetricFamily("mailkeep_notification_deliveries", "Notification deliveries by outcome.",
                                        labels=["status"])
-        for status, count in (NotificationDelivery.select(NotificationDelivery.status, fn.COUNT(NotificationDelivery.id))
-                              .group_by(NotificationDelivery.status).tuples()):
+        by_status = (NotificationDelivery.select(NotificationDelivery.status, fn.COUNT(NotificationDelivery.id))
+                     .group_by(NotificationDelivery.status).tuples())
+        for status, count in by_status:
             deliveries.add_metric([status], count)
         yield deliveries
         beat = scheduler.last_beat()
