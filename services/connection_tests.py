@@ -62,7 +62,8 @@ class TestOutcome:
     receipt: str | None = None
 
 
-def test(values, typed=None, saved=None, *, actor, list_folders=False, slots=None, run_id=None, now=None):
+def test(values, typed=None, saved=None, *, actor, list_folders=False, slots=None, run_id=None, now=None,
+         audited=True):
     """Test the connection `values` ({name: value} for logins.CONNECTION_FIELDS, already validated).
 
     `typed` are the secrets typed with them ({name: text}); `saved` the saved
@@ -74,7 +75,9 @@ def test(values, typed=None, saved=None, *, actor, list_folders=False, slots=Non
     `now` the time it counts at, naive UTC, now unless given); an unreadable
     stored secret is then recorded as a failure too. `slots` are the
     concurrency slots to hold (the app's hand-started tests' unless given:
-    scheduled checks have their own).
+    scheduled checks have their own). `audited` False leaves the audit log out
+    (scheduled checks and "Test all" runs, whose every check is in the history
+    already and would flood the log; the run itself is logged).
     """
     login = LoginSecrets(saved, values, typed)
     as_saved = saved is not None and not any(login.typed.values()) and values == saved.connection_values()
@@ -86,7 +89,8 @@ def test(values, typed=None, saved=None, *, actor, list_folders=False, slots=Non
                 saved.record_test(False, UNREADABLE_SECRET, at=now)
                 checks.record(saved, ok=False, cause_code=checks.SECRET_UNREADABLE, summary=UNREADABLE_SECRET,
                               actor=actor, run_id=run_id, now=now)
-                audit.record("connection_test", saved, actor=actor, outcome="failed", details=UNREADABLE_SECRET)
+                if audited:
+                    audit.record("connection_test", saved, actor=actor, outcome="failed", details=UNREADABLE_SECRET)
         return TestOutcome(blamed={login.needed.name: UNREADABLE_SECRET})
     if not secrets:
         return TestOutcome(ask_secret=login.needed.name)
@@ -99,11 +103,12 @@ def test(values, typed=None, saved=None, *, actor, list_folders=False, slots=Non
         if as_saved:
             saved.record_test(result.ok, result.summary, at=now)
             checks.record_result(saved, result, actor=actor, run_id=run_id, now=now)
-        audit.record(
-            "connection_test", saved, actor=actor, outcome=_outcome(result),
-            details=f"{'saved settings' if as_saved else 'values on screen'}: {settings.protocol} "
-                    f"{settings.host}:{settings.port} as {settings.username}. {result.summary}",
-        )
+        if audited:
+            audit.record(
+                "connection_test", saved, actor=actor, outcome=_outcome(result),
+                details=f"{'saved settings' if as_saved else 'values on screen'}: {settings.protocol} "
+                        f"{settings.host}:{settings.port} as {settings.username}. {result.summary}",
+            )
     return TestOutcome(
         result=result, blamed={result.cause.field: result.cause.message} if result.cause else {},
         # A test of the saved credential as saved is recorded already; only other values need a receipt.
@@ -116,9 +121,10 @@ def _outcome(result):
     return result.cause.code if result.cause else "ok"
 
 
-def test_saved(credential, *, actor, slots=None, run_id=None, now=None):
+def test_saved(credential, *, actor, slots=None, run_id=None, now=None, audited=True):
     """Test a saved credential with its stored secret and record the outcome on it (see ``test``)."""
-    return test(credential.connection_values(), saved=credential, actor=actor, slots=slots, run_id=run_id, now=now)
+    return test(credential.connection_values(), saved=credential, actor=actor, slots=slots, run_id=run_id, now=now,
+                audited=audited)
 
 
 def record_receipt(credential, receipt, *, tested_for, actor):

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from datetime import timedelta
 
 import pytest
@@ -216,3 +217,30 @@ def test_old_history_is_pruned_after_the_retention(app, dovecot):
         scheduler.run_due(now=utcnow() - timedelta(days=1), everything=True)
         assert scheduler.prune() == 1
         assert CredentialCheck.select().where(CredentialCheck.credential == credential.id).count() == 1
+
+
+def test_scheduled_checks_never_take_the_slots_of_tests_people_start(app, client, dovecot):
+    """Every hand-started slot taken: scheduled checks still run; every scheduled slot taken: Test still works."""
+    credential = _dovecot_credential(app, dovecot)
+    app.extensions["mailkeep.test_slots"] = threading.BoundedSemaphore(1)
+    assert app.extensions["mailkeep.test_slots"].acquire(blocking=False)
+    with app.app_context(), models.db.connection_context():
+        assert scheduler.run_due(everything=True)["ok"] == 1
+    app.extensions["mailkeep.test_slots"].release()
+    app.extensions["mailkeep.check_slots"] = threading.BoundedSemaphore(1)
+    assert app.extensions["mailkeep.check_slots"].acquire(blocking=False)
+    assert client.post(f"/credentials/{credential.id}/test", headers=HTMX).status_code == 200
+    with app.app_context(), models.db.connection_context():
+        assert scheduler.run_due(everything=True) == {"ok": 0, "failing": 0, "busy": 1}
+        assert Credential.get_by_id(credential.id).check_claimed_until is None  # given back, still due
+
+
+def test_scheduled_checks_fill_the_history_not_the_audit_log(app, client, dovecot):
+    credential = _dovecot_credential(app, dovecot)
+    with app.app_context(), models.db.connection_context():
+        scheduler.run_due(everything=True)
+        assert models.AuditEvent.select().where(models.AuditEvent.action == "connection_test").count() == 0
+    client.post(f"/credentials/{credential.id}/test", headers=HTMX)
+    with models.db.connection_context():
+        assert models.AuditEvent.select().where(models.AuditEvent.action == "connection_test").count() == 1
+        assert CredentialCheck.select().count() == 2

@@ -10,7 +10,7 @@ from playhouse.flask_utils import get_object_or_404
 import health
 import worker
 from access import actor_name, requires
-from models import CheckRun, Credential
+from models import CheckRun, Credential, CredentialCheck
 from web import after_change, announce, fragment_or_page, is_htmx
 
 from services import checks, scheduler
@@ -44,7 +44,7 @@ def chart(history):
 
 def history_context(credential):
     """What credentials/_history.html needs for `credential`."""
-    history = list(checks.CredentialCheck.of(credential.id).limit(CHART_CHECKS))
+    history = list(CredentialCheck.of(credential.id).limit(CHART_CHECKS))
     return {
         "history": history[:HISTORY_ROWS], "bars": chart(history), "chart_size": (CHART_WIDTH, CHART_HEIGHT),
         "uptimes": checks.uptimes(credential.id), "state_changes": checks.changes(credential.id),
