@@ -203,12 +203,16 @@ COLUMNS = [
 
 
 def apply(keyring):
-    """Add the columns (a secret's set time starts as the credential's last update), then the tables and the
-    index the scheduler reads due credentials by."""
+    """Add the columns (a secret's set time starts as the credential's last update), the indexes the
+    scheduler and the list's summary read, then the tables."""
     timestamp = "DATETIME" if is_sqlite() else "TIMESTAMP"
     for table, column, definition in COLUMNS:
         db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {definition.format(timestamp=timestamp)}')
     db.execute_sql('UPDATE "credential" SET "secret_set_at" = "updated_at"')
     db.execute_sql('CREATE INDEX "credential_check_due_at" ON "credential" ("check_due_at")')
+    # The list's health summary counts by state, and finds what expires soon, without reading every row.
+    db.execute_sql('CREATE INDEX "credential_check_state" ON "credential" ("check_paused", "check_state")')
+    db.execute_sql('CREATE INDEX "credential_certificate_not_after" ON "credential" ("certificate_not_after")')
+    db.execute_sql('CREATE INDEX "credential_client_secret_expires_on" ON "credential" ("client_secret_expires_on")')
     db.create_tables(TABLES)
 
