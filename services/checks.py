@@ -8,6 +8,7 @@ resuming (the only change of a credential's watch that people make; Mailkeep nev
 """
 
 import json
+import time
 from datetime import timedelta
 
 from flask import current_app
@@ -28,6 +29,8 @@ MISSING_SECRET_SUMMARY = "No password or client secret is stored, so it cannot l
 SUMMARY_FILTERS = ("ok", "failing", "expiring", "unchecked", "paused")
 SUMMARY_LABELS = {"ok": "OK", "failing": "Failing", "expiring": "Expiring soon", "unchecked": "Never checked",
                   "paused": "Paused"}
+# Seconds a process keeps the summary's counts (see ``summary``).
+SUMMARY_SECONDS = 5.0
 UPTIME_WINDOWS = (("24 h", timedelta(hours=24)), ("7 days", timedelta(days=7)), ("30 days", timedelta(days=30)))
 
 
@@ -109,6 +112,8 @@ def record(credential, *, ok, cause_code="", cause_detail="", summary="", durati
                         Credential.certificate_issuer: certificate.issuer[:255],
                         Credential.certificate_warned_days: warned})
     Credential.update(changes).where(Credential.id == credential.id).execute()
+    if verdict.changed:
+        forget_summary()
     for field, value in changes.items():
         setattr(credential, field.name, value)
     # Any "Test all" run started by now that still waits for this credential has its check: this one (a
@@ -146,6 +151,7 @@ def set_paused(credential, paused, *, actor, now=None):
                             to_state=health.PAUSED if paused else "resumed", actor=actor)
         audit.record("check_pause" if paused else "check_resume", credential, actor=actor)
     credential.check_paused = paused
+    forget_summary()
 
 
 def history(credential_id, limit=20):
@@ -198,10 +204,20 @@ def summary_condition(name, now=None):
     }[name]
 
 
-def summary(now=None):
+def summary(now=None, fresh=False):
     """{filter name: count} for SUMMARY_FILTERS: OK, failing, never checked and paused count each credential
     once (paused ones only as paused); expiring soon counts those whose certificate or client secret expires
-    within the largest warning window, whatever their state."""
+    within the largest warning window, whatever their state.
+
+    Counting reads every row's state (from an index): at 100,000 credentials
+    that is 10 to 30 ms, so each process keeps the counts for SUMMARY_SECONDS
+    (a check or a pause in this process forgets them at once); `fresh` counts
+    anew.
+    """
+    cache = current_app.extensions.setdefault("mailkeep.summary", {})
+    key = current_app.config["EXPIRY_WARNING_DAYS"]
+    if not fresh and now is None and cache.get("key") == key and cache.get("until", 0) > time.monotonic():
+        return dict(cache["counts"])
     counts = dict.fromkeys(SUMMARY_FILTERS, 0)
     rows = (Credential.select(Credential.check_paused, Credential.check_state, fn.COUNT(Credential.id))
             .group_by(Credential.check_paused, Credential.check_state).tuples())
@@ -209,7 +225,14 @@ def summary(now=None):
         key = "paused" if paused else {health.OK: "ok", health.FAILING: "failing"}.get(state, "unchecked")
         counts[key] += count
     counts["expiring"] = Credential.select().where(expiring_condition(now)).count()
+    if now is None:
+        cache.update(counts=dict(counts), key=key, until=time.monotonic() + SUMMARY_SECONDS)
     return counts
+
+
+def forget_summary():
+    """Have the next ``summary`` count anew (after a change of state in this process)."""
+    current_app.extensions.get("mailkeep.summary", {}).clear()
 
 
 def check_json(check):

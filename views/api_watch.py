@@ -29,7 +29,7 @@ def credential_checks(row_id):
 def health_summary():
     """The summary counts (as on the credentials page) and when a worker last said it is alive."""
     beat = scheduler.last_beat()
-    return {"counts": checks.summary(), "worker_heartbeat": beat.isoformat() + "Z" if beat else None,
+    return {"counts": checks.summary(fresh=True), "worker_heartbeat": beat.isoformat() + "Z" if beat else None,
             "check_interval": current_app.config["CHECK_INTERVAL"]}
 
 

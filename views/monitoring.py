@@ -38,7 +38,7 @@ class DatabaseCollector:
     def collect(self):
         states = GaugeMetricFamily("mailkeep_credentials", "Credentials by state (paused counted apart).",
                                    labels=["state"])
-        for state, count in checks.summary().items():
+        for state, count in checks.summary(fresh=True).items():
             states.add_metric([state], count)
         yield states
         outcomes = CounterMetricFamily("mailkeep_checks", "Checks kept in the history, by outcome and cause.",

@@ -42,4 +42,4 @@ def test_pausing_swaps_the_history_section_and_the_summary_filters(page, live_se
     expect(page.locator("#credential-list tbody tr")).to_have_count(1)
     with app.app_context(), models.db.connection_context():
         assert models.Credential.get_by_id(first.id).check_paused is True
-        assert checks.summary()["paused"] == 1
+        assert checks.summary(fresh=True)["paused"] == 1
