@@ -13,8 +13,12 @@ TEST_PACKAGES := dovecot-imapd dovecot-pop3d chromium postgresql redis-server
 
 .PHONY: run test demo system-packages
 
+# The web server and the background worker (scheduled checks, notifications), started together; Ctrl-C (or
+# either of them ending) stops both.
 run: $(VENV)/.installed
-	@echo "Mailkeep: http://$(HOST):$(PORT)/  (Ctrl-C stops it)"
+	@echo "Mailkeep: http://$(HOST):$(PORT)/ and its worker  (Ctrl-C stops both)"
+	@$(VENV)/bin/python worker.py & worker=$$!; \
+	trap 'kill -INT $$worker 2>/dev/null; wait $$worker' EXIT; \
 	$(VENV)/bin/gunicorn --preload --workers $(WORKERS) --threads $(THREADS) --bind $(HOST):$(PORT) \
 		--no-control-socket --access-logfile - 'app:create_app()'
 
@@ -28,11 +32,13 @@ demo: $(VENV)/.installed system-packages
 # Benchmarks, not part of make test: how long a connection test takes against the bare IMAP exchange it
 # performs (in process and through gunicorn, on loopback and behind a proxy adding 20 ms each way; writes
 # bench/connection_test.md), and the lists at 10,000 and 100,000 credentials on SQLite and PostgreSQL
-# against a bare page of the same rows (writes bench/list.md).
+# against a bare page of the same rows (writes bench/list.md); scheduled checks of 1,000 credentials against the
+# test Dovecot (writes bench/checks.md).
 .PHONY: bench
 bench: $(VENV)/.installed system-packages
 	$(VENV)/bin/python bench/connection_test.py
 	$(VENV)/bin/python bench/list.py
+	$(VENV)/bin/python bench/checks.py
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(call apt_install,python3-venv)

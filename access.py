@@ -7,6 +7,7 @@ exists, every page leads to the set-up page, and there is no default password.
 """
 
 import hashlib
+import ipaddress
 import time
 from http import HTTPStatus
 
@@ -19,9 +20,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import audit
 from models import ApiToken, ServiceToken, User, fold
-from web import TooManyFormParts, explain_refusal, is_htmx
-
 from services import service_accounts
+from web import TooManyFormParts, explain_refusal, is_htmx
 
 PUBLIC = "public"
 # The "role" of routes no person may use, whatever their role: reading a connection (its secret) is for
@@ -57,6 +57,17 @@ def serves(scope):
     models.SCOPES) may use. Every view without this mark refuses service accounts (403)."""
     def mark(view):
         view.service_scope = scope
+        return view
+    return mark
+
+
+def token_or_networks(setting):
+    """Mark a view outside the API that is read by machines: signed in like the API (a Bearer token, no
+    session, no CSRF), or without a token from an address in the networks of the configuration key
+    `setting` (a tuple of ip_network, e.g. METRICS_NETWORKS)."""
+    def mark(view):
+        view.takes_token = True
+        view.open_to_networks = setting
         return view
     return mark
 
@@ -214,6 +225,8 @@ def check_access():
             return _deny(503, "Mailkeep is not set up yet.", url_for("auth.setup"))
         return _protect()
     role = _required_role(view, request.method)
+    if getattr(view, "takes_token", False):
+        return None if role == PUBLIC or _from_open_network(view.open_to_networks) else _check_token(role)
     if is_api():
         return None if role == PUBLIC else _check_token(role, _service_scope(view, request.method))
     _protect()
@@ -224,6 +237,15 @@ def check_access():
     if not current_user.may(role):
         return _deny(403, f"This needs the {role} role; you are a {current_user.role}.")
     return None
+
+
+def _from_open_network(setting):
+    """True when the request comes from an address in the networks the configuration key `setting` lists."""
+    try:
+        address = ipaddress.ip_address((request.remote_addr or "").split("%")[0])
+    except ValueError:
+        return False
+    return any(address in network for network in current_app.config.get(setting, ()))
 
 
 def _set_up():
@@ -256,8 +278,12 @@ def may(endpoint, method="GET"):
 
 
 def is_api():
-    """True for a request to the JSON API (its blueprint, or any path under it, even one that matched nothing)."""
-    return request.blueprint == "api" or request.path.startswith(API_PREFIX)
+    """True for a request to the JSON API (its blueprint, or any path under it, even one that matched nothing),
+    or to a view read by machines (``token_or_networks``)."""
+    if request.blueprint == "api" or request.path.startswith(API_PREFIX):
+        return True
+    view = current_app.view_functions.get(request.endpoint)
+    return bool(getattr(view, "takes_token", False))
 
 
 def _protect():

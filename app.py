@@ -20,20 +20,25 @@ import migrations
 import models
 import slots
 import web
+import worker
 from probe import protocols
 from views import (
     account,
     aliases,
     api,
+    api_watch,  # noqa: F401 (its routes join the API's blueprint when imported)
     auth,
     credentials,
     events,
     groups,
+    monitoring,
+    notification_pages,
     secret_versions,
     service_accounts,
     serving,
     tokens,
     users,
+    watch,
 )
 
 # No inline script or style anywhere (htmx is configured not to need them), so the policy can be strict.
@@ -69,6 +74,11 @@ def create_app(test_config=None):
         app.config["CONNECTION_TEST_LIMIT"], app.config["REDIS_URL"],
         hold_seconds=app.config["CONNECTION_TEST_DEADLINE"] + 30,
     )
+    # Scheduled checks have slots of their own, so they never take those of tests people start.
+    app.extensions["mailkeep.check_slots"] = slots.make(
+        app.config["CHECK_CONCURRENCY"], app.config["REDIS_URL"],
+        hold_seconds=app.config["CONNECTION_TEST_DEADLINE"] + 30, name="scheduled-checks",
+    )
 
     if proxies := app.config["TRUSTED_PROXIES"]:
         # Sign-in limits count per client address; behind a proxy that address is in X-Forwarded-For.
@@ -91,13 +101,15 @@ def create_app(test_config=None):
         if g.pop("opened_database", False):
             database.db.close()
 
+    worker.make_huey(app)
     access.init_app(app)
     app.url_map.converters["id"] = web.RowIdConverter  # before the blueprints' routes use it
     for blueprint in (auth.bp, account.bp, credentials.bp, aliases.bp, groups.bp, users.bp, tokens.bp, events.bp,
-                      api.bp, secret_versions.bp, service_accounts.bp, serving.bp):
+                      api.bp, secret_versions.bp, service_accounts.bp, serving.bp, watch.bp, notification_pages.bp,
+                      monitoring.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "home", access.requires("viewer")(lambda: redirect(url_for("credentials.index"))))
-    for command in (cli.credentials_cli, cli.users_cli, cli.keys_cli):
+    for command in (cli.credentials_cli, cli.users_cli, cli.keys_cli, cli.checks_cli):
         app.cli.add_command(command)
     app.add_template_filter(ago)
     # What templates compare and word against: the protocol constants and the secrets' rules, never literals.

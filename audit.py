@@ -18,6 +18,9 @@ ACTIONS = (
     # Service accounts and secret versions (issue 11).
     "service_account_create", "service_account_update", "service_account_delete", "service_token_create",
     "service_token_revoke", "secret_read", "secret_rotation", "secret_restore",
+    # Watching (issue 10).
+    "check_pause", "check_resume", "check_run", "channel_create", "channel_update",
+    "channel_delete", "smtp_change",
 )
 
 

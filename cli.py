@@ -17,11 +17,12 @@ import config
 import encryption
 import keys
 import logins
+import notifications
 from audit import COMMAND_LINE
 from forms import CONTROL_CHARACTERS, AccountForm, CredentialForm, Invalid, NewPasswordForm, validated
 from models import ROLES, Credential, Group, User
 from probe import protocols
-from services import accounts, connection_tests
+from services import accounts, connection_tests, scheduler
 from services.entries import save_credential
 
 
@@ -45,6 +46,7 @@ class Commands(AppGroup):
 
 
 credentials_cli = Commands("credentials", help="List, add and test credentials.")
+checks_cli = Commands("checks", help="Run the scheduled checks once (for cron), deliver notifications.")
 users_cli = Commands("users", help="Create users, change their role or password, disable or delete them.")
 keys_cli = Commands("keys", help="Encryption keys.")
 
@@ -125,6 +127,19 @@ def test_credential(credential_id):
             click.echo(f"The server said: {result.cause.server_reply}", err=True)
         sys.exit(1)
     click.echo(f"\n{result.summary}")
+
+
+@checks_cli.command("run")
+@click.option("--all", "everything", is_flag=True, help="Check every credential not paused, due or not.")
+def run_checks(everything):
+    """Run the checks that are due (or all of them) once, deliver the notifications they made, and print
+    the counts. Several of these (or workers) at once never check one credential twice: each claims it first."""
+    counts = scheduler.run_due(everything=everything)
+    scheduler.sweep()
+    delivered = notifications.deliver_due()
+    click.echo(f"{counts['ok']} ok, {counts['failing']} failing, {counts['busy']} left for later (no free slot); "
+               f"notifications: {delivered['delivered']} delivered, {delivered['retrying']} to retry, "
+               f"{delivered['failed']} given up")
 
 
 @keys_cli.command("rotate")

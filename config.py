@@ -7,6 +7,7 @@ generated once into a file in the instance folder (mode 0600) and reused on
 every start; the encryption keys are keys.py's.
 """
 
+import ipaddress
 import logging
 import os
 import secrets
@@ -68,6 +69,20 @@ DEFAULTS = {
     "SECRET_VERSIONS_KEPT": 5,
     # Seconds a replaced secret stays readable by service accounts (?version=previous) unless a change says.
     "SECRET_GRACE_SECONDS": 86400,
+    # Scheduled checks (health.py, checks.py, worker.py): seconds between two checks of a credential (0: no
+    # scheduled checks; at least 5), checks at once across the workers, failures in a row of a cause that may
+    # pass before a credential counts as failing, days of check history kept, the days before a certificate's
+    # or client secret's expiry to warn at, and hours between reminders while a credential stays failing (0: none).
+    "CHECK_INTERVAL": 900,
+    "CHECK_CONCURRENCY": 4,
+    "CHECK_FAILURES_BEFORE_ALERT": 3,
+    "CHECK_RETENTION_DAYS": 90,
+    "EXPIRY_WARNING_DAYS": "21,7",
+    "CHECK_REMINDER_HOURS": 24,
+    # Networks (CIDR, comma-separated) that may read /metrics without an API token.
+    "METRICS_NETWORKS": "",
+    # Seconds a webhook target or the SMTP relay may take to answer one delivery attempt.
+    "NOTIFICATION_TIMEOUT": 10.0,
 }
 
 SECRET_KEY_FILE = "secret_key"
@@ -154,6 +169,7 @@ def load(app, test_config=None):
                                  "the previous one)")
     _at_least_zero(app, "SECRET_GRACE_SECONDS", "a whole number of seconds, 0 or more (at most 30 days)",
                    MAX_GRACE_SECONDS)
+    _watching(app)
     if not str(app.config["TRUSTED_PROXIES"]).isdigit():
         raise ConfigurationError("MAILKEEP_TRUSTED_PROXIES must be a whole number (0 when no proxy is in front)")
     app.config["TRUSTED_PROXIES"] = int(app.config["TRUSTED_PROXIES"])
@@ -181,6 +197,50 @@ def load(app, test_config=None):
         deadline=app.config["CONNECTION_TEST_DEADLINE"], greeting_timeout=app.config["GREETING_TIMEOUT"],
         ca_file=app.config["CA_FILE"], policy=policy, advice=providers.advice, setting_names=SETTING_NAMES,
     )
+
+
+# The shortest scheduled-check interval (seconds): for tests and demos.
+MINIMUM_CHECK_INTERVAL = 5
+
+
+def _watching(app):
+    """Check and convert the scheduled checks' and notifications' settings (see DEFAULTS); ConfigurationError
+    names the one that cannot be used."""
+    try:
+        interval = int(app.config["CHECK_INTERVAL"])
+        if interval != 0 and interval < MINIMUM_CHECK_INTERVAL:
+            raise ValueError(interval)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"MAILKEEP_CHECK_INTERVAL must be a whole number of seconds, at least {MINIMUM_CHECK_INTERVAL} "
+            "(0 turns scheduled checks off)") from None
+    app.config["CHECK_INTERVAL"] = interval
+    _positive(app, "CHECK_CONCURRENCY", int, "a positive whole number")
+    _positive(app, "CHECK_FAILURES_BEFORE_ALERT", int, "a positive whole number")
+    _positive(app, "CHECK_RETENTION_DAYS", int, "a positive whole number of days")
+    _positive(app, "NOTIFICATION_TIMEOUT", float, "a positive number of seconds")
+    try:
+        reminder = float(app.config["CHECK_REMINDER_HOURS"])
+        if reminder < 0:
+            raise ValueError(reminder)
+    except (TypeError, ValueError):
+        raise ConfigurationError("MAILKEEP_CHECK_REMINDER_HOURS must be a number of hours (0: no reminders)") from None
+    app.config["CHECK_REMINDER_HOURS"] = reminder
+    try:
+        days = sorted({int(part) for part in str(app.config["EXPIRY_WARNING_DAYS"]).split(",") if part.strip()},
+                      reverse=True)
+        if not days or days[-1] <= 0:
+            raise ValueError(days)
+    except ValueError:
+        raise ConfigurationError("MAILKEEP_EXPIRY_WARNING_DAYS must be positive whole numbers of days, "
+                                 "comma-separated (e.g. 21,7)") from None
+    app.config["EXPIRY_WARNING_DAYS"] = tuple(days)
+    try:
+        app.config["METRICS_NETWORKS"] = tuple(
+            ipaddress.ip_network(part.strip()) for part in str(app.config["METRICS_NETWORKS"] or "").split(",")
+            if part.strip())
+    except ValueError as error:
+        raise ConfigurationError(f"MAILKEEP_METRICS_NETWORKS: {error}") from None
 
 
 def _shared_counters(app):

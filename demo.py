@@ -19,15 +19,13 @@ from werkzeug.serving import make_server
 # The demo's servers are the ones the test suite runs against.
 sys.path.insert(0, str(pathlib.Path(__file__).parent / "tests"))
 
-from dovecot import Dovecot, MailUser  # noqa: E402
-from token_server import OAuthClient, TokenServer  # noqa: E402
-
 import models  # noqa: E402
 from app import create_app  # noqa: E402
-
+from dovecot import Dovecot, MailUser  # noqa: E402
 from probe import protocols  # noqa: E402
 from services import service_accounts  # noqa: E402
 from services.entries import save_credential  # noqa: E402
+from token_server import OAuthClient, TokenServer  # noqa: E402
 
 MAILBOX = MailUser("demo@example.test", "demo-password")
 CLIENT_ID, CLIENT_SECRET = "mailkeep-demo", "demo-client-secret"

@@ -335,6 +335,10 @@ class CredentialForm(ConnectionForm):
     description = TextAreaField("Description", [DataRequired(), Length(max=2000), only_line_breaks], filters=[strip])
     group = SelectField("Group", coerce=int)
     custom_data = FieldList(FormField(CustomDataRow))
+    client_secret_expires_on = DateField(
+        "Client secret expires on", [Optional()],
+        description="Optional. Some providers (Microsoft Entra) end client secrets; Mailkeep warns before the day.",
+    )
 
     FIELDS = Credential.EDITABLE
 
@@ -468,8 +472,14 @@ class GroupForm(ModelForm):
         filters=[strip],
     )
     description = StringField("Description", [Length(max=500), no_control_characters], filters=[strip], default="")
+    check_interval = IntegerField(
+        "Check every (seconds)", [Optional(), NumberRange(min=5, max=7 * 86400)],
+        description="Empty: MAILKEEP_CHECK_INTERVAL.")
+    password_max_age_days = IntegerField(
+        "Rotate passwords after (days)", [Optional(), NumberRange(min=1, max=3650)],
+        description="Empty: no rotation reminders.")
 
-    FIELDS = ("name", "description")
+    FIELDS = ("name", "description", "check_interval", "password_max_age_days")
 
 
 def max_custom_data_rows():

@@ -33,9 +33,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 import logins
 from database import db, is_sqlite, upsert
-from sealing import Sealed, SecretField
-
 from probe import protocols
+from sealing import Sealed, SecretField
 
 SUMMARY_LENGTH = 300
 
@@ -157,6 +156,10 @@ class Group(BaseModel):
     name_key = CharField(max_length=100, unique=True)
     description = TextField(default="")
     is_default = BooleanField(default=False)
+    # Seconds between scheduled checks of its credentials (None: MAILKEEP_CHECK_INTERVAL), and the days after
+    # which a password set is "due for rotation" (None: never). Migration 6.
+    check_interval = IntegerField(null=True)
+    password_max_age_days = IntegerField(null=True)
 
     DEFAULT_NAME = "Default"
     FOLDED = (("name", "name_key"),)
@@ -239,9 +242,30 @@ class Credential(Sealed, BaseModel):
     # Moves on with every save (settings, secrets; not a connection test's outcome): the API's ETag, so a
     # change can say which revision it was made against (check-and-set, claim_revision). Migration 7.
     revision = IntegerField(default=1)
+    # Watching it (migration 6; health.py owns what they mean): its state ("unknown" until first checked, "ok",
+    # "failing"), whether people paused its scheduled checks, consecutive failed checks, since when the state
+    # holds, the cause code of the last failure, when the next scheduled check is due and until when a worker
+    # holds it, when a failing notice was last sent; the last certificate seen and the smallest expiry warning
+    # sent for it; the OAuth2 client secret's expiry day and its warning; when a secret was last set and when
+    # "due for rotation" was last said.
+    check_state = CharField(max_length=16, default="unknown")
+    check_paused = BooleanField(default=False)
+    check_failures = IntegerField(default=0)
+    check_state_since = DateTimeField(null=True)
+    check_cause = CharField(max_length=60, default="")
+    check_due_at = DateTimeField(null=True)
+    check_claimed_until = DateTimeField(null=True)
+    check_noticed_at = DateTimeField(null=True)
+    certificate_not_after = DateTimeField(null=True)
+    certificate_issuer = CharField(max_length=255, default="")
+    certificate_warned_days = IntegerField(null=True)
+    client_secret_expires_on = DateField(null=True)
+    secret_warned_days = IntegerField(null=True)
+    secret_set_at = DateTimeField(null=True)
+    rotation_warned_at = DateTimeField(null=True)
 
     # What a person edits: the connection settings (the fields of a connection test), and how it is listed.
-    EDITABLE = ("name", "description", "group", *logins.CONNECTION_FIELDS)
+    EDITABLE = ("name", "description", "group", *logins.CONNECTION_FIELDS, "client_secret_expires_on")
     FOLDED = (("name", "name_key"), ("username", "username_key"))
     SEARCHED = ("name", "description", "host", "username")
     SORTED = (("name", "name_sort"),)
@@ -253,7 +277,7 @@ class Credential(Sealed, BaseModel):
         return protocols.SECURITY_LABELS.get(self.security, self.security)
 
     @classmethod
-    def search(cls, text="", group_id=None, protocol=None, auth=None):
+    def search(cls, text="", group_id=None, protocol=None, auth=None, where=()):
         """Credentials matching the filters, in natural order of their names, with their group; never their
         ciphertexts.
 
@@ -267,29 +291,31 @@ class Credential(Sealed, BaseModel):
         listed = [field for field in cls._meta.sorted_fields
                   if not isinstance(field, SecretField) and field.name not in ("search_text", "name_sort")]
         query = cls.select(*listed, *secret_set, Group.id, Group.name).join(Group).order_by(cls.name_sort, cls.id)
-        return query.where(*cls._filters(text, group_id, protocol, auth))
+        return query.where(*cls._filters(text, group_id, protocol, auth, where))
 
     @classmethod
-    def page_of(cls, page, per_page, text="", group_id=None, protocol=None, auth=None):
+    def page_of(cls, page, per_page, text="", group_id=None, protocol=None, auth=None, where=()):
         """One page (1-based `page` of `per_page` rows) of ``search`` with these filters, as a list.
 
         The page's ids come first, in name order, from an index holding both the
         order and what the filters read (migration 4), and only then those rows
         whole: a search matching tens of thousands reads 20 whole rows, not all.
         """
-        ids = [row_id for (row_id,) in cls.select(cls.id).where(*cls._filters(text, group_id, protocol, auth))
+        ids = [row_id for (row_id,) in cls.select(cls.id).where(*cls._filters(text, group_id, protocol, auth, where))
                .order_by(cls.name_sort, cls.id).paginate(page, per_page).tuples()]
         rows = {row.id: row for row in cls.search().where(cls.id.in_(ids))} if ids else {}
         return [rows[row_id] for row_id in ids if row_id in rows]
 
     @classmethod
-    def count_matching(cls, text="", group_id=None, protocol=None, auth=None):
-        """How many credentials ``search`` finds with these filters: a plain COUNT on the filtered table."""
-        return cls.select().where(*cls._filters(text, group_id, protocol, auth)).count()
+    def count_matching(cls, text="", group_id=None, protocol=None, auth=None, where=()):
+        """How many credentials ``search`` finds with these filters: a plain COUNT on the filtered table.
+        `where` (here and above) adds conditions of the caller's (the health summary's filters)."""
+        return cls.select().where(*cls._filters(text, group_id, protocol, auth, where)).count()
 
     @classmethod
-    def _filters(cls, text, group_id, protocol, auth):
+    def _filters(cls, text, group_id, protocol, auth, where=()):
         conditions = [cls.containing(text)] if text else []
+        conditions.extend(where)
         if group_id:
             conditions.append(cls.group == group_id)
         if protocol:
@@ -349,11 +375,19 @@ class Credential(Sealed, BaseModel):
             self.replace_custom_data(custom_data)
         return self
 
+    def seal(self, keyring, name, plaintext):
+        """sealing.Sealed.seal, noting when a secret was last set (for "due for rotation")."""
+        super().seal(keyring, name, plaintext)
+        self.secret_set_at = utcnow()
+        self.rotation_warned_at = None
+
     def save(self, *args, **kwargs):
         """Save with the host in lowercase (host names ignore case), a fresh ``updated_at`` and the next
         ``revision``."""
         self.host = self.host.lower()
         self.updated_at = utcnow()
+        if Credential.client_secret_expires_on in self.dirty_fields:  # a new expiry day is warned of afresh
+            self.secret_warned_days = None
         saved = super().save(*args, **kwargs)
         # Moved on in SQL, so two saves at once never both write the same next number.
         Credential.update(revision=Credential.revision + 1).where(Credential.id == self.id).execute()
@@ -881,5 +915,209 @@ def _as_datetime(value):
     return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
+# Scheduled checks, health history and notifications (migration 6). What the rows mean is health.py's and
+# notifications.py's; here are the rows and their queries.
+
+class CredentialCheck(BaseModel):
+    """One check of a saved credential, however it was started: when (`at`, naive UTC), how it ended (`ok`,
+    `cause_code` and `cause_detail`, the summary line), how long it took (milliseconds), who or what started it
+    (`actor`: a username, "(scheduler)", "(command line)"), the "Test all" run it belonged to, and the
+    certificate the server showed (expiry and issuer), when TLS got that far."""
+
+    credential = ForeignKeyField(Credential, backref="checks", on_delete="CASCADE")
+    at = DateTimeField(default=utcnow)
+    ok = BooleanField()
+    cause_code = CharField(max_length=60, default="")
+    cause_detail = CharField(max_length=60, default="")
+    summary = CharField(max_length=SUMMARY_LENGTH, default="")
+    duration_ms = IntegerField(default=0)
+    actor = CharField(max_length=100, default="")
+    run_id = IntegerField(null=True)
+    certificate_not_after = DateTimeField(null=True)
+    certificate_issuer = CharField(max_length=255, default="")
+
+    class Meta:
+        table_name = "credential_check"
+
+    @classmethod
+    def of(cls, credential_id):
+        """The checks of one credential, newest first."""
+        return cls.select().where(cls.credential == credential_id).order_by(cls.at.desc(), cls.id.desc())
+
+    @classmethod
+    def outcomes_since(cls, credential_id, since):
+        """(at, ok) of one credential's checks from `since` on, oldest first, as tuples."""
+        return list(cls.select(cls.at, cls.ok).where((cls.credential == credential_id) & (cls.at >= since))
+                    .order_by(cls.at).tuples())
+
+
+class HealthChange(BaseModel):
+    """A credential's state changed (``from_state`` to ``to_state``: "unknown", "ok", "failing", "paused",
+    "resumed"), at `at`, because of a check ending in `cause_code` or of `actor` pausing or resuming it."""
+
+    credential = ForeignKeyField(Credential, backref="health_changes", on_delete="CASCADE")
+    at = DateTimeField(default=utcnow)
+    from_state = CharField(max_length=16)
+    to_state = CharField(max_length=16)
+    cause_code = CharField(max_length=60, default="")
+    actor = CharField(max_length=100, default="")
+
+    class Meta:
+        table_name = "health_change"
+
+
+class CheckRun(BaseModel):
+    """A "Test all" run: who started it, when, and how many credentials it checks (its items)."""
+
+    started_at = DateTimeField(default=utcnow)
+    actor = CharField(max_length=100, default="")
+    total = IntegerField(default=0)
+
+    class Meta:
+        table_name = "check_run"
+
+    def progress(self):
+        """{"total", "done", "ok", "failing"}: how far the run is, counted from its items."""
+        rows = (CheckRunItem.select(CheckRunItem.done, CheckRunItem.ok, fn.COUNT(CheckRunItem.id))
+                .where(CheckRunItem.run == self.id).group_by(CheckRunItem.done, CheckRunItem.ok).tuples())
+        counts = {"total": self.total, "done": 0, "ok": 0, "failing": 0}
+        for done, ok, count in rows:
+            if done:
+                counts["done"] += count
+                counts["ok" if ok else "failing"] += count
+        return counts
+
+
+class CheckRunItem(BaseModel):
+    """One credential of a "Test all" run, and whether (and how) it has been checked."""
+
+    run = ForeignKeyField(CheckRun, backref="items", on_delete="CASCADE")
+    credential = ForeignKeyField(Credential, on_delete="CASCADE")
+    done = BooleanField(default=False)
+    ok = BooleanField(null=True)
+
+    class Meta:
+        table_name = "check_run_item"
+
+
+class NotificationChannel(Sealed, BaseModel):
+    """Where notifications go: a webhook (`url`, signed with its sealed `signing_secret`, Standard Webhooks)
+    or email (`recipients`, comma-separated, through the SMTP relay); for every group or the chosen ones."""
+
+    uid = CharField(max_length=32, unique=True, default=lambda: secrets.token_hex(16))
+    name = CharField(max_length=100)
+    name_key = CharField(max_length=100, unique=True)
+    kind = CharField(max_length=16)
+    url = CharField(max_length=2000, default="")
+    signing_secret_ciphertext = SecretField("signing_secret")
+    recipients = CharField(max_length=2000, default="")
+    all_groups = BooleanField(default=True)
+    enabled = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+
+    FOLDED = (("name", "name_key"),)
+    AUDIT_TYPE = "channel"
+    WEBHOOK, EMAIL = "webhook", "email"
+
+    class Meta:
+        table_name = "notification_channel"
+
+    @property
+    def group_ids(self):
+        """The ids of the groups it hears about (when not all), as a set."""
+        return {row.group_id for row in ChannelGroup.select(ChannelGroup.group).where(ChannelGroup.channel == self)}
+
+    def hears(self, group_id):
+        """True when it is on and hears about the group `group_id` (None: an event about no group)."""
+        return self.enabled and (self.all_groups or group_id is None or group_id in self.group_ids)
+
+
+class ChannelGroup(BaseModel):
+    """A group a channel hears about (when it does not hear about all)."""
+
+    channel = ForeignKeyField(NotificationChannel, on_delete="CASCADE")
+    group = ForeignKeyField(Group, on_delete="CASCADE")
+
+    class Meta:
+        table_name = "notification_channel_group"
+
+
+class SmtpRelay(Sealed, BaseModel):
+    """The one SMTP relay email notifications go through: host, port, security ("ssl_tls" or "starttls"),
+    username, a sealed write-only password, and the sender address."""
+
+    uid = CharField(max_length=32, unique=True, default=lambda: secrets.token_hex(16))
+    host = CharField(max_length=253, default="")
+    port = IntegerField(default=587)
+    security = CharField(max_length=16, default="starttls")
+    username = CharField(max_length=320, default="")
+    password_ciphertext = SecretField("password")
+    sender = CharField(max_length=320, default="")
+
+    AUDIT_TYPE = "smtp relay"
+
+    class Meta:
+        table_name = "smtp_relay"
+
+    @property
+    def audit_name(self):
+        return self.host
+
+    @classmethod
+    def current(cls):
+        """The relay's row (made empty on first use)."""
+        return cls.select().order_by(cls.id).first() or cls.create()
+
+
+class NotificationEvent(BaseModel):
+    """Something to tell people about (the outbox): `kind` ("credential.failing", ...), when, about which
+    credential (its name kept should it be deleted) and group, who caused it, and `details` (JSON text, no
+    secret). ``fanned_out`` once a delivery row exists for every channel that hears about it."""
+
+    kind = CharField(max_length=40, index=True)
+    at = DateTimeField(default=utcnow, index=True)
+    credential = ForeignKeyField(Credential, null=True, on_delete="SET NULL")
+    credential_name = CharField(max_length=100, default="")
+    group_id = IntegerField(null=True)
+    actor = CharField(max_length=100, default="")
+    details = TextField(default="{}")
+    fanned_out = BooleanField(default=False, index=True)
+
+    class Meta:
+        table_name = "notification_event"
+
+
+class NotificationDelivery(BaseModel):
+    """One event on its way to one channel: "pending" (with ``next_attempt_at``), "delivered" or "failed"
+    (given up after the retry window); a worker holds it until ``claimed_until`` while it tries."""
+
+    event = ForeignKeyField(NotificationEvent, backref="deliveries", on_delete="CASCADE")
+    channel = ForeignKeyField(NotificationChannel, backref="deliveries", on_delete="CASCADE")
+    status = CharField(max_length=16, default="pending", index=True)
+    attempts = IntegerField(default=0)
+    next_attempt_at = DateTimeField(default=utcnow, index=True)
+    claimed_until = DateTimeField(null=True)
+    delivered_at = DateTimeField(null=True)
+    last_error = CharField(max_length=300, default="")
+
+    class Meta:
+        table_name = "notification_delivery"
+
+
+class DeliveryAttempt(BaseModel):
+    """One try at a delivery: when, whether it worked, the HTTP status (webhooks), the error in words,
+    how long it took (milliseconds)."""
+
+    delivery = ForeignKeyField(NotificationDelivery, backref="attempt_log", on_delete="CASCADE")
+    at = DateTimeField(default=utcnow, index=True)
+    ok = BooleanField()
+    status_code = IntegerField(null=True)
+    error = CharField(max_length=300, default="")
+    duration_ms = IntegerField(default=0)
+
+    class Meta:
+        table_name = "delivery_attempt"
+
+
 # Every model that keeps secrets (sealing.Sealed): what key checks and rotation go through.
-SEALED_MODELS = (Credential, SecretVersion)
+SEALED_MODELS = (Credential, SecretVersion, NotificationChannel, SmtpRelay)

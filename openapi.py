@@ -2,7 +2,6 @@
 the API's answers against."""
 
 import logins
-
 from probe import causes, protocols
 
 STRING = {"type": "string"}
@@ -42,6 +41,8 @@ CREDENTIAL_FIELDS = {
     "scope": STRING,
     "group_id": INTEGER,
     "custom_data": {"type": "array", "items": _object({"key": STRING, "value": STRING})},
+    "client_secret_expires_on": {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}],
+                                 "description": "When the OAuth2 client secret expires (optional); warned of before."},
 }
 SECRETS = {
     "password": {"type": "string", "writeOnly": True},
@@ -49,7 +50,12 @@ SECRETS = {
 }
 ALIAS_FIELDS = {"address": STRING, "credential_id": INTEGER, "workspace": STRING, "project_type": STRING,
                 "client": STRING, "description": STRING}
-GROUP_FIELDS = {"name": STRING, "description": STRING}
+GROUP_FIELDS = {"name": STRING, "description": STRING,
+                "check_interval": {"anyOf": [{"type": "integer", "minimum": 5}, {"type": "null"}],
+                                   "description": "Seconds between scheduled checks of its credentials; null: the "
+                                                  "instance's MAILKEEP_CHECK_INTERVAL."},
+                "password_max_age_days": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}],
+                                          "description": "Days after which a password set is due for rotation."}}
 
 SCHEMAS = {
     "Credential": _object({
@@ -66,7 +72,8 @@ SCHEMAS = {
     "ConnectionTestInput": {
         "type": "object",
         "properties": {"credential_id": INTEGER, **{k: v for k, v in CREDENTIAL_FIELDS.items()
-                                                    if k not in ("name", "description", "group_id", "custom_data")},
+                                                    if k not in ("name", "description", "group_id", "custom_data",
+                                                                 "client_secret_expires_on")},
                        **SECRETS},
     },
     "ConnectionTestResult": _object({
@@ -84,6 +91,8 @@ SCHEMAS = {
         "cause": _nullable(_object({
             "code": {"enum": list(causes.CATALOGUE)}, "field": _nullable(STRING), "message": STRING,
             "hint": STRING, "server_reply": STRING,
+            "detail": {"type": "string", "description": "Narrows the code: for token_request_failed the endpoint's "
+                       "OAuth2 error (invalid_client), http_<status>, timeout or unreachable; else empty."},
         })),
         # The server certificate seen when TLS was used (its names and expiry), else null.
         "certificate": _nullable(_object({"subject": STRING, "issuer": STRING, "not_after": TIMESTAMP})),
@@ -94,7 +103,42 @@ SCHEMAS = {
         "type": "array", "items": STRING}}}),
 }
 
-for _name in ("Credential", "Alias", "Group"):
+# Watching credentials (views/api_watch.py).
+SCHEMAS.update({
+    "Check": _object({
+        "id": INTEGER, "at": TIMESTAMP, "ok": BOOLEAN, "cause": _nullable(STRING), "cause_detail": _nullable(STRING),
+        "summary": STRING, "duration_ms": INTEGER, "actor": STRING, "run_id": _nullable(INTEGER),
+        "certificate": _nullable(_object({"not_after": TIMESTAMP, "issuer": STRING})),
+    }),
+    "Health": _object({
+        "counts": _object({name: INTEGER for name in ("ok", "failing", "expiring", "unchecked", "paused")}),
+        "worker_heartbeat": _nullable(TIMESTAMP), "check_interval": INTEGER,
+    }),
+    "CheckRunInput": {"type": "object", "properties": {
+        "credential_ids": {"type": "array", "items": INTEGER}, "q": STRING, "group": INTEGER,
+        "protocol": STRING, "auth": STRING,
+        "health": {"enum": ["ok", "failing", "expiring", "unchecked", "paused"]}}},
+    "CheckRunStarted": _object({"id": INTEGER, "total": INTEGER}),
+    "CheckRun": _object({"id": INTEGER, "started_at": TIMESTAMP, "actor": STRING, "total": INTEGER, "done": INTEGER,
+                         "ok": INTEGER, "failing": INTEGER, "finished": BOOLEAN}),
+    "NotificationChannel": _object({
+        "id": INTEGER, "name": STRING, "kind": {"enum": ["webhook", "email"]}, "url": _nullable(STRING),
+        "recipients": {"type": "array", "items": STRING}, "enabled": BOOLEAN,
+        "groups": _nullable({"type": "array", "items": INTEGER}), "created_at": TIMESTAMP,
+    }),
+    "NewNotificationChannel": _object({
+        "id": INTEGER, "name": STRING, "kind": {"enum": ["webhook", "email"]}, "url": _nullable(STRING),
+        "recipients": {"type": "array", "items": STRING}, "enabled": BOOLEAN,
+        "groups": _nullable({"type": "array", "items": INTEGER}), "created_at": TIMESTAMP,
+        "signing_secret": {"type": "string", "description": "Webhooks only, shown this once (whsec_...)."},
+    }, required=["id", "name", "kind", "url", "recipients", "enabled", "groups", "created_at"]),
+    "NotificationChannelInput": {"type": "object", "required": ["kind", "name"], "properties": {
+        "kind": {"enum": ["webhook", "email"]}, "name": STRING, "url": STRING,
+        "recipients": {"type": "array", "items": STRING}, "groups": {"type": "array", "items": INTEGER}}},
+    "NotificationChannelChange": _object({"enabled": BOOLEAN}),
+})
+
+for _name in ("Credential", "Alias", "Group", "Check", "NotificationChannel"):
     SCHEMAS[f"{_name}Page"] = _object({"items": {"type": "array", "items": _ref(_name)}, "page": INTEGER,
                                         "pages": INTEGER, "total": INTEGER})
 
@@ -192,7 +236,52 @@ def document():
                               **WRITE_ERRORS, **NOT_FOUND,
                               "429": _json("Error", "Too many tests at once, or by this user; see Retry-After.")},
             }},
+            **_watch_paths(),
             "/openapi.json": {"get": {"summary": "This document", "security": [],
                                       "responses": {"200": {"description": "The OpenAPI document."}}}},
         },
+    }
+
+
+def _watch_paths():
+    """The paths of watching credentials: a credential's checks, the health summary, "Test all" runs and the
+    notification channels."""
+    row = [{"name": "row_id", "in": "path", "required": True, "schema": INTEGER}]
+    admin = {**ERRORS, "403": _json("Error", "Only admins manage notification channels.")}
+    return {
+        "/credentials/{row_id}/checks": {"parameters": row, "get": {
+            "summary": "A credential's checks, newest first (scheduled, by hand, API, command line)",
+            "parameters": PAGING, "responses": {"200": _json("CheckPage", "A page of checks."), **ERRORS,
+                                                **NOT_FOUND}}},
+        "/health": {"get": {"summary": "How many credentials are OK, failing, expiring soon, never checked, paused",
+                            "responses": {"200": _json("Health", "The counts and the worker's heartbeat."),
+                                          **ERRORS}}},
+        "/check-runs": {"post": {
+            "summary": "Test all: check these credentials (or those the filters match, or all) in the background",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CheckRunInput")}}},
+            "responses": {"202": _json("CheckRunStarted", "The run's id; follow it at /check-runs/{id}."),
+                          **WRITE_ERRORS}}},
+        "/check-runs/{run_id}": {
+            "parameters": [{"name": "run_id", "in": "path", "required": True, "schema": INTEGER}],
+            "get": {"summary": "How far a run is", "responses": {"200": _json("CheckRun", "Its progress."),
+                                                                 **ERRORS, **NOT_FOUND}}},
+        "/notification-channels": {
+            "get": {"summary": "Notification channels (admins)", "parameters": PAGING,
+                    "responses": {"200": _json("NotificationChannelPage", "A page of channels."), **admin}},
+            "post": {"summary": "Add a webhook or email channel; a webhook's signing secret is answered once",
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": _ref("NotificationChannelInput")}}},
+                     "responses": {"201": _json("NewNotificationChannel", "The channel (and its signing secret)."),
+                                   **WRITE_ERRORS, **admin}}},
+        "/notification-channels/{row_id}": {
+            "parameters": row,
+            "get": {"summary": "One channel", "responses": {"200": _json("NotificationChannel", "The channel."),
+                                                            **admin, **NOT_FOUND}},
+            "patch": {"summary": "Turn a channel on or off",
+                      "requestBody": {"required": True, "content": {"application/json": {
+                          "schema": _ref("NotificationChannelChange")}}},
+                      "responses": {"200": _json("NotificationChannel", "The channel."), **WRITE_ERRORS, **admin,
+                                    **NOT_FOUND}},
+            "delete": {"summary": "Delete a channel with its deliveries",
+                       "responses": {"204": {"description": "Deleted."}, **admin, **NOT_FOUND}}},
     }

@@ -5,7 +5,6 @@ import logins
 from config import MAX_GRACE_SECONDS
 from models import SCOPES
 from openapi import BOOLEAN, INTEGER, STRING, TIMESTAMP, _json, _nullable, _object, _ref
-
 from probe import causes, protocols
 
 CAUSE = _object({

@@ -19,7 +19,6 @@ import logins
 from config import MAX_GRACE_SECONDS
 from forms import MAX_SECRET_LENGTH, ModelForm, no_control_characters, only_line_breaks, strip, unique
 from models import SCOPES, Credential, Group, ServiceAccount
-
 from services.versions import MAX_NOTE_LENGTH
 
 # The most networks one service account may list.

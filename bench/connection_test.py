@@ -41,10 +41,10 @@ from datetime import datetime, timezone
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from dovecot import Dovecot, MailUser  # noqa: E402
 from imapclient import IMAPClient  # noqa: E402
 
 import probe  # noqa: E402
+from dovecot import Dovecot, MailUser  # noqa: E402
 
 ROUNDS = 50
 WARM_UP_ROUNDS = 3

@@ -33,11 +33,12 @@ from . import (
     m0003_natural_order,
     m0004_list_indexes,
     m0005_token_expiry,
+    m0006_watch,
     m0007_service_accounts,
 )
 
 MIGRATIONS = (m0001_baseline, m0002_search, m0003_natural_order, m0004_list_indexes, m0005_token_expiry,
-              m0007_service_accounts)
+              m0006_watch, m0007_service_accounts)
 LATEST = MIGRATIONS[-1].VERSION
 
 

@@ -174,6 +174,7 @@ PASSWORD_EXPIRED_HINT = (
 class Failure(Exception):
     """Raised inside a step to end the test with the cause `code` (a key of CATALOGUE).
 
+    `detail` is Cause.detail (a short stable word narrowing the code, or "").
     `reply` is the server's own words, if any; `field`, `message` and `hint`
     replace the catalogue's, and are Mailkeep's own words, filled like the
     catalogue's. `reason` (a short phrase; a final period is dropped) and other
@@ -181,9 +182,10 @@ class Failure(Exception):
     they are redacted and cut to REASON_LENGTH characters.
     """
 
-    def __init__(self, code, reply="", field=None, hint=None, reason="", message=None, **context):
+    def __init__(self, code, reply="", field=None, hint=None, reason="", message=None, detail="", **context):
         super().__init__(code)
         self.code = code
+        self.detail = detail
         self.reply = reply
         self.field = field
         self.hint = hint
@@ -223,6 +225,7 @@ def describe(failure, settings, redactor, *, advice=None, setting_names=None, **
         message=(failure.message or message).format(**context),
         hint=hint,
         server_reply=redactor.clean(failure.reply, REPLY_LENGTH),
+        detail=failure.detail,
     )
 
 

@@ -87,13 +87,15 @@ def grant(attempt):
         blame = {"invalid_client": "client_secret", "unauthorized_client": "client_id",
                  "invalid_scope": "scope"}.get(error.error, "token_url")
         reply = f"{error.error}: {error.description}" if error.description else error.error
-        raise Failure("token_request_failed", reply=reply, field=blame, reason=error.error) from None
+        raise Failure("token_request_failed", reply=reply, field=blame, reason=error.error,
+                      detail=_detail(error.error)) from None
     except httpx2.TimeoutException:
-        raise Failure("token_request_failed", reason="the endpoint did not answer in time") from None
+        raise Failure("token_request_failed", reason="the endpoint did not answer in time", detail="timeout") from None
     except httpx2.HTTPError as error:
-        raise Failure("token_request_failed", reason=_http_problem(answers, error)) from None
+        raise Failure("token_request_failed", reason=_http_problem(answers, error), detail=_status(answers)) from None
     except (ValueError, TypeError, AttributeError):  # Authlib on a body that is not a JSON object
-        raise Failure("token_request_failed", reason=_http_problem(answers, None), reply=_body(answers)) from None
+        raise Failure("token_request_failed", reason=_http_problem(answers, None), reply=_body(answers),
+                      detail=_status(answers, "invalid_answer")) from None
     access_token = token.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise Failure("token_request_failed", reason="the answer has no access_token")
@@ -104,6 +106,21 @@ def grant(attempt):
         expires_in = None
     token_type = token.get("token_type")
     return Grant(access_token, token_type if isinstance(token_type, str) and token_type else "Bearer", expires_in)
+
+
+def _detail(error_code):
+    """An OAuth2 error code as Cause.detail: itself when it is a plain word (RFC 6749 section 5.2 allows
+    printable ASCII only), cut to 40 characters; else "oauth_error"."""
+    code = str(error_code or "")
+    return code[:40] if code.replace("_", "").isalnum() and code.isascii() else "oauth_error"
+
+
+def _status(answers, otherwise="unreachable"):
+    """Cause.detail for an HTTP exchange that failed: ``http_<status>`` of the last answer when there was one
+    with an error status, else `otherwise`."""
+    if answers and answers[-1].status_code >= 400:
+        return f"http_{answers[-1].status_code}"
+    return otherwise
 
 
 def _http_problem(answers, error):
@@ -209,10 +226,10 @@ class _GuardedBackend(httpcore2.SyncBackend):
             addresses = self._attempt.resolve(host, port)
         except Failure:
             raise Failure("token_request_failed", field="token_url",
-                          reason=f"the host name {host} was not found") from None
+                          reason=f"the host name {host} was not found", detail="unreachable") from None
         except TimeoutError:
             raise Failure("token_request_failed", field="token_url",
-                          reason=f"looking up the host name {host} took too long") from None
+                          reason=f"looking up the host name {host} took too long", detail="timeout") from None
         for _, sockaddr in addresses:
             problem = self._attempt.policy.address_problem(sockaddr[0])
             if problem:
@@ -221,7 +238,8 @@ class _GuardedBackend(httpcore2.SyncBackend):
             sock, _ = network.connect(addresses, self._attempt.seconds_left)
         except Failure as failure:
             what = "refused the connection" if failure.code == "connect_refused" else "did not answer"
-            raise Failure("token_request_failed", field="token_url", reason=f"{host}:{port} {what}") from None
+            raise Failure("token_request_failed", field="token_url", reason=f"{host}:{port} {what}",
+                          detail="unreachable") from None
         self._attempt.watch(sock)
         return _GuardedStream(sock, self._attempt)
 

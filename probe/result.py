@@ -63,6 +63,10 @@ class Cause:
     (``"password"``) or None, `message` and `hint` plain sentences, and
     `server_reply` the server's own words as plain text (templates escape it),
     at most ``REPLY_LENGTH`` characters, with the secrets of the test redacted.
+    `detail` narrows a code where what to do depends on it, as a short stable
+    word: for ``token_request_failed`` the endpoint's OAuth2 error code (RFC 6749
+    section 5.2, e.g. ``invalid_client``), ``http_<status>``, ``timeout`` or
+    ``unreachable``; else "".
     """
 
     code: str
@@ -70,6 +74,7 @@ class Cause:
     message: str
     hint: str
     server_reply: str = ""
+    detail: str = ""
 
 
 @dataclass(frozen=True)

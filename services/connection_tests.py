@@ -26,12 +26,12 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 
 import audit
 import keys
+import probe
 from database import db
 from encryption import UndecryptableSecret
 from logins import UNREADABLE_SECRET, LoginSecrets, settings_for
 from models import utcnow
-
-import probe
+from services import checks
 
 TOO_MANY_TESTS = "Too many connection tests are running; try again in a few seconds."
 # A receipt counts for a save this soon after its test: long enough to fix a typo and save, too short to
@@ -61,15 +61,22 @@ class TestOutcome:
     receipt: str | None = None
 
 
-def test(values, typed=None, saved=None, *, actor, list_folders=False):
+def test(values, typed=None, saved=None, *, actor, list_folders=False, slots=None, run_id=None, now=None,
+         audited=True):
     """Test the connection `values` ({name: value} for logins.CONNECTION_FIELDS, already validated).
 
     `typed` are the secrets typed with them ({name: text}); `saved` the saved
     credential they belong to, or None. `actor` names who asked, for the audit
     log. `list_folders` asks the server for its folders (the folder picker).
     A saved credential tested as saved (its own values and stored secret)
-    gets the outcome recorded on it; an unreadable stored secret is then
-    recorded as a failure too.
+    gets the outcome recorded on it and in its check history (services.checks,
+    in the same transaction; `run_id` names the "Test all" run it belongs to,
+    `now` the time it counts at, naive UTC, now unless given); an unreadable
+    stored secret is then recorded as a failure too. `slots` are the
+    concurrency slots to hold (the app's hand-started tests' unless given:
+    scheduled checks have their own). `audited` False leaves the audit log out
+    (scheduled checks and "Test all" runs, whose every check is in the history
+    already and would flood the log; the run itself is logged).
     """
     login = LoginSecrets(saved, values, typed)
     as_saved = saved is not None and not any(login.typed.values()) and values == saved.connection_values()
@@ -78,24 +85,29 @@ def test(values, typed=None, saved=None, *, actor, list_folders=False):
     except UndecryptableSecret:
         if as_saved:
             with db.atomic():
-                saved.record_test(False, UNREADABLE_SECRET)
-                audit.record("connection_test", saved, actor=actor, outcome="failed", details=UNREADABLE_SECRET)
+                saved.record_test(False, UNREADABLE_SECRET, at=now)
+                checks.record(saved, ok=False, cause_code=checks.SECRET_UNREADABLE, summary=UNREADABLE_SECRET,
+                              actor=actor, run_id=run_id, now=now)
+                if audited:
+                    audit.record("connection_test", saved, actor=actor, outcome="failed", details=UNREADABLE_SECRET)
         return TestOutcome(blamed={login.needed.name: UNREADABLE_SECRET})
     if not secrets:
         return TestOutcome(ask_secret=login.needed.name)
     settings = settings_for(values, secrets)
     try:
-        result = run(settings, list_folders=list_folders)
+        result = run(settings, list_folders=list_folders, slots=slots)
     except probe.Busy:
         return TestOutcome(busy=True)
     with db.atomic():
         if as_saved:
-            saved.record_test(result.ok, result.summary)
-        audit.record(
-            "connection_test", saved, actor=actor, outcome=_outcome(result),
-            details=f"{'saved settings' if as_saved else 'values on screen'}: {settings.protocol} "
-                    f"{settings.host}:{settings.port} as {settings.username}. {result.summary}",
-        )
+            saved.record_test(result.ok, result.summary, at=now)
+            checks.record_result(saved, result, actor=actor, run_id=run_id, now=now)
+        if audited:
+            audit.record(
+                "connection_test", saved, actor=actor, outcome=_outcome(result),
+                details=f"{'saved settings' if as_saved else 'values on screen'}: {settings.protocol} "
+                        f"{settings.host}:{settings.port} as {settings.username}. {result.summary}",
+            )
     return TestOutcome(
         result=result, blamed={result.cause.field: result.cause.message} if result.cause else {},
         # A test of the saved credential as saved is recorded already; only other values need a receipt.
@@ -108,9 +120,10 @@ def _outcome(result):
     return result.cause.code if result.cause else "ok"
 
 
-def test_saved(credential, *, actor):
+def test_saved(credential, *, actor, slots=None, run_id=None, now=None, audited=True):
     """Test a saved credential with its stored secret and record the outcome on it (see ``test``)."""
-    return test(credential.connection_values(), saved=credential, actor=actor)
+    return test(credential.connection_values(), saved=credential, actor=actor, slots=slots, run_id=run_id, now=now,
+                audited=audited)
 
 
 def record_receipt(credential, receipt, *, tested_for, actor):
@@ -133,6 +146,8 @@ def record_receipt(credential, receipt, *, tested_for, actor):
     tested_at = datetime.fromisoformat(note["at"])
     with db.atomic():
         credential.record_test(note["ok"], note["summary"], at=tested_at)
+        checks.record(credential, ok=note["ok"], cause_code="" if note["ok"] else note["outcome"],
+                      summary=note["summary"], actor=actor, now=tested_at)
         audit.record(
             "connection_test", credential, actor=actor, outcome=note["outcome"],
             details=f"values on screen, tested at {tested_at:%H:%M:%S} UTC and saved unchanged: {note['summary']}",
@@ -170,10 +185,10 @@ def _serializer():
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=RECEIPT_SALT)
 
 
-def run(settings, list_folders=False):
+def run(settings, list_folders=False, slots=None):
     """Run a connection test of probe.Settings with the application's Prober (its deadline, CA file,
-    outbound policy and provider advice) and concurrency slots; return the probe.Result. Raises probe.Busy
-    when all slots are taken."""
+    outbound policy and provider advice) and concurrency `slots` (the hand-started tests' unless given);
+    return the probe.Result. Raises probe.Busy when all slots are taken."""
     return current_app.extensions["mailkeep.prober"].run(
-        settings, slots=current_app.extensions["mailkeep.test_slots"], list_folders=list_folders,
+        settings, slots=slots or current_app.extensions["mailkeep.test_slots"], list_folders=list_folders,
     )

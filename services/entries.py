@@ -7,7 +7,6 @@ import database
 import keys
 from database import db
 from logins import SECRETS
-
 from services import versions
 
 

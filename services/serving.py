@@ -23,11 +23,10 @@ from flask import current_app
 import audit
 import keys
 import logins
+import probe
 from database import db
 from encryption import UndecryptableSecret
 from models import Alias, Credential, SecretRead, SecretVersion, ServiceAccount
-
-import probe
 from probe import protocols
 from services import versions
 

@@ -31,11 +31,11 @@ import audit
 import database
 import keys
 import logins
+import notifications
 from config import MAX_GRACE_SECONDS
 from database import db
 from encryption import UndecryptableSecret
 from models import SecretVersion, StaleRevision, utcnow
-
 from services import connection_tests
 
 log = logging.getLogger(__name__)
@@ -263,8 +263,8 @@ def change_secret(credential, name, plaintext, *, actor, note="", grace_seconds=
         version = changed.versions[0]
         # The words the change dialog and the API's secret route have always logged; the version list says more.
         audit.record("secret_change", credential, actor=actor, details=f"{logins.SECRETS[name].noun} changed")
+        announce_rotation(credential, version, changed.previous[name], actor=actor)
     _after(changed)
-    announce_rotation(credential, version, changed.previous[name])
     return version
 
 
@@ -299,10 +299,10 @@ def rotate(credential, name, plaintext, *, actor, note="", grace_seconds=None, s
         audit.record("secret_rotation", credential, actor=actor,
                      details=f"{needed.noun} rotated to version {version.number}"
                              f"{_previous_words(changed.previous[name])}; {tested}")
+        announce_rotation(credential, version, changed.previous[name], actor=actor)
     # The test was of exactly what is now saved: its outcome is the credential's health (the one rule).
     connection_tests.record_receipt(credential, outcome.receipt, tested_for=credential.id, actor=actor)
     _after(changed)
-    announce_rotation(credential, version, changed.previous[name])
     return version
 
 
@@ -343,8 +343,8 @@ def restore(credential, number, *, actor, note="", grace_seconds=None, expected_
         audit.record("secret_restore", credential, actor=actor,
                      details=f"{needed.noun}: version {number} restored as version {made.number}"
                              f"{_previous_words(changed.previous[version.secret])}")
+        announce_rotation(credential, made, changed.previous[version.secret], actor=actor)
     _after(changed)
-    announce_rotation(credential, made, changed.previous[version.secret])
     return made
 
 
@@ -368,25 +368,22 @@ def _after(changed):
         database.wipe_freed_pages()
 
 
-def announce_rotation(credential, version, previous=None):
+def announce_rotation(credential, version, previous=None, *, actor=None):
     """Announce that `credential`'s current secret is now `version` (a SecretVersion), so tools that listen
-    read it at once; `previous` is the version it replaced while that stays readable, else None. Called after
-    the change committed, by every change that keeps the credential's login (a rotation, a rollback, the
-    change dialog and the API's secret route); not by a save whose new secret belongs to a new login.
+    read it at once: a ``secret.rotated`` event in the notification outbox (notifications.publish), whose
+    `details` this returns: {"version": n, "secret": "password" | "client_secret", "previous_version": n - 1
+    or None, "previous_readable_until": ISO 8601 UTC or None}. Never a secret. `previous` is the version it
+    replaced while that stays readable, else None; `actor` who changed it.
 
-    This is the one place a rotation is announced. Notifications are built on another branch (issue 10);
-    once they are merged, this function calls::
-
-        notifications.publish("secret.rotated", credential=credential, details=details)
-
-    with the `details` it returns now: {"version": n, "secret": "password" | "client_secret",
-    "previous_version": n - 1 or None, "previous_readable_until": ISO 8601 UTC or None}. Never a secret.
-    Until then it logs the announcement (INFO) and returns the details.
+    This is the one place a rotation is announced. Called inside the change's transaction, by every change
+    that keeps the credential's login (a rotation, a rollback, the change dialog and the API's secret route;
+    not a save whose new secret belongs to a new login): the event is kept exactly when the change commits.
     """
     details = {
         "version": version.number, "secret": version.secret,
         "previous_version": previous.number if previous is not None else None,
         "previous_readable_until": previous.readable_until.isoformat() + "Z" if previous is not None else None,
     }
+    notifications.publish(notifications.SECRET_ROTATED, credential, details=details, actor=actor)
     log.info("secret.rotated: credential %s, %s version %s", credential.id, version.secret, version.number)
     return details

@@ -12,26 +12,7 @@ import time
 import uuid
 
 import pytest
-from clients import signed_in
-from components import CHROMIUM, DOVECOT, REDIS, require_executable, require_postgresql
-from dovecot import Dovecot, MailUser, write_certificates
 from flask import request
-from postgres import PostgreSQL
-from redis_server import RedisServer
-from testdata import (
-    CANARY,
-    CLIENT_ID,
-    CLIENT_SECRET,
-    LOOPBACK_POLICY,
-    MAILBOX_USER,
-    NO_TOKEN_CLIENT_ID,
-    ROTATING_USER,
-    USER_PASSWORD,
-    LogRecorder,
-    canary_leaks,
-    recorded_body,
-)
-from token_server import OAuthClient, TokenServer
 from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
@@ -41,8 +22,27 @@ import encryption
 import migrations
 import models
 from app import create_app
-
+from clients import signed_in
+from components import CHROMIUM, DOVECOT, REDIS, require_executable, require_postgresql
+from dovecot import Dovecot, MailUser, write_certificates
+from postgres import PostgreSQL
+from redis_server import RedisServer
 from services import serving
+from testdata import (
+    CANARY,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    LOOPBACK_POLICY,
+    MAILBOX_USER,
+    NO_TOKEN_CLIENT_ID,
+    OUTBOUND,
+    ROTATING_USER,
+    USER_PASSWORD,
+    LogRecorder,
+    canary_leaks,
+    recorded_body,
+)
+from token_server import OAuthClient, TokenServer
 from views import serving as serving_views
 
 CHROMIUM_FLAGS = [
@@ -206,10 +206,12 @@ def canary_never_leaks(tmp_path):
     root.setLevel(logging.DEBUG)
     RESPONSE_BODIES.clear()
     DATABASE_LEAKS.clear()
+    OUTBOUND.clear()
     yield
     root.removeHandler(recorder)
     root.setLevel(level)
-    leaks = canary_leaks(RESPONSE_BODIES, "\n".join(recorder.lines), files=tmp_path.glob("*.db*")) + DATABASE_LEAKS
+    leaks = canary_leaks(RESPONSE_BODIES + OUTBOUND, "\n".join(recorder.lines), files=tmp_path.glob("*.db*")) \
+        + DATABASE_LEAKS
     assert not leaks, f"the canary secret leaked to: {leaks}"
 
 

@@ -4,12 +4,10 @@ tokens from a given address."""
 
 from datetime import timedelta
 
-from testdata import CANARY
-
 import models
 from models import Credential, Group, ServiceAccount, ServiceGrant, ServiceToken
-
 from services.entries import save_credential
+from testdata import CANARY
 
 READ, TEST = "connection:read", "connection:test"
 

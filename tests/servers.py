@@ -15,10 +15,9 @@ import threading
 import time
 from urllib.parse import unquote_plus
 
-from testdata import CANARY, LOOPBACK_POLICY, MAILBOX_USER
-
 import probe
 from probe import protocols
+from testdata import CANARY, LOOPBACK_POLICY, MAILBOX_USER
 
 GREETING = b"* OK purpose-built server ready\r\n"
 

@@ -9,11 +9,11 @@ import re
 from datetime import timedelta
 
 import pytest
-from clients import signed_in
 
 import access
 import models
 import readers
+from clients import signed_in
 
 IDENTITIES = ("anonymous", "viewer", "editor", "admin")
 # "service" is above every person's role: routes that need it (reading a connection) let no person in.
@@ -74,6 +74,28 @@ LEAST_ROLE = {
     ("/api/v1/groups/<id:row_id>", "DELETE"): "editor",
     ("/api/v1/credentials/<id:row_id>/secrets/<any(password, client_secret):name>", "PUT"): "editor",
     ("/api/v1/connection-tests", "POST"): "editor",
+    ("/credentials/<id:credential_id>/pause", "POST"): "editor",
+    ("/credentials/<id:credential_id>/resume", "POST"): "editor",
+    ("/checks/runs", "POST"): "editor",
+    ("/checks/runs/<id:run_id>", "GET"): "viewer",
+    ("/notifications/", "GET"): "admin",
+    ("/notifications/channels", "POST"): "admin",
+    ("/notifications/channels/<id:channel_id>/enable", "POST"): "admin",
+    ("/notifications/channels/<id:channel_id>/disable", "POST"): "admin",
+    ("/notifications/channels/<id:channel_id>/delete", "POST"): "admin",
+    ("/notifications/relay", "POST"): "admin",
+    ("/notifications/test-email", "POST"): "admin",
+    # Read by Prometheus: an API token (or an address in MAILKEEP_METRICS_NETWORKS, tested in test_monitoring).
+    ("/metrics", "GET"): "viewer",
+    ("/healthz", "GET"): "public",
+    ("/api/v1/credentials/<id:row_id>/checks", "GET"): "viewer",
+    ("/api/v1/health", "GET"): "viewer",
+    ("/api/v1/check-runs", "POST"): "editor",
+    ("/api/v1/check-runs/<id:run_id>", "GET"): "viewer",
+    ("/api/v1/notification-channels", "GET"): "admin", ("/api/v1/notification-channels", "POST"): "admin",
+    ("/api/v1/notification-channels/<id:row_id>", "GET"): "admin",
+    ("/api/v1/notification-channels/<id:row_id>", "PATCH"): "admin",
+    ("/api/v1/notification-channels/<id:row_id>", "DELETE"): "admin",
     # Service accounts and secret versions (issue 11).
     ("/service-accounts/", "GET"): "admin", ("/service-accounts/", "POST"): "admin",
     ("/service-accounts/<id:account_id>", "GET"): "admin", ("/service-accounts/<id:account_id>", "POST"): "admin",
@@ -106,6 +128,8 @@ SERVICE_SCOPE = {
     ("/api/v1/aliases/by-address/<string(maxlength=320):address>/connection", "GET"): "connection:read",
     ("/api/v1/connection-tests", "POST"): "connection:test",
 }
+# Routes outside /api/ that machines read with an API token, answering as the API does.
+TOKEN_ROUTES = ("/metrics",)
 
 
 def example_url(rule, row_id="999", address="nobody@example.com"):
@@ -130,7 +154,7 @@ def test_the_table_names_every_route(app):
 def test_every_route_lets_in_exactly_the_roles_it_should(app, rule, method):
     least = LEAST_ROLE[(rule, method)]
     url = example_url(rule)  # no such row: nothing is changed, the check still runs
-    api = rule.startswith("/api/")
+    api = rule.startswith("/api/") or rule in TOKEN_ROUTES
     for identity in IDENTITIES:
         response = _client(app, identity, api).open(url, method=method, json={} if api else None,
                                                      data=None if api else {"name": "x"})
@@ -206,7 +230,8 @@ def _service_request(app, rows, rule, method, caller):
 @pytest.mark.parametrize(("rule", "method"), sorted(LEAST_ROLE), ids=lambda value: str(value))
 def test_every_route_lets_in_exactly_the_service_accounts_it_should(app, rule, method):
     rows = _reading_rows(app)
-    least, scope, api = LEAST_ROLE[(rule, method)], SERVICE_SCOPE.get((rule, method)), rule.startswith("/api/")
+    least, scope = LEAST_ROLE[(rule, method)], SERVICE_SCOPE.get((rule, method))
+    api = rule.startswith("/api/") or rule in TOKEN_ROUTES
     for caller, (scopes, where, expired, network_allowed) in SERVICE_CALLERS.items():
         status = _service_request(app, rows, rule, method, caller).status_code
         if least == "public":
@@ -263,7 +288,7 @@ def test_every_route_answers_not_found_for_an_id_no_row_can_have(app, number):
     assert len(with_ids) >= 20
     for rule, method in with_ids:
         url = example_url(rule, number)
-        if rule.startswith("/api/"):
+        if rule.startswith("/api/") or rule in TOKEN_ROUTES:
             response = (service if LEAST_ROLE[(rule, method)] == "service" else api).open(url, method=method, json={})
         else:
             response = page.open(url, method=method, data={"name": "x"})
@@ -355,7 +380,8 @@ def test_every_form_on_every_page_says_where_it_posts(app):
     pages = ["/credentials/", "/credentials/new", "/credentials/1/edit", "/credentials/1/password",
              "/credentials/1/client-secret", "/credentials/1/delete", "/aliases/", "/aliases/new", "/aliases/1/edit",
              "/aliases/1/delete", "/groups/", "/groups/1/edit", "/groups/1/delete", "/tokens/", "/users/", "/audit/",
-             "/credentials/1", "/service-accounts/", "/service-accounts/1", "/service-accounts/1/delete"]
+             "/credentials/1", "/service-accounts/", "/service-accounts/1", "/service-accounts/1/delete",
+             "/notifications/"]
     forms = []
     for page in pages:
         forms += [(page, tag) for tag in re.findall(r"<form\b[^>]*>", client.get(page).get_data(as_text=True))]

@@ -3,9 +3,9 @@
 import re
 
 import pytest
-from clients import HTMX
 
 import models
+from clients import HTMX
 from models import Alias, Credential, Group
 
 

@@ -5,11 +5,11 @@ import re
 import threading
 
 import jsonschema
-from testdata import CANARY, MAILBOX_USER, stored_credential
 
 import models
 import openapi
 from models import Credential
+from testdata import CANARY, MAILBOX_USER, stored_credential
 
 URL = "/api/v1/connection-tests"
 

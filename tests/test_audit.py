@@ -2,12 +2,12 @@
 not at all; admins read and filter them."""
 
 import pytest
-from clients import HTMX, signed_in_through_form
 from peewee import OperationalError
-from testdata import CANARY, MAILBOX_USER
 
 import models
+from clients import HTMX, signed_in_through_form
 from models import AuditEvent, Credential
+from testdata import CANARY, MAILBOX_USER
 
 CREDENTIAL = {"name": "Support", "description": "x", "group": "1", "protocol": "IMAP", "host": "localhost",
               "port": "993", "security": "ssl_tls", "username": MAILBOX_USER, "password": CANARY, "folder": "INBOX"}

@@ -6,11 +6,10 @@ import socket
 import subprocess
 import sys
 
-from testdata import CANARY, MAILBOX_USER
-
 import encryption
 import models
 from models import AuditEvent, Credential, User
+from testdata import CANARY, MAILBOX_USER
 
 
 def test_add_prints_the_new_id_and_the_secret_comes_from_stdin(app, tmp_path):

@@ -7,11 +7,11 @@ import threading
 from html import unescape
 
 import pytest
-from clients import HTMX, signed_in
-from testdata import CANARY, CLIENT_SECRET, MAILBOX_USER
 
 import models
+from clients import HTMX, signed_in
 from models import Alias, Credential, Group
+from testdata import CANARY, CLIENT_SECRET, MAILBOX_USER
 
 
 def form_values(**overrides):
@@ -60,7 +60,8 @@ def test_the_form_has_the_promised_labels(client):
     html = client.get("/credentials/new").get_data(as_text=True)
     labels = re.findall(r"<label for=\"[^\"]+\">([^<]+)</label>", html)
     assert labels == ["Name", "Group", "Description", "Protocol", "Host", "Port", "Security", "Username",
-                      "Folder", "Authentication", "Password", "Client ID", "Client secret", "Token endpoint", "Scope"]
+                      "Folder", "Authentication", "Password", "Client ID", "Client secret", "Token endpoint", "Scope",
+                      "Client secret expires on"]
     assert 'value="993"' in html and 'value="INBOX"' in html
 
 

@@ -10,6 +10,7 @@ import sys
 import urllib.request
 
 import pytest
+
 from components import DOVECOT, require_executable
 
 

@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from clients import signed_in
-from dovecot import INBOX_MESSAGE_COUNT
 from imapclient.exceptions import LoginError
-from readers import account, saved, token_of
-from testdata import CANARY, ROTATING_USER
 
 import models
+from clients import signed_in
+from dovecot import INBOX_MESSAGE_COUNT
 from models import AuditEvent
+from readers import account, saved, token_of
+from testdata import CANARY, ROTATING_USER
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "fetch_unseen.py"
 # Both passwords hold the canary: the check after each test proves neither leaks beyond the connection answers.

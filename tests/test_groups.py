@@ -1,8 +1,7 @@
 """The groups page: list, add, rename in place, delete unless the group still holds credentials."""
 
-from clients import HTMX
-
 import models
+from clients import HTMX
 from models import Credential, Group
 
 

@@ -16,13 +16,13 @@ import uuid
 
 import httpx2
 import pytest
-from testdata import USER_PASSWORD, stored_credential
 
 import database
 import encryption
 import migrations
 import models
 from models import Alias, ApiToken, Credential, Group, User
+from testdata import USER_PASSWORD, stored_credential
 
 ROUNDS = 20
 # One pytest-xdist worker runs this module, so its module-scoped deployment starts once.

@@ -2,12 +2,12 @@
 same in the pages, the API and the command line, and each refusal says what was too large."""
 
 import pytest
-from clients import HTMX, signed_in
-from test_credentials import field_error, form_values
 
 import models
 from app import create_app
+from clients import HTMX, signed_in
 from models import Credential
+from test_credentials import field_error, form_values
 
 CREDENTIAL = {"name": "Support", "description": "x", "host": "imap.example.com", "username": "help@example.com",
               "password": "pw"}

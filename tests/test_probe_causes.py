@@ -1,15 +1,13 @@
 """probe's causes: the words users read, the hints that name the operator's settings, the caller's advice,
 and the security mismatch hint."""
 
-from servers import SETTING_NAMES, run, settings_for
-from testdata import CANARY, MAILBOX_USER
-
-import providers
-
 import probe
+import providers
 from probe import causes
 from probe.causes import Failure, describe
 from probe.redaction import Redactor
+from servers import SETTING_NAMES, run, settings_for
+from testdata import CANARY, MAILBOX_USER
 
 NOTHING_SECRET = Redactor(())
 

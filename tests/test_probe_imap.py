@@ -1,8 +1,12 @@
 """probe's IMAP half: STARTTLS, how it logs in, the round trips it spends, line endings, and folder hints."""
 
 import pytest
+
+import probe
 from components import DOVECOT, require_executable
 from dovecot import Dovecot, MailUser
+from probe import imap
+from probe.causes import Failure
 from servers import (
     ImapScript,
     SocketServer,
@@ -14,10 +18,6 @@ from servers import (
     tls_server_context,
 )
 from testdata import CANARY, MAILBOX_USER
-
-import probe
-from probe import imap
-from probe.causes import Failure
 
 NON_ASCII_PASSWORD = "pässwörd-7f3c9e2b"
 

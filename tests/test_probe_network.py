@@ -5,11 +5,11 @@ import poplib
 import shutil
 
 import pytest
-from servers import SocketServer, close_at_once, local, never_greet, run
-from testdata import CANARY, MAILBOX_USER
 
 import probe
 from probe import network
+from servers import SocketServer, close_at_once, local, never_greet, run
+from testdata import CANARY, MAILBOX_USER
 
 # The verifying SSLContext: built once per CA file, shared, rebuilt when the file changes or grows old.
 

@@ -1,8 +1,11 @@
 """probe's OAuth2: the client-credentials grant, the SASL mechanisms that carry the token, and hostile
 token endpoints held to the same deadline, memory bound and watchdog."""
 
-import dovecot as test_dovecot
 import pytest
+
+import dovecot as test_dovecot
+import probe
+from probe import imap, oauth, protocols
 from servers import (
     ImapScript,
     SocketServer,
@@ -16,9 +19,6 @@ from servers import (
     tls_server_context,
 )
 from testdata import CLIENT_ID, CLIENT_SECRET, MAILBOX_USER
-
-import probe
-from probe import imap, oauth, protocols
 
 
 def token_login(token_server, client_id=CLIENT_ID, client_secret=CLIENT_SECRET):

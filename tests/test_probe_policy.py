@@ -3,11 +3,11 @@
 import socket
 
 import pytest
-from servers import TEST_POLICY, run
-from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER
 
 import probe
 from probe import protocols
+from servers import TEST_POLICY, run
+from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER
 
 
 @pytest.mark.parametrize(

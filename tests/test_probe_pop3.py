@@ -1,7 +1,8 @@
 """probe's POP3 half: USER/PASS and STAT, over SSL/TLS and STLS, and servers that end lines with LF alone."""
 
-import dovecot as test_dovecot
 import pytest
+
+import dovecot as test_dovecot
 from servers import SocketServer, local, pop3_server, run, settings_for
 from testdata import MAILBOX_USER
 

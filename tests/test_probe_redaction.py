@@ -7,6 +7,10 @@ import re
 from urllib.parse import quote, quote_plus
 
 import pytest
+
+import probe
+from probe import protocols
+from probe.redaction import LONGEST_TEXT, MARK, Redactor, redact
 from servers import (
     ImapScript,
     SocketServer,
@@ -18,10 +22,6 @@ from servers import (
     shown_text,
 )
 from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER
-
-import probe
-from probe import protocols
-from probe.redaction import LONGEST_TEXT, MARK, Redactor, redact
 
 # A password with what escaping, quoting and URL-encoding change: a space, quotes, a backslash, / + and %.
 HOSTILE_PASSWORD = 'Zq7 "xv\\W9/kP3+jy8%'

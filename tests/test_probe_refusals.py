@@ -2,6 +2,8 @@
 (RFC 5530, RFC 3206 response codes), a refused command and a broken connection are each named for what they are."""
 
 import pytest
+
+from probe import refusals
 from servers import (
     PLAINTEXT_POLICY,
     ImapScript,
@@ -12,8 +14,6 @@ from servers import (
     run,
 )
 from testdata import MAILBOX_USER
-
-from probe import refusals
 
 # IMAP.
 

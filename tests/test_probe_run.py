@@ -9,8 +9,10 @@ import socket
 import threading
 import time
 
-import dovecot as test_dovecot
 import pytest
+
+import dovecot as test_dovecot
+import probe
 from servers import (
     DEADLINE,
     ImapScript,
@@ -33,8 +35,6 @@ from servers import (
     unanswered_port,
 )
 from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER, NO_TOKEN_CLIENT_ID
-
-import probe
 
 IMAP_STEPS = ["resolve", "connect", "tls", "greeting", "authenticate", "folder", "logout"]
 PROBE_PACKAGE = pathlib.Path(probe.__file__).parent

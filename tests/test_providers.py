@@ -1,7 +1,6 @@
 """The provider table: look-ups by username domain and by server host."""
 
 import providers
-
 from probe import protocols
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from peewee import IntegrityError
-from testdata import stored_credential
 
 import database
 import encryption
@@ -15,6 +14,7 @@ import models
 from app import create_app
 from config import ConfigurationError
 from models import Alias, Credential, CustomDataItem, Group
+from testdata import stored_credential
 
 FIRST_RELEASE = Path(__file__).parent / "data" / "mailkeep-0.1.sql"
 FIRST_RELEASE_KEY = "ZmFrZS1sZWdhY3kta2V5LWZvci10ZXN0cy0wMDAwMDA="

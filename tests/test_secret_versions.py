@@ -1,6 +1,7 @@
 """Secret versions: every change makes one; rotation is tested first; the replaced version stays readable for
 its grace period, then retires (an injected clock, no waiting); rollback; check-and-set with If-Match."""
 
+import json
 import re
 import sqlite3
 import threading
@@ -8,18 +9,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from clients import signed_in
-from readers import account, client_of, saved
-from testdata import CANARY, MAILBOX_USER
 
 import database
 import encryption
 import keys
 import models
 from app import create_app
-from models import AuditEvent, Credential, SecretVersion, StaleRevision
-
+from clients import signed_in
+from models import AuditEvent, Credential, NotificationEvent, SecretVersion, StaleRevision
+from readers import account, client_of, saved
 from services import versions
+from testdata import CANARY, MAILBOX_USER
 
 START = datetime(2030, 1, 1, 12, 0, 0)
 
@@ -251,6 +251,12 @@ def test_a_rotation_is_announced_once_committed(app, api, dovecot, monkeypatch):
         {"version": 3, "secret": "password", "previous_version": None, "previous_readable_until": None},
     ]
     assert not any(CANARY in str(details) for details in announced)
+    # Each is in the notification outbox, committed with its change, for the channels to deliver.
+    with models.db.connection_context():
+        events = list(NotificationEvent.select().where(NotificationEvent.kind == "secret.rotated")
+                      .order_by(NotificationEvent.id))
+    assert [json.loads(event.details) for event in events] == announced
+    assert {(event.credential_id, event.actor) for event in events} == {(credential.id, "admin")}
 
 
 def test_the_page_rotates_tested_first_and_restores(app, dovecot):

@@ -8,15 +8,15 @@ import logging
 import sqlite3
 
 import pytest
-from clients import HTMX
-from testdata import CANARY, LogRecorder, canary_leaks, stored_credential
 
 import encryption
 import models
 from app import create_app
+from clients import HTMX
 from config import ConfigurationError
 from encryption import KeyRing, UndecryptableSecret, parse_keys
 from models import Credential
+from testdata import CANARY, LogRecorder, canary_leaks, stored_credential
 
 
 @pytest.mark.sqlite_only

@@ -5,13 +5,13 @@ import re
 from datetime import timedelta
 
 import jsonschema
-from clients import signed_in
-from readers import READ, account, client_of, saved
-from testdata import CANARY
 
 import models
 import openapi
+from clients import signed_in
 from models import AuditEvent, ServiceAccount, ServiceToken
+from readers import READ, account, client_of, saved
+from testdata import CANARY
 
 
 def matches_spec(response, path, method):

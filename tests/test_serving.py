@@ -8,16 +8,15 @@ import jsonschema
 import pytest
 from imapclient import IMAPClient
 from peewee import OperationalError
-from readers import READ, TEST, account, client_of, saved
-from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER, holds_canary, recorded_body
 
 import audit
 import database
 import models
 import openapi
 from models import AuditEvent, Credential, SecretRead
-
+from readers import READ, TEST, account, client_of, saved
 from services import serving
+from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER, holds_canary, recorded_body
 from views import serving as serving_views
 
 

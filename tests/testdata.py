@@ -21,6 +21,9 @@ CLIENT_SECRET = f"client-{CANARY}"
 NO_TOKEN_CLIENT_ID = "broken-provider"
 # The password of the test users "viewer", "editor" and "admin".
 USER_PASSWORD = "a long test password"
+# What Mailkeep sent to the tests' own servers (webhook requests with their headers, emails as sent), as
+# bytes: the canary check reads them after every test, like response bodies.
+OUTBOUND = []
 # Test servers listen on loopback at ports the system picks: the outbound policy must allow both.
 LOOPBACK_POLICY = {"ports": "1-65535", "networks": "127.0.0.0/8,::1/128"}
 

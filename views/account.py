@@ -6,9 +6,8 @@ from flask_login import current_user, login_user
 from access import limits_password_guesses, requires
 from forms import PasswordChangeForm
 from models import User
-from web import after_change
-
 from services import accounts
+from web import after_change
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 

@@ -9,9 +9,8 @@ from access import actor_name, requires
 from database import is_missing_reference
 from forms import AliasForm
 from models import Alias, Credential
-from web import Pages, after_change, fragment_or_page, is_htmx
-
 from services.entries import delete_entry, save_entry
+from web import Pages, after_change, fragment_or_page, is_htmx
 
 bp = Blueprint("aliases", __name__, url_prefix="/aliases")
 

@@ -32,10 +32,9 @@ from forms import (
     validated,
 )
 from models import Alias, Credential, Group, StaleRevision
-from web import BUSY_HEADERS, CONFLICT, LARGEST_ID, TOO_MANY_REQUESTS, UNPROCESSABLE, etag_of, expected_revisions, stale
-
 from services import connection_tests, serving
 from services.entries import StillInUse, change_secret, delete_entry, save_credential, save_entry
+from web import BUSY_HEADERS, CONFLICT, LARGEST_ID, TOO_MANY_REQUESTS, UNPROCESSABLE, etag_of, expected_revisions, stale
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -238,6 +237,8 @@ def credential_json(credential):
     """A credential as the API shows it: no secret, only whether each is set."""
     return {
         **{name: getattr(credential, name) for name in Credential.EDITABLE if name != "group"},
+        "client_secret_expires_on": credential.client_secret_expires_on.isoformat()
+        if credential.client_secret_expires_on else None,
         "id": credential.id,
         "group_id": credential.group_id,
         **{f"{name}_set": credential.has_secret(name) for name in Credential.secret_fields()},
@@ -280,7 +281,8 @@ class Groups(Entries):
 
     def to_json(self, group):
         return {"id": group.id, "name": group.name, "description": group.description,
-                "is_default": group.is_default,
+                "is_default": group.is_default, "check_interval": group.check_interval,
+                "password_max_age_days": group.password_max_age_days,
                 "credential_count": getattr(group, "credential_count", None) or group.credentials.count()}
 
     def listed(self):

@@ -8,7 +8,6 @@ from flask_login import current_user, login_user, logout_user
 from access import PUBLIC, limiter, limits_password_guesses, mark_signed_in, requires
 from forms import AccountForm, LoginForm
 from models import User
-
 from services import accounts
 
 bp = Blueprint("auth", __name__)

@@ -19,7 +19,12 @@ from forms import (
     apply_custom_data_action,
     credential_form_data,
 )
-from models import Alias, Credential, Group
+from models import Credential, Group
+from probe import protocols
+from services import checks, connection_tests, entries
+from services.connection_tests import TOO_MANY_TESTS
+from services.entries import StillInUse, delete_entry, save_credential
+from views import credential_page, watch
 from web import (
     BUSY_HEADERS,
     TOO_MANY_REQUESTS,
@@ -32,12 +37,6 @@ from web import (
     is_htmx,
     naturally,
 )
-
-from probe import protocols
-from services import connection_tests, entries
-from services.connection_tests import TOO_MANY_TESTS
-from services.entries import StillInUse, delete_entry, save_credential
-from views import secret_versions
 
 bp = Blueprint("credentials", __name__, url_prefix="/credentials")
 log = logging.getLogger(__name__)
@@ -56,8 +55,10 @@ def index():
         "group": id_arg("group"),
         "protocol": request.args.get("protocol") or None,
         "auth": request.args.get("auth") or None,
+        "health": request.args.get("health") if request.args.get("health") in checks.SUMMARY_FILTERS else None,
     }
-    matching = (filters["q"], filters["group"], filters["protocol"], filters["auth"])
+    matching = (filters["q"], filters["group"], filters["protocol"], filters["auth"],
+                (checks.summary_condition(filters["health"]),) if filters["health"] else ())
     pages = Pages(Credential.search(*matching), lambda: Credential.count_matching(*matching),
                   fetch=lambda page, per_page: Credential.page_of(page, per_page, *matching))
     template = "credentials/_list.html" if is_htmx() else "credentials/index.html"
@@ -69,6 +70,7 @@ def index():
         groups=naturally(Group.by_name(), "name"),
         protocol_names=protocols.PROTOCOLS,
         auth_labels=protocols.AUTHENTICATION_LABELS,
+        **({} if is_htmx() else watch.summary_context()),
     )
 
 
@@ -77,12 +79,7 @@ def index():
 def show(credential_id):
     """A credential's own page: its settings (never its secrets), its health, what it is for, and what may
     be done with it. Later features add their sections here (credentials/show.html)."""
-    credential = _listed_or_404(credential_id)
-    return render_template(
-        "credentials/show.html", credential=credential, custom_data=credential.custom_data,
-        aliases=credential.aliases.order_by(Alias.address_sort),
-        **secret_versions.sections(credential),
-    )
+    return credential_page.render(_listed_or_404(credential_id))[0]
 
 
 @bp.route("/new", methods=["GET", "POST"], defaults={"credential_id": None})

@@ -7,9 +7,8 @@ from playhouse.flask_utils import get_object_or_404
 from access import actor_name, requires
 from forms import GroupForm
 from models import Group
-from web import after_change, explain_refusal, fragment_or_page, is_htmx, naturally
-
 from services.entries import StillInUse, delete_entry, save_entry
+from web import after_change, explain_refusal, fragment_or_page, is_htmx, naturally
 
 bp = Blueprint("groups", __name__, url_prefix="/groups")
 

@@ -2,39 +2,23 @@
 tested first) and Restore; and "Used by": the service accounts that read it. Plain forms: each change
 answers 303 back to the credential's page with a notice, a refused one the page again with why."""
 
-from flask import Blueprint, render_template
+from flask import Blueprint
 from playhouse.flask_utils import get_object_or_404
 
 import logins
 from access import actor_name, limits_connection_tests, requires
-from models import Alias, Credential, StaleRevision
+from models import Credential, StaleRevision
 from service_forms import RotationForm
+from services import versions
+from views import credential_page
 from web import after_change
-
-from services import serving, versions
 
 bp = Blueprint("secret_versions", __name__, url_prefix="/credentials")
 
 
-def sections(credential, rotation_form=None, refusal=None):
-    """What the credential's page (credentials/show.html) needs for the sections of this module:
-    ``versions`` (VersionStates), ``rotation_form``, ``rotation_refusal`` (a versions.VersionError, or None),
-    ``used_by`` (services.serving.used_by rows) and ``needed_secret`` (the logins.SecretRule of its login)."""
-    needed = logins.login_for(credential.auth).secret
-    return {
-        "versions": versions.states(credential), "needed_secret": needed,
-        "rotation_form": rotation_form or RotationForm(formdata=None, secret=needed, instance=credential),
-        "rotation_refusal": refusal, "used_by": serving.used_by(credential),
-    }
-
-
 def _page(credential, form=None, refusal=None, status=200):
-    """The credential's page with these sections (a refused or invalid rotation shown in its form)."""
-    listed = Credential.count_aliases([Credential.search().where(Credential.id == credential.id).get()])[0]
-    return render_template(
-        "credentials/show.html", credential=listed, custom_data=listed.custom_data,
-        aliases=listed.aliases.order_by(Alias.address_sort), **sections(credential, form, refusal),
-    ), status
+    """The credential's page (a refused or invalid rotation shown in its form)."""
+    return credential_page.render(credential, rotation_form=form, rotation_refusal=refusal, status=status)
 
 
 @bp.post("/<id:credential_id>/rotate")

@@ -9,10 +9,9 @@ from access import actor_name, requires
 from forms import TokenForm
 from models import Credential, ServiceAccount, ServiceToken
 from service_forms import ServiceAccountForm
-from web import after_change, fragment_or_page
-
 from services import service_accounts
 from views.aliases import PICKER_SIZE
+from web import after_change, fragment_or_page
 
 bp = Blueprint("service_accounts", __name__, url_prefix="/service-accounts")
 

@@ -17,10 +17,9 @@ from access import SERVICE, actor_name, limits_service_reads, requires, serves, 
 from forms import Invalid, TokenForm, validated
 from models import Credential, ServiceAccount, ServiceToken, StaleRevision
 from service_forms import RestoreInput, RotationInput, ServiceAccountForm
-from web import UNPROCESSABLE, etag_of, expected_revisions, stale
-
 from services import service_accounts, serving, versions
 from views.api import ApiError, _find, _payload
+from web import UNPROCESSABLE, etag_of, expected_revisions, stale
 
 bp = Blueprint("serving", __name__, url_prefix="/api/v1")
 

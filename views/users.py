@@ -6,9 +6,8 @@ from playhouse.flask_utils import get_object_or_404
 from access import actor_name, requires
 from forms import AccountForm, NewPasswordForm
 from models import ROLES, User
-from web import after_change, explain_refusal, fragment_or_page, is_htmx
-
 from services import accounts
+from web import after_change, explain_refusal, fragment_or_page, is_htmx
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 

@@ -1,6 +1,7 @@
 """Browser tests: Debian's Chromium driven by Playwright against the app served on loopback."""
 
 import pytest
+
 from clients import start_session, watch
 
 

@@ -4,11 +4,11 @@ user, the Login filter and a token's expiry; the page fixture asserts no console
 from datetime import timedelta
 
 import pytest
-from accessibility import serve_axe, violations
 from playwright.sync_api import expect
-from testdata import USER_PASSWORD
 
 import models
+from accessibility import serve_axe, violations
+from testdata import USER_PASSWORD
 
 
 def label(page, text):

@@ -2,11 +2,11 @@
 
 import re
 
-from clients import sign_in, watch
 from playwright.sync_api import expect
-from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER
 
 import models
+from clients import sign_in, watch
+from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER
 
 
 def label(page, text):

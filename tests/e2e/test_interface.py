@@ -5,13 +5,13 @@ on every page and state."""
 import re
 
 import pytest
-from accessibility import serve_axe, violations
-from clients import sign_in, start_session, watch
 from playwright.sync_api import expect
-from servers import SocketServer, never_greet
-from testdata import CANARY, MAILBOX_USER
 
 import models
+from accessibility import serve_axe, violations
+from clients import sign_in, start_session, watch
+from servers import SocketServer, never_greet
+from testdata import CANARY, MAILBOX_USER
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
@@ -354,8 +354,21 @@ def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_serve
     check(page, live_server, "the change-password dialog", problems, viewport)
 
     for path in ("/credentials/1/password", "/credentials/1/delete", "/aliases/", "/aliases/1/edit", "/groups/",
-                 "/groups/1/edit", "/tokens/", "/users/", "/audit/", "/audit/?action=nothing", "/no-such-page"):
+                 "/groups/1/edit", "/tokens/", "/users/", "/audit/", "/audit/?action=nothing", "/no-such-page",
+                 "/credentials/1", "/credentials/2", "/credentials/?health=failing", "/notifications/"):
         visit(path)
+    page.goto(f"{live_server}/credentials/")
+    page.get_by_role("button", name="Test all").click()
+    expect(page.locator(".check-run")).to_contain_text("checked")
+    check(page, live_server, "Test all's progress", problems, viewport)
+    page.goto(f"{live_server}/notifications/")
+    label(page, "Name").fill("Ops")
+    label(page, "Webhook URL").fill("https://hooks.example.com/mailkeep")
+    page.get_by_role("button", name="Add channel").click()
+    expect(page.locator(".new-secret")).to_be_visible()
+    check(page, live_server, "a new webhook's signing secret", problems, viewport)
+    page.get_by_role("button", name="Save relay").click()
+    check(page, live_server, "the relay with errors", problems, viewport)
     page.goto(f"{live_server}/tokens/")
     label(page, "Name").fill("phone")
     page.get_by_role("button", name="Make token").click()

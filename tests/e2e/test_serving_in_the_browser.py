@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
+
 from readers import saved
 from testdata import CANARY, ROTATING_USER
 
