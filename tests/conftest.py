@@ -24,6 +24,7 @@ from testdata import (
     LOOPBACK_POLICY,
     MAILBOX_USER,
     NO_TOKEN_CLIENT_ID,
+    SIGN_IN_CLIENT_ID,
     USER_PASSWORD,
     LogRecorder,
     canary_leaks,
@@ -204,13 +205,15 @@ def canary_never_leaks(tmp_path):
 
 @pytest.fixture(scope="session")
 def token_server():
-    """An OAuth2 token endpoint on loopback: CLIENT_ID's tokens log in as MAILBOX_USER; NO_TOKEN_CLIENT_ID
-    gets answers without an access_token."""
+    """An OAuth2 authorization server on loopback: CLIENT_ID's tokens log in as MAILBOX_USER; NO_TOKEN_CLIENT_ID
+    gets answers without an access_token; people sign in to SIGN_IN_CLIENT_ID as MAILBOX_USER. Every token,
+    refresh token and authorization code it issues holds the canary, so the canary check catches one that leaks."""
     clients = {
         CLIENT_ID: OAuthClient(CLIENT_SECRET, MAILBOX_USER),
         NO_TOKEN_CLIENT_ID: OAuthClient(CLIENT_SECRET, MAILBOX_USER, omit_access_token=True),
+        SIGN_IN_CLIENT_ID: OAuthClient(CLIENT_SECRET, MAILBOX_USER),
     }
-    with TokenServer(clients) as server:
+    with TokenServer(clients, token_marker=CANARY) as server:
         yield server
 
 

@@ -16,6 +16,9 @@ MAILBOX_USER = "alice@example.test"
 CLIENT_ID = "mailkeep-test"
 CLIENT_SECRET = f"client-{CANARY}"
 NO_TOKEN_CLIENT_ID = "broken-provider"
+# The OAuth app people sign in with (OAuth2 sign-in) at the test authorization server; its tokens, refresh
+# tokens and authorization codes all hold the canary too (conftest's token_server).
+SIGN_IN_CLIENT_ID = "mailkeep-sign-in"
 # The password of the test users "viewer", "editor" and "admin".
 USER_PASSWORD = "a long test password"
 # Test servers listen on loopback at ports the system picks: the outbound policy must allow both.
