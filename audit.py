@@ -14,7 +14,7 @@ ANONYMOUS = ""
 ACTIONS = (
     "login", "login_failed", "logout", "create", "update", "delete", "secret_change", "connection_test",
     "role_change", "user_create", "user_disable", "user_enable", "user_delete", "password_change", "token_create",
-    "token_revoke", "key_rotation",
+    "token_revoke", "key_rotation", "oauth_sign_in", "oauth_refresh",
 )
 
 

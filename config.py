@@ -62,6 +62,11 @@ DEFAULTS = {
     "MAX_REQUEST_BYTES": 1024 * 1024,
     "MAX_FORM_PARTS": 1000,
     "MAX_CUSTOM_DATA_ROWS": 50,
+    # OAuth2 sign-in's keep-alive refreshes a refresh token this many days before its provider's inactivity
+    # limit would end it (Microsoft's is 90 days unused).
+    "OAUTH_KEEPALIVE_MARGIN_DAYS": 14,
+    # Minutes a sign-in may take at the provider, from leaving Mailkeep to coming back.
+    "OAUTH_SIGN_IN_MINUTES": 15,
 }
 
 SECRET_KEY_FILE = "secret_key"
@@ -142,6 +147,8 @@ def load(app, test_config=None):
     _positive(app, "MAX_REQUEST_BYTES", int, "a positive whole number of bytes")
     _positive(app, "MAX_FORM_PARTS", int, "a positive whole number")
     _positive(app, "MAX_CUSTOM_DATA_ROWS", int, "a positive whole number")
+    _positive(app, "OAUTH_KEEPALIVE_MARGIN_DAYS", int, "a positive whole number of days")
+    _positive(app, "OAUTH_SIGN_IN_MINUTES", int, "a positive whole number of minutes")
     if not str(app.config["TRUSTED_PROXIES"]).isdigit():
         raise ConfigurationError("MAILKEEP_TRUSTED_PROXIES must be a whole number (0 when no proxy is in front)")
     app.config["TRUSTED_PROXIES"] = int(app.config["TRUSTED_PROXIES"])

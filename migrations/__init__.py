@@ -27,9 +27,17 @@ from peewee import CharField, DateTimeField, IntegerField, Model, fn
 from config import ConfigurationError
 from database import db, exclusive, is_sqlite
 
-from . import m0001_baseline, m0002_search, m0003_natural_order, m0004_list_indexes, m0005_token_expiry
+from . import (
+    m0001_baseline,
+    m0002_search,
+    m0003_natural_order,
+    m0004_list_indexes,
+    m0005_token_expiry,
+    m0008_oauth_sign_in,
+)
 
-MIGRATIONS = (m0001_baseline, m0002_search, m0003_natural_order, m0004_list_indexes, m0005_token_expiry)
+MIGRATIONS = (m0001_baseline, m0002_search, m0003_natural_order, m0004_list_indexes, m0005_token_expiry,
+              m0008_oauth_sign_in)
 LATEST = MIGRATIONS[-1].VERSION
 
 
