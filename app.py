@@ -22,7 +22,8 @@ import slots
 import web
 
 from probe import protocols
-from views import account, aliases, api, auth, credentials, events, groups, tokens, users
+from views import account, aliases, api, auth, credentials, events, groups, oauth, tokens, users
+from views import oauth_api  # noqa: F401 (adds /api/v1/oauth-apps to the API's blueprint)
 
 # No inline script or style anywhere (htmx is configured not to need them), so the policy can be strict.
 # Pico CSS draws its select arrows and search icon as data: SVG images.
@@ -81,7 +82,7 @@ def create_app(test_config=None):
     access.init_app(app)
     app.url_map.converters["id"] = web.RowIdConverter  # before the blueprints' routes use it
     for blueprint in (auth.bp, account.bp, credentials.bp, aliases.bp, groups.bp, users.bp, tokens.bp, events.bp,
-                      api.bp):
+                      oauth.apps_bp, oauth.bp, api.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "home", access.requires("viewer")(lambda: redirect(url_for("credentials.index"))))
     for command in (cli.credentials_cli, cli.users_cli, cli.keys_cli):

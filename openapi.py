@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 document of the JSON API (served at /api/v1/openapi.json), and the schemas tests check
 the API's answers against."""
 
+import identity_providers
 import logins
 
 from probe import causes, protocols
@@ -38,7 +39,9 @@ CREDENTIAL_FIELDS = {
     "folder": STRING,
     "auth": {"enum": list(protocols.AUTHENTICATION_LABELS)},
     "client_id": STRING,
-    "token_url": STRING,
+    "token_url": {"type": "string", "description": "OAuth2 client credentials at Microsoft 365: a tenant id (or its "
+                                                   "onmicrosoft.com domain) stands for that tenant's token endpoint, "
+                                                   "with Exchange Online's app-only scope when scope is empty."},
     "scope": STRING,
     "group_id": INTEGER,
     "custom_data": {"type": "array", "items": _object({"key": STRING, "value": STRING})},
@@ -50,13 +53,38 @@ SECRETS = {
 ALIAS_FIELDS = {"address": STRING, "credential_id": INTEGER, "workspace": STRING, "project_type": STRING,
                 "client": STRING, "description": STRING}
 GROUP_FIELDS = {"name": STRING, "description": STRING}
+DATE = {"type": "string", "format": "date"}
+OAUTH_APP_FIELDS = {
+    "name": STRING,
+    "kind": {"enum": list(identity_providers.KINDS)},
+    "tenant": {"type": "string", "description": "Microsoft: a tenant id or domain; organizations when left out."},
+    "issuer": {"type": "string", "description": "Custom: an OpenID Connect issuer whose discovery document gives "
+                                                "the endpoints left out."},
+    "authorization_url": STRING,
+    "token_url": STRING,
+    "client_id": STRING,
+    "scopes": {"type": "string", "description": "Custom: the mail scopes, space-separated."},
+    "client_secret_expires_on": _nullable(DATE),
+    "idle_days": _nullable(INTEGER),
+}
 
 SCHEMAS = {
     "Credential": _object({
         "id": INTEGER, **CREDENTIAL_FIELDS, "password_set": BOOLEAN, "client_secret_set": BOOLEAN,
-        "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
+        "refresh_token_set": BOOLEAN, "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
         "last_test": _nullable(_object({"at": TIMESTAMP, "ok": BOOLEAN, "summary": STRING})),
+        # OAuth2 sign-in: who signed in, with which app, when; the refresh token itself is never answered.
+        "sign_in": _nullable(_object({"oauth_app_id": INTEGER, "account": STRING, "scopes": STRING,
+                                      "signed_in_at": _nullable(TIMESTAMP),
+                                      "refresh_token_used_at": _nullable(TIMESTAMP)})),
     }),
+    "OAuthApp": _object({
+        "id": INTEGER, **OAUTH_APP_FIELDS, "client_secret_set": BOOLEAN, "authorization_endpoint": STRING,
+        "token_endpoint": STRING, "redirect_uri": STRING, "credential_count": INTEGER, "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+    }),
+    "OAuthAppInput": {"type": "object", "properties": {
+        **OAUTH_APP_FIELDS, "client_secret": {"type": "string", "writeOnly": True, "maxLength": 4096}}},
     "CredentialInput": {"type": "object", "properties": {**CREDENTIAL_FIELDS, **SECRETS}},
     "Alias": _object({"id": INTEGER, **ALIAS_FIELDS}),
     "AliasInput": {"type": "object", "properties": ALIAS_FIELDS},
@@ -94,7 +122,7 @@ SCHEMAS = {
         "type": "array", "items": STRING}}}),
 }
 
-for _name in ("Credential", "Alias", "Group"):
+for _name in ("Credential", "Alias", "Group", "OAuthApp"):
     SCHEMAS[f"{_name}Page"] = _object({"items": {"type": "array", "items": _ref(_name)}, "page": INTEGER,
                                         "pages": INTEGER, "total": INTEGER})
 
@@ -163,10 +191,12 @@ def document():
             **_collection("Credential", "credentials", filters),
             **_collection("Alias", "aliases"),
             **_collection("Group", "groups"),
+            # Administrators only.
+            **_collection("OAuthApp", "oauth-apps"),
             "/credentials/{row_id}/secrets/{name}": {
                 "parameters": [{"name": "row_id", "in": "path", "required": True, "schema": INTEGER},
                                {"name": "name", "in": "path", "required": True,
-                                "schema": {"enum": list(logins.SECRETS)}}],
+                                "schema": {"enum": list(logins.TYPED_SECRETS)}}],
                 "put": {
                     "summary": "Change a credential's stored password or client secret (logged; never answered)",
                     "requestBody": {"required": True, "content": {"application/json": {

@@ -56,6 +56,12 @@ LEAST_ROLE = {
     ("/users/<id:user_id>/password", "GET"): "admin", ("/users/<id:user_id>/password", "POST"): "admin",
     ("/users/<id:user_id>/delete", "GET"): "admin", ("/users/<id:user_id>/delete", "POST"): "admin",
     ("/audit/", "GET"): "admin",
+    ("/oauth-apps/", "GET"): "admin",
+    ("/oauth-apps/new", "GET"): "admin", ("/oauth-apps/new", "POST"): "admin",
+    ("/oauth-apps/<id:app_id>/edit", "GET"): "admin", ("/oauth-apps/<id:app_id>/edit", "POST"): "admin",
+    ("/oauth-apps/<id:app_id>/delete", "GET"): "admin", ("/oauth-apps/<id:app_id>/delete", "POST"): "admin",
+    ("/oauth/sign-in/<id:credential_id>", "POST"): "editor",
+    ("/oauth/callback", "GET"): "editor",
     ("/api/v1/openapi.json", "GET"): "public",
     ("/api/v1/credentials", "GET"): "viewer", ("/api/v1/credentials", "POST"): "editor",
     ("/api/v1/credentials/<id:row_id>", "GET"): "viewer",
@@ -70,6 +76,10 @@ LEAST_ROLE = {
     ("/api/v1/groups/<id:row_id>", "PATCH"): "editor",
     ("/api/v1/groups/<id:row_id>", "DELETE"): "editor",
     ("/api/v1/credentials/<id:row_id>/secrets/<any(password, client_secret):name>", "PUT"): "editor",
+    ("/api/v1/oauth-apps", "GET"): "admin", ("/api/v1/oauth-apps", "POST"): "admin",
+    ("/api/v1/oauth-apps/<id:row_id>", "GET"): "admin",
+    ("/api/v1/oauth-apps/<id:row_id>", "PATCH"): "admin",
+    ("/api/v1/oauth-apps/<id:row_id>", "DELETE"): "admin",
     ("/api/v1/connection-tests", "POST"): "editor",
 }
 

@@ -216,7 +216,8 @@ class Credentials(Entries):
 
 
 def credential_json(credential):
-    """A credential as the API shows it: no secret, only whether each is set."""
+    """A credential as the API shows it: no secret, only whether each is set; for OAuth2 sign-in, who signed
+    in with which OAuth app, when, and the scopes granted (``sign_in``, else null)."""
     return {
         **{name: getattr(credential, name) for name in Credential.EDITABLE if name != "group"},
         "id": credential.id,
@@ -228,6 +229,12 @@ def credential_json(credential):
         "last_test": None if credential.last_test_at is None else {
             "at": credential.last_test_at.isoformat() + "Z", "ok": credential.last_test_ok,
             "summary": credential.last_test_summary,
+        },
+        "sign_in": None if credential.oauth_app_id is None else {
+            "oauth_app_id": credential.oauth_app_id, "account": credential.oauth_account,
+            "scopes": credential.oauth_scopes,
+            "signed_in_at": credential.oauth_signed_in_at and credential.oauth_signed_in_at.isoformat() + "Z",
+            "refresh_token_used_at": credential.oauth_used_at and credential.oauth_used_at.isoformat() + "Z",
         },
     }
 
@@ -278,7 +285,7 @@ for resource in (Credentials, Aliases, Groups):
     bp.add_url_rule(f"/{resource.endpoint}", view_func=view, methods=["GET", "POST"])
 
 
-@bp.put(f"/credentials/<id:row_id>/secrets/<any({', '.join(logins.SECRETS)}):name>")
+@bp.put(f"/credentials/<id:row_id>/secrets/<any({', '.join(logins.TYPED_SECRETS)}):name>")
 @requires("editor")
 def put_secret(row_id, name):
     """Replace a credential's stored secret `name` (``password``, ``client_secret``) with ``{"value": "..."}``.
@@ -298,13 +305,15 @@ def test_connection():
     """Test ``{"credential_id": N}`` (with its stored secret; the outcome is recorded) or the settings sent."""
     payload = _payload()
     if "credential_id" in payload:
-        outcome = connection_tests.test_saved(_find(Credential, payload["credential_id"]), actor=actor_name())
+        credential = _find(Credential, payload["credential_id"])
+        outcome = connection_tests.test_saved(credential, actor=actor_name())
+        login = logins.LoginSecrets(credential, credential.connection_values())
     else:
         form = validated(ConnectionForm, payload)
         login = form.login_secrets()
         outcome = connection_tests.test(form.values(), login.typed, actor=actor_name())
-        if outcome.ask_secret:
-            raise Invalid({outcome.ask_secret: [login.missing()]})
+    if outcome.ask_secret:  # a secret typed nowhere, or a sign-in still to come
+        raise Invalid({outcome.ask_secret: [login.missing()]})
     if outcome.busy:
         return {"error": connection_tests.TOO_MANY_TESTS}, TOO_MANY_REQUESTS, BUSY_HEADERS
     if outcome.result is None:
