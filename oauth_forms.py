@@ -31,7 +31,7 @@ class OAuthAppForm(ModelForm):
 
     name = StringField("Name", [DataRequired(), Length(max=100), no_control_characters,
                                 unique(OAuthApp.name_key, "Another OAuth app is already called '{other.name}'.")],
-                       filters=[strip], description="Shown on the sign-in button of a custom provider.")
+                       filters=[strip], description="Tells apps apart; a custom provider's sign-in button shows it.")
     kind = SelectField("Provider", choices=[SelectChoice(name, label)
                                             for name, label in identity_providers.KIND_LABELS.items()],
                        default=identity_providers.MICROSOFT)

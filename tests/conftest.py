@@ -31,7 +31,7 @@ from testdata import (
 )
 from token_server import OAuthClient, TokenServer
 from werkzeug.security import generate_password_hash
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 import access
 import database
@@ -280,10 +280,24 @@ def _buffered(application):
     return serve
 
 
+class _PathOnlyLog(WSGIRequestHandler):
+    """Werkzeug's request handler, logging each request's path without its query: an OAuth2 callback's
+    query holds the authorization code, which no log may keep (production's gunicorn access log leaves the
+    query out too: see the Makefile)."""
+
+    def log_request(self, code="-", size="-"):
+        full = self.path
+        self.path = full.partition("?")[0]
+        try:
+            super().log_request(code, size)
+        finally:
+            self.path = full
+
+
 @pytest.fixture
 def live_server(app):
     """The application served over HTTP on loopback, in a thread, for the browser."""
-    server = make_server("127.0.0.1", 0, _buffered(app), threaded=True)
+    server = make_server("127.0.0.1", 0, _buffered(app), threaded=True, request_handler=_PathOnlyLog)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"

@@ -61,7 +61,7 @@ LEAST_ROLE = {
     ("/oauth-apps/<id:app_id>/edit", "GET"): "admin", ("/oauth-apps/<id:app_id>/edit", "POST"): "admin",
     ("/oauth-apps/<id:app_id>/delete", "GET"): "admin", ("/oauth-apps/<id:app_id>/delete", "POST"): "admin",
     ("/oauth/sign-in/<id:credential_id>", "POST"): "editor",
-    ("/oauth/callback", "GET"): "editor",
+    ("/oauth/callback", "GET"): "public",
     ("/api/v1/openapi.json", "GET"): "public",
     ("/api/v1/credentials", "GET"): "viewer", ("/api/v1/credentials", "POST"): "editor",
     ("/api/v1/credentials/<id:row_id>", "GET"): "viewer",

@@ -11,10 +11,12 @@ from peewee import IntegrityError
 from clients import signed_in
 from sign_in import registered_app, signed_in_credential
 from test_api import matches_spec
-from testdata import CLIENT_SECRET, SIGN_IN_CLIENT_ID
+from testdata import CLIENT_SECRET, SIGN_IN_CLIENT_ID, stored_credential
 
+import encryption
 import models
-from models import AuditEvent, OAuthApp
+from app import create_app
+from models import AuditEvent, Credential, OAuthApp
 
 from probe import protocols
 
@@ -201,3 +203,31 @@ def test_microsofts_app_only_preset_takes_a_tenant_for_the_token_endpoint(app, a
         "token_url": "contoso.onmicrosoft.com", "scope": "https://outlook.office365.com/.default x"}).get_json()
     assert typed_scope["token_url"].startswith("https://login.microsoftonline.com/contoso.onmicrosoft.com/")
     assert typed_scope["scope"] == "https://outlook.office365.com/.default x"
+
+
+def test_key_rotation_re_encrypts_client_secrets_refresh_tokens_and_verifiers(app_config):
+    old, new = app_config["ENCRYPTION_KEYS"], encryption.generate_key()
+    first = create_app(app_config)
+    keyring = first.extensions["mailkeep.keyring"]
+    with models.db.connection_context():
+        oauth_app = OAuthApp(name="Rotating", kind="google", client_id="c")
+        oauth_app.save()
+        oauth_app.seal(keyring, "client_secret", "app-secret")
+        oauth_app.save()
+        credential = stored_credential(keyring, auth="oauth2_sign_in", oauth_app=oauth_app.id)
+        credential.seal(keyring, "refresh_token", "a-refresh-token")
+        credential.save()
+        user = models.User.add("someone", "a long enough password", "editor")
+        pending = models.OAuthSignIn.create(state_digest="d", session_digest="s", user=user.id,
+                                            credential=credential.id, oauth_app=oauth_app.id, nonce="n")
+        pending.seal(keyring, "code_verifier", "a-verifier")
+        pending.save()
+    rotating = create_app({**app_config, "ENCRYPTION_KEYS": f"{new},{old}"})
+    result = rotating.test_cli_runner().invoke(args=["keys", "rotate"])
+    assert result.exit_code == 0 and "Re-encrypted 4 secrets" in result.output  # the password too
+    new_only = encryption.KeyRing(encryption.parse_keys(new))
+    with models.db.connection_context():
+        assert OAuthApp.get().unseal(new_only, "client_secret") == "app-secret"
+        assert Credential.get().unseal(new_only, "refresh_token") == "a-refresh-token"
+        assert models.OAuthSignIn.get().unseal(new_only, "code_verifier") == "a-verifier"
+    create_app({**app_config, "ENCRYPTION_KEYS": new})

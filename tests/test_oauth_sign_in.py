@@ -252,6 +252,27 @@ def test_an_older_refresh_token_is_never_written_over_a_newer_one(app, client, t
         assert oauth_tokens.keep_rotated(Credential.get_by_id(credential.id), settings, late) is True
 
 
+def test_sign_in_again_from_the_credentials_page_hints_the_account(app, client, token_server, dovecot):
+    credential, oauth_app = signed_in_credential(app, client, token_server, dovecot)
+    page = client.get(f"/credentials/{credential.id}")
+    policy = page.headers["Content-Security-Policy"]
+    assert policy.endswith(f"form-action 'self' {token_server.url}")  # its form may lead to the provider
+    assert client.get("/credentials/").headers["Content-Security-Policy"].endswith("form-action 'self'")
+    response = client.post(f"/oauth/sign-in/{credential.id}")
+    assert response.status_code == 303
+    asked = query_of(response.headers["Location"])
+    assert asked["login_hint"] == MAILBOX_USER and asked["client_id"] == SIGN_IN_CLIENT_ID
+    back = client.get(local_path(token_server.approve(response.headers["Location"])))
+    assert back.headers["Location"].endswith(f"/credentials/{credential.id}")
+    assert back.headers["Referrer-Policy"] == "no-referrer"  # its URL held the code
+
+
+def test_a_return_without_a_session_is_refused_without_sending_the_code_anywhere(app, token_server):
+    response = app.test_client().get("/oauth/callback?state=s&code=code-that-must-go-nowhere")
+    assert response.status_code == 400 and "Location" not in response.headers
+    assert "code-that-must-go-nowhere" not in response.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("page", ["/credentials/1/edit", "/credentials/1", "/credentials/", "/api/v1/credentials/1"])
 def test_tokens_never_reach_the_browser(app, client, api, token_server, dovecot, page):
     """The canary check after each test looks at every response; the test server's tokens, codes and the

@@ -357,7 +357,7 @@ def _b64(data: bytes) -> str:
 
 
 CONSENT_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Test provider: sign in</title></head>
+<html lang="en"><head><meta charset="utf-8"><title>Test provider: sign in</title><link rel="icon" href="data:,"></head>
 <body><main>
 <h1>Sign in to the test provider</h1>
 <p>Signed in as <strong>{account}</strong>.</p>

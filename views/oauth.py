@@ -7,6 +7,7 @@ the refresh token on the credential and then tests it, so the person sees at onc
 """
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request
 from flask_login import current_user
@@ -14,7 +15,7 @@ from peewee import IntegrityError
 from playhouse.flask_utils import get_object_or_404
 
 import identity_providers
-from access import actor_name, requires
+from access import PUBLIC, actor_name, requires
 from database import LARGEST_ID
 from models import Credential, OAuthApp
 from oauth_forms import OAuthAppForm
@@ -75,6 +76,43 @@ def microsoft_preset():
         "ms_app_only_scope": identity_providers.MICROSOFT_APP_ONLY_SCOPE,
         "ms_app_only_guide": identity_providers.MICROSOFT_APP_ONLY_GUIDE,
     }
+
+
+# The pages whose forms start a sign-in (the credential form, its no-JavaScript test page, the credential's page).
+SIGN_IN_PAGES = frozenset({"credentials.edit", "credentials.test_form", "credentials.show"})
+
+
+@apps_bp.after_app_request
+def sign_in_headers(response):
+    """The callback's answers send no Referer on (its URL holds the authorization code, which no log may
+    keep: an access log records the Referer of the requests a page makes).
+
+    And the pages whose forms start a sign-in may send the browser on to the
+    OAuth apps' authorization endpoints: their form posts here and is
+    redirected there, and browsers hold a form submission's redirects to the
+    page's Content-Security-Policy ``form-action`` too (CSP Level 3). Only
+    those endpoints' origins are added, read from the apps (https, or http on
+    loopback), nothing else.
+    """
+    if request.endpoint == "oauth.callback":
+        response.headers["Referrer-Policy"] = "no-referrer"
+    if request.endpoint not in SIGN_IN_PAGES or response.mimetype != "text/html":
+        return response
+    origins = sorted({_origin(app.authorization_endpoint) for app in OAuthApp.select()} - {None})
+    policy = response.headers.get("Content-Security-Policy", "")
+    if origins and "form-action 'self'" in policy:
+        response.headers["Content-Security-Policy"] = policy.replace(
+            "form-action 'self'", "form-action 'self' " + " ".join(origins))
+    return response
+
+
+def _origin(url):
+    """The origin of `url` as a CSP source (``https://login.example.com``, with a port if it has one), or None."""
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 @apps_bp.get("/")
@@ -143,11 +181,20 @@ def sign_in(credential_id):
 
 
 @bp.get("/callback")
-@requires("editor")
+@requires(PUBLIC)
 def callback():
     """Where the provider sends the browser back: take the sign-in (services.oauth_sign_in.finish), test the
     credential with it, and go back to where the sign-in started. A state that belongs to no sign-in of
-    this session, or one used already, is refused (400) and changes nothing."""
+    this session, or one used already, is refused (400) and changes nothing.
+
+    Open to anyone so that a browser without a session is answered here rather than sent to the sign-in
+    page with the authorization code in its ``next`` address; such a return cannot belong to a sign-in
+    (they are bound to the session that began them) and is refused like any other.
+    """
+    if not current_user.is_authenticated or not current_user.may("editor"):
+        return explain_refusal("_refused.html", "This sign-in cannot be finished", 400,
+                               message="Sign in to Mailkeep as an editor first, then start the sign-in again "
+                                       "from the credential.")
     try:
         finished = oauth_sign_in.finish(request.args, user=current_user, actor=actor_name())
     except oauth_sign_in.SignInRefused as refused:
