@@ -5,6 +5,7 @@ discovery, and hostile endpoints held to the same bounds as the client-credentia
 import base64
 import hashlib
 import json
+import re
 import secrets
 import urllib.parse
 
@@ -154,16 +155,27 @@ def test_hostile_token_endpoints_blame_the_sign_in_and_end_in_time(handle, words
     assert "OAuth app" in result.cause.hint
 
 
-def test_a_refresh_token_echoed_by_the_endpoint_is_redacted():
-    def echo(request):
-        form = dict(urllib.parse.parse_qsl(request.split(b"\r\n\r\n", 1)[1].decode()))
-        answer = {"error": "invalid_grant", "error_description": f"bad token {form['refresh_token']}"}
-        return json.dumps(answer).encode()
+def echo_the_refresh_token(connection, stop):
+    """A token endpoint that reads the whole request and refuses it, quoting the refresh token it was sent."""
+    request = b""
+    while b"\r\n\r\n" not in request or len(request.split(b"\r\n\r\n", 1)[1]) < int(
+            re.search(rb"Content-Length: (\d+)", request, re.IGNORECASE).group(1)):
+        chunk = connection.recv(65536)
+        if not chunk:
+            return
+        request += chunk
+    form = dict(urllib.parse.parse_qsl(request.split(b"\r\n\r\n", 1)[1].decode()))
+    body = json.dumps({"error": "invalid_grant", "error_description": f"bad token {form['refresh_token']}"}).encode()
+    connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: " +
+                       str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+    stop.wait()
 
-    with SocketServer(http_answer(b"400 Bad Request", echo)) as server:
+
+def test_a_refresh_token_echoed_by_the_endpoint_is_redacted():
+    with SocketServer(echo_the_refresh_token) as server:
         settings = probe.Settings("IMAP", "127.0.0.1", 993, "ssl_tls", MAILBOX_USER, auth=protocols.OAUTH2_SIGN_IN,
-                                  client_id="c", client_secret=CLIENT_SECRET, token_url=f"http://127.0.0.1:{server.port}/t",
-                                  refresh_token=f"rt-{CANARY}")
+                                  client_id="c", client_secret=CLIENT_SECRET,
+                                  token_url=f"http://127.0.0.1:{server.port}/t", refresh_token=f"rt-{CANARY}")
         result = run(settings)
     assert result.cause.code == "oauth_consent_required"
     assert result.cause.server_reply == "invalid_grant: bad token ••••••"

@@ -85,9 +85,9 @@ class TokenServer:
     """An OAuth2 authorization server on ``host`` (IPv4), on a free port, in a background thread. Use as a
     context manager or call start()/stop().
 
-    ``clients`` maps client_id to OAuthClient. ``token_marker``, when given, is part of every access token,
-    refresh token and authorization code issued (tests pass the canary, so a token that leaks is caught
-    like the password). Endpoints (forms are form-encoded, answers JSON unless said):
+    ``clients`` maps client_id to OAuthClient. ``token_marker``, when given, is woven through every access
+    token, refresh token and authorization code issued (tests pass the canary, so a token that leaks, whole
+    or a dozen characters of it, is caught like the password). Endpoints (forms are form-encoded, answers JSON unless said):
 
     - ``GET /authorize``: an authorization request (RFC 6749 section 4.1.1) with PKCE S256 (RFC 7636;
       ``plain`` and requests without a challenge are refused). Answers an HTML consent page naming the
@@ -165,9 +165,14 @@ class TokenServer:
             self._thread.join()
 
     def _new(self, kind: str) -> str:
-        """A fresh token of `kind` ("at", "rt", "code"), holding ``token_marker`` when there is one."""
-        random = secrets.token_urlsafe(24)
-        return f"{kind}-{self.token_marker}-{random}" if self.token_marker else random
+        """A fresh token of `kind` ("at", "rt", "code"): random, or with ``token_marker`` woven through it,
+        four characters of the marker after every four random ones, so any 12 characters of the token hold
+        four of the marker's in a row (a leak of part of a token is caught too)."""
+        if not self.token_marker:
+            return secrets.token_urlsafe(32)
+        pieces = [self.token_marker[start:start + 4] for start in range(0, len(self.token_marker), 4)]
+        random = secrets.token_urlsafe(3 * len(pieces))
+        return f"{kind}-" + "".join(random[4 * index:4 * index + 4] + piece for index, piece in enumerate(pieces))
 
     def issue_token(self, client_id: str, scope: str | None = None, username: str | None = None,
                     consent: _Consent | None = None) -> str:
