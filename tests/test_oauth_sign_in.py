@@ -285,3 +285,15 @@ def test_tokens_never_reach_the_browser(app, client, api, token_server, dovecot,
         assert body["refresh_token_set"] is True and body["sign_in"]["account"] == MAILBOX_USER
         assert "refresh_token" not in body
     assert CLIENT_SECRET not in response.get_data(as_text=True)
+
+
+def test_the_command_line_adds_a_credential_to_sign_in_to_without_asking_for_a_secret(app):
+    runner = app.test_cli_runner()
+    added = runner.invoke(args=["credentials", "add", "--name", "Later", "--description", "Signed in on its page",
+                                "--host", "outlook.office365.com", "--username", "help@contoso.com",
+                                "--auth", "oauth2_sign_in"])
+    assert added.exit_code == 0, added.output
+    tested = runner.invoke(args=["credentials", "test", added.output.strip()])
+    assert tested.exit_code == 1 and "Later: Sign in first" in tested.output
+    listed = runner.invoke(args=["credentials", "list", "--auth", "oauth2_sign_in"])
+    assert "Later" in listed.output
