@@ -333,13 +333,17 @@ class Credential(Sealed, BaseModel):
     search_text = TextField(default="")
     name_sort = CharField(max_length=255, default="", index=True)
     # OAuth2 sign-in (migration 8): the app signed in with, the refresh token (sealed like every secret), the
-    # scopes granted, the account that signed in, when, and when the refresh token was last used.
+    # scopes granted, the account that signed in, when, when the refresh token was last used, and the client
+    # and token endpoint origin it was issued to.
     oauth_app = ForeignKeyField(OAuthApp, null=True, backref="credentials", on_delete="RESTRICT")
     refresh_token_ciphertext = SecretField("refresh_token")
     oauth_scopes = CharField(max_length=1000, default="")
     oauth_account = CharField(max_length=320, default="")
     oauth_signed_in_at = DateTimeField(null=True)
     oauth_used_at = DateTimeField(null=True)
+    # The client and the token endpoint's origin the refresh token was issued to: it is sent nowhere else.
+    oauth_client_id = CharField(max_length=255, default="")
+    oauth_token_origin = CharField(max_length=2000, default="")
 
     # What a person edits: the connection settings (the fields of a connection test), and how it is listed.
     EDITABLE = ("name", "description", "group", *logins.CONNECTION_FIELDS)

@@ -13,15 +13,19 @@ from forms import MAX_SECRET_LENGTH, ModelForm, no_control_characters, strip, te
 from models import OAuthApp
 
 from probe import oauth
+from services import oauth_tokens
 
 URL_LENGTH = 2000
 
 
 def https_endpoint(what):
-    """Validator: an https:// URL (plain http only to loopback), named `what` in the message."""
+    """Validator: an https:// URL (plain http only to loopback) of a host name or IP address, named `what`
+    in the message."""
     def check(form, field):
         if field.data and (problem := oauth.endpoint_problem(field.data, what)):
             raise ValidationError(problem)
+        if field.data and oauth_tokens.origin(field.data) is None:
+            raise ValidationError(f"The {what} must name its host plainly, as in https://login.example.com/...")
     return check
 
 

@@ -1,6 +1,7 @@
 """Migration 8: OAuth2 sign-in. OAuth apps (``oauthapp``), the sign-ins under way (``oauthsignin``), and on
 each credential the app it signed in with, its refresh token (sealed), the scopes granted, the account
-that signed in, when, and when the refresh token was last used.
+that signed in, when, when the refresh token was last used, and the client ID and token endpoint origin
+it was issued to.
 
 The new tables are created from frozen definitions; the credential's new columns are added with plain
 ``ALTER TABLE ... ADD COLUMN`` (nullable, or NOT NULL with a default), which both databases take as they
@@ -86,6 +87,8 @@ def apply(keyring):
         "\"oauth_account\" VARCHAR(320) NOT NULL DEFAULT ''",
         f'"oauth_signed_in_at" {timestamp}',
         f'"oauth_used_at" {timestamp}',
+        "\"oauth_client_id\" VARCHAR(255) NOT NULL DEFAULT ''",
+        "\"oauth_token_origin\" VARCHAR(2000) NOT NULL DEFAULT ''",
     )
     for column in columns:
         db.execute_sql(f'ALTER TABLE "credential" ADD COLUMN {column}')

@@ -86,7 +86,11 @@ def test(values, typed=None, saved=None, *, actor, list_folders=False):
         return TestOutcome(ask_secret=login.needed.name)
     try:
         settings = oauth_tokens.complete(settings_for(values, secrets), saved)
-    except oauth_tokens.TokenUnavailable as problem:
+    except oauth_tokens.TokenUnavailable as problem:  # the sign-in's app is gone, changed or unreadable
+        if as_saved:
+            with db.atomic():
+                saved.record_test(False, problem.reason)
+                audit.record("connection_test", saved, actor=actor, outcome="failed", details=problem.reason)
         return TestOutcome(blamed={login.needed.name: problem.reason})
     try:
         result = run(settings, list_folders=list_folders)

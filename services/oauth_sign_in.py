@@ -186,6 +186,8 @@ def _store(pending, grant, account, actor, now):
         credential.oauth_account = account
         credential.oauth_scopes = grant.scope[:1000]
         credential.oauth_signed_in_at = credential.oauth_used_at = now
+        credential.oauth_client_id = app.client_id
+        credential.oauth_token_origin = oauth_tokens.origin(app.token_endpoint) or ""
         credential.save()
         pending.delete_instance()
         audit.record("oauth_sign_in", credential, actor=actor, details=f"{note} Scopes granted: {grant.scope}")

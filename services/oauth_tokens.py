@@ -30,9 +30,11 @@ So the rules are written once:
 import dataclasses
 import hashlib
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 from flask import current_app
 
@@ -99,19 +101,51 @@ class KeptAlive:
     summary: str = ""
 
 
+# A host as a URL may name it in an origin: a DNS name or an IPv4 address, or an IPv6 address (bracketed).
+PLAIN_HOST = re.compile(r"^(?:[a-z0-9.-]+|[0-9a-f:.]+)$")
+CHANGED_APP = ("The OAuth app's client ID or token endpoint changed since this sign-in, so its refresh token is "
+               "not sent there: sign in again.")
+
+
+def origin(url):
+    """The origin of `url` (``https://login.example.com``, with its port when it names one), or None when it
+    is not an http(s) URL with a plain host name or IP address. Refresh tokens stay bound to it."""
+    parts = urlsplit(url or "")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("https", "http") or not host or not PLAIN_HOST.match(host):
+        return None
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}" + (f":{port}" if port else "")
+
+
+def still_serves(credential, app):
+    """True when `credential`'s sign-in was made with `app` as it is now: the same client ID and a token
+    endpoint at the same origin. A refresh token is never sent to another client or authorization server
+    than the one that issued it, even when an administrator changes the app (a new tenant of the same
+    Microsoft endpoint is the same origin, and keeps working)."""
+    return (app is not None and credential.oauth_app_id == app.id and credential.oauth_client_id == app.client_id
+            and credential.oauth_token_origin == origin(app.token_endpoint))
+
+
 def complete(settings, credential):
     """`settings` (probe.Settings of `credential`'s values on screen or as saved, with its secrets) made ready
     for the token endpoint: for OAuth2 sign-in, the client ID and secret, token endpoint and refresh scopes
     of the OAuth app `credential` signed in with; other logins as they are.
 
     Raises TokenUnavailable (``not_signed_in``) when the credential has no
-    app, or (``unreadable_secret``) when the app's client secret cannot be read.
+    app, or the app's client ID or token endpoint's origin changed since the
+    sign-in (``still_serves``), or (``unreadable_secret``) when the app's
+    client secret cannot be read.
     """
     if settings.auth != protocols.OAUTH2_SIGN_IN:
         return settings
     app = OAuthApp.get_or_none(OAuthApp.id == credential.oauth_app_id) if credential is not None else None
     if app is None:
         raise TokenUnavailable("not_signed_in", NO_APP)
+    if not still_serves(credential, app):
+        raise TokenUnavailable("not_signed_in", CHANGED_APP)
     try:
         client_secret = app.unseal(keys.ring(), "client_secret")
     except UndecryptableSecret:

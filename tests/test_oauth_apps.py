@@ -15,6 +15,8 @@ from testdata import CLIENT_SECRET, SIGN_IN_CLIENT_ID, stored_credential
 
 import encryption
 import models
+import probe
+import providers
 from app import create_app
 from models import AuditEvent, Credential, OAuthApp
 
@@ -231,3 +233,14 @@ def test_key_rotation_re_encrypts_client_secrets_refresh_tokens_and_verifiers(ap
         assert Credential.get().unseal(new_only, "refresh_token") == "a-refresh-token"
         assert models.OAuthSignIn.get().unseal(new_only, "code_verifier") == "a-verifier"
     create_app({**app_config, "ENCRYPTION_KEYS": new})
+
+
+def test_an_app_only_login_refused_by_exchange_online_points_at_the_service_principal():
+    settings = probe.Settings("IMAP", "outlook.office365.com", 993, "ssl_tls", "shared@contoso.com",
+                              auth=protocols.OAUTH2, client_id="app", token_url="https://login.example.com/t")
+    assert "New-ServicePrincipal" in providers.advice(settings, "auth_failed")
+    assert "Add-MailboxPermission" in providers.advice(settings, "auth_failed")
+    assert providers.advice(settings, "token_request_failed") is None
+    signed_in = probe.Settings("IMAP", "outlook.office365.com", 993, "ssl_tls", "a@contoso.com",
+                               auth=protocols.OAUTH2_SIGN_IN)
+    assert providers.advice(signed_in, "auth_failed") is None

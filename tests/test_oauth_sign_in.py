@@ -207,6 +207,26 @@ def test_changing_the_server_forgets_the_sign_in(app, client, token_server, dove
     assert "Not signed in yet." in page
 
 
+def test_a_changed_oauth_app_is_not_sent_the_old_sign_ins_refresh_token(app, client, token_server, dovecot):
+    """An administrator points the app at another token endpoint (or client): the refresh tokens issued by
+    the old one stay here, and the credentials ask to sign in again."""
+    credential, oauth_app = signed_in_credential(app, client, token_server, dovecot)
+    asked = len([entry for entry in token_server.requests if entry["path"] == "/token"])
+    with models.db.connection_context():
+        models.OAuthApp.update(token_url="https://login.elsewhere.example/token").execute()
+    html = client.post(f"/credentials/{credential.id}/test", headers=HTMX).get_data(as_text=True)
+    assert "Failing" in html and "changed since this sign-in" in html
+    assert len([entry for entry in token_server.requests if entry["path"] == "/token"]) == asked  # none asked
+    form = credential_form(dovecot, username=MAILBOX_USER)
+    result = client.post(f"/credentials/{credential.id}/test-form", data=form, headers=HTMX).get_data(as_text=True)
+    assert "changed since this sign-in" in result
+    assert "changed since alice@example.test signed in: sign in again." in client.get(
+        f"/credentials/{credential.id}/edit").get_data(as_text=True)
+    with models.db.connection_context():
+        models.OAuthApp.update(token_url=token_server.token_url).execute()
+    assert "Working" in client.post(f"/credentials/{credential.id}/test", headers=HTMX).get_data(as_text=True)
+
+
 def test_a_credential_waits_for_its_sign_in_and_says_so(app, client, token_server, dovecot):
     registered_app(app, token_server)
     response = client.post("/credentials/new", data={**credential_form(dovecot, username=MAILBOX_USER), "then": "test"})

@@ -87,7 +87,8 @@ class TokenServer:
 
     ``clients`` maps client_id to OAuthClient. ``token_marker``, when given, is woven through every access
     token, refresh token and authorization code issued (tests pass the canary, so a token that leaks, whole
-    or a dozen characters of it, is caught like the password). Endpoints (forms are form-encoded, answers JSON unless said):
+    or a dozen characters of it, is caught like the password). Endpoints (forms are form-encoded, answers
+    JSON unless said):
 
     - ``GET /authorize``: an authorization request (RFC 6749 section 4.1.1) with PKCE S256 (RFC 7636;
       ``plain`` and requests without a challenge are refused). Answers an HTML consent page naming the

@@ -7,7 +7,6 @@ the refresh token on the credential and then tests it, so the person sees at onc
 """
 
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request
 from flask_login import current_user
@@ -22,7 +21,7 @@ from oauth_forms import OAuthAppForm
 from web import after_change, explain_refusal, fragment_or_page, is_htmx
 
 from probe import protocols
-from services import connection_tests, oauth_sign_in
+from services import connection_tests, oauth_sign_in, oauth_tokens
 from services.entries import StillInUse, delete_entry
 from services.oauth_apps import DiscoveryFailed, save_app
 
@@ -40,6 +39,13 @@ def sign_in_choices():
     apps = list(OAuthApp.select().order_by(OAuthApp.name_key))
     labels = [app.button_label for app in apps]
     return [(app, label if labels.count(label) == 1 else f"{label} ({app.name})") for app, label in zip(apps, labels)]
+
+
+@apps_bp.app_template_global()
+def sign_in_still_serves(credential):
+    """True when `credential`'s stored sign-in was made with its OAuth app as the app is now (same client,
+    same token endpoint origin: services.oauth_tokens.still_serves)."""
+    return oauth_tokens.still_serves(credential, credential.oauth_app)
 
 
 @apps_bp.app_template_global()
@@ -107,12 +113,9 @@ def sign_in_headers(response):
 
 
 def _origin(url):
-    """The origin of `url` as a CSP source (``https://login.example.com``, with a port if it has one), or None."""
-    parts = urlsplit(url or "")
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        return None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    """The origin of `url` as a CSP source (``https://login.example.com``, with a port if it has one), or None
+    when it is not an http(s) URL with a plain host name or IP address (nothing else may enter the header)."""
+    return oauth_tokens.origin(url)
 
 
 @apps_bp.get("/")

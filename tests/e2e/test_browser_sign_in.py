@@ -94,7 +94,8 @@ def test_sign_in_test_refresh_revoke_and_sign_in_again(page, live_server, app, d
     expect(page.locator("#test-blame-refresh_token")).to_contain_text("no longer accepts this sign-in")
     result.get_by_role("button", name="Sign in again", exact=True).click()
     page.get_by_role("button", name="Approve").click()
-    expect(page.locator("#messages")).to_contain_text(f"Signed in as {MAILBOX_USER} with Test provider. Tested: working.")
+    expect(page.locator("#messages")).to_contain_text(
+        f"Signed in as {MAILBOX_USER} with Test provider. Tested: working.")
     test_connection()
     expect(result).to_contain_text("We were able to connect to your mailbox.")
     with models.db.connection_context():
