@@ -146,24 +146,27 @@ NOT_FOUND = {"404": _json("Error", "No such entry.")}
 PAGING = [{"name": "page", "in": "query", "schema": INTEGER}, {"name": "per_page", "in": "query", "schema": INTEGER}]
 
 
-def _collection(name, plural, extra_parameters=()):
-    """The paths of one entry type: list and create, then get, update and delete by id."""
+def _collection(name, plural, extra_parameters=(), noun=None):
+    """The paths of one entry type: list and create, then get, update and delete by id. `noun` is how the
+    summaries call one entry (the schema's name in lower case unless given)."""
     item = f"/{plural}/{{row_id}}"
+    noun = noun or name.lower()
+    article = "an" if noun[:1].lower() in "aeiou" else "a"
     id_parameter = [{"name": "row_id", "in": "path", "required": True, "schema": INTEGER}]
     body = {"required": True, "content": {"application/json": {"schema": _ref(f"{name}Input")}}}
     return {
         f"/{plural}": {
             "get": {"summary": f"List {plural}", "parameters": PAGING + list(extra_parameters),
                     "responses": {"200": _json(f"{name}Page", f"A page of {plural}."), **ERRORS}},
-            "post": {"summary": f"Add a {name.lower()}", "requestBody": body,
-                     "responses": {"201": _json(name, f"The new {name.lower()}, with its id."), **WRITE_ERRORS}},
+            "post": {"summary": f"Add {article} {noun}", "requestBody": body,
+                     "responses": {"201": _json(name, f"The new {noun}, with its id."), **WRITE_ERRORS}},
         },
         item: {
             "parameters": id_parameter,
-            "get": {"summary": f"One {name.lower()}", "responses": {"200": _json(name, name), **ERRORS, **NOT_FOUND}},
-            "patch": {"summary": f"Change a {name.lower()}: the fields sent", "requestBody": body,
-                      "responses": {"200": _json(name, f"The changed {name.lower()}."), **WRITE_ERRORS, **NOT_FOUND}},
-            "delete": {"summary": f"Delete a {name.lower()}",
+            "get": {"summary": f"One {noun}", "responses": {"200": _json(name, name), **ERRORS, **NOT_FOUND}},
+            "patch": {"summary": f"Change {article} {noun}: the fields sent", "requestBody": body,
+                      "responses": {"200": _json(name, f"The changed {noun}."), **WRITE_ERRORS, **NOT_FOUND}},
+            "delete": {"summary": f"Delete {article} {noun}",
                        "responses": {"204": {"description": "Deleted."}, **ERRORS, **NOT_FOUND,
                                      "409": _json("Error", "Still in use; nothing was deleted.")}},
         },
@@ -192,7 +195,7 @@ def document():
             **_collection("Alias", "aliases"),
             **_collection("Group", "groups"),
             # Administrators only.
-            **_collection("OAuthApp", "oauth-apps"),
+            **_collection("OAuthApp", "oauth-apps", noun="OAuth app"),
             "/credentials/{row_id}/secrets/{name}": {
                 "parameters": [{"name": "row_id", "in": "path", "required": True, "schema": INTEGER},
                                {"name": "name", "in": "path", "required": True,
