@@ -13,6 +13,10 @@ TEST_PACKAGES := dovecot-imapd dovecot-pop3d chromium postgresql redis-server
 
 .PHONY: run test demo system-packages
 
+# The access log names each request's path without its query: an OAuth2 sign-in's callback carries the
+# authorization code there (gunicorn's default format, but %(U)s for the request line's %(r)s).
+ACCESS_LOG_FORMAT := %(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"
+
 # The web server and the background worker (scheduled checks, notifications), started together; Ctrl-C (or
 # either of them ending) stops both.
 run: $(VENV)/.installed
@@ -20,7 +24,7 @@ run: $(VENV)/.installed
 	@$(VENV)/bin/python worker.py & worker=$$!; \
 	trap 'kill -INT $$worker 2>/dev/null; wait $$worker' EXIT; \
 	$(VENV)/bin/gunicorn --preload --workers $(WORKERS) --threads $(THREADS) --bind $(HOST):$(PORT) \
-		--no-control-socket --access-logfile - 'app:create_app()'
+		--no-control-socket --access-logfile - --access-logformat '$(ACCESS_LOG_FORMAT)' 'app:create_app()'
 
 test: $(VENV)/.installed-test system-packages
 	$(VENV)/bin/python -m pytest

@@ -33,6 +33,8 @@ from views import (
     groups,
     monitoring,
     notification_pages,
+    oauth,
+    oauth_api,  # noqa: F401 (adds /api/v1/oauth-apps to the API's blueprint)
     secret_versions,
     service_accounts,
     serving,
@@ -106,7 +108,7 @@ def create_app(test_config=None):
     app.url_map.converters["id"] = web.RowIdConverter  # before the blueprints' routes use it
     for blueprint in (auth.bp, account.bp, credentials.bp, aliases.bp, groups.bp, users.bp, tokens.bp, events.bp,
                       api.bp, secret_versions.bp, service_accounts.bp, serving.bp, watch.bp, notification_pages.bp,
-                      monitoring.bp):
+                      monitoring.bp, oauth.apps_bp, oauth.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "home", access.requires("viewer")(lambda: redirect(url_for("credentials.index"))))
     for command in (cli.credentials_cli, cli.users_cli, cli.keys_cli, cli.checks_cli):

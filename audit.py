@@ -21,6 +21,8 @@ ACTIONS = (
     # Watching (issue 10).
     "check_pause", "check_resume", "check_run", "channel_create", "channel_update",
     "channel_delete", "smtp_change",
+    # OAuth2 sign-in (issue 12).
+    "oauth_sign_in", "oauth_refresh",
 )
 
 

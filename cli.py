@@ -97,9 +97,12 @@ def add_credential(group_name, port, secret_stdin, **values):
     if group is None:
         raise click.UsageError(f"there is no group called {group_name!r}")
     secret = logins.login_for(values["auth"]).secret
-    typed = sys.stdin.readline().rstrip("\r\n") if secret_stdin else click.prompt(secret.label, hide_input=True)
+    typed = {}
+    if secret.typed:  # OAuth2 sign-in's secret comes from signing in on the credential's page, never from here
+        typed[secret.name] = sys.stdin.readline().rstrip("\r\n") if secret_stdin else \
+            click.prompt(secret.label, hide_input=True)
     # A port left out (None) is the standard one of protocol and security: forms.validated's rule, as in the API.
-    form = _validated(CredentialForm, {**values, "group": group.id, "port": port, secret.name: typed}, "credential")
+    form = _validated(CredentialForm, {**values, "group": group.id, "port": port, **typed}, "credential")
     credential = save_credential(Credential(), form.values(), form.login_secrets().changes(), (), actor=COMMAND_LINE)
     click.echo(credential.id)
 
@@ -117,7 +120,9 @@ def test_credential(credential_id):
         sys.exit(2)
     result = outcome.result
     if result is None:
-        click.echo(f"{credential.name}: {credential.last_test_summary}", err=True)
+        missing = logins.LoginSecrets(credential, credential.connection_values()).missing() \
+            if outcome.ask_secret else None
+        click.echo(f"{credential.name}: {missing or credential.last_test_summary}", err=True)
         sys.exit(1)
     for step in result.steps:
         click.echo(f"{step.outcome:8} {step.title:18} {step.duration_ms:6} ms  {step.details}")

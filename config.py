@@ -83,6 +83,11 @@ DEFAULTS = {
     "METRICS_NETWORKS": "",
     # Seconds a webhook target or the SMTP relay may take to answer one delivery attempt.
     "NOTIFICATION_TIMEOUT": 10.0,
+    # OAuth2 sign-in's keep-alive refreshes a refresh token this many days before its provider's inactivity
+    # limit would end it (Microsoft's is 90 days unused).
+    "OAUTH_KEEPALIVE_MARGIN_DAYS": 14,
+    # Minutes a sign-in may take at the provider, from leaving Mailkeep to coming back.
+    "OAUTH_SIGN_IN_MINUTES": 15,
 }
 
 SECRET_KEY_FILE = "secret_key"
@@ -170,6 +175,8 @@ def load(app, test_config=None):
     _at_least_zero(app, "SECRET_GRACE_SECONDS", "a whole number of seconds, 0 or more (at most 30 days)",
                    MAX_GRACE_SECONDS)
     _watching(app)
+    _positive(app, "OAUTH_KEEPALIVE_MARGIN_DAYS", int, "a positive whole number of days")
+    _positive(app, "OAUTH_SIGN_IN_MINUTES", int, "a positive whole number of minutes")
     if not str(app.config["TRUSTED_PROXIES"]).isdigit():
         raise ConfigurationError("MAILKEEP_TRUSTED_PROXIES must be a whole number (0 when no proxy is in front)")
     app.config["TRUSTED_PROXIES"] = int(app.config["TRUSTED_PROXIES"])
@@ -263,8 +270,8 @@ def _base_url(text):
     if parts.scheme not in ("http", "https") or not parts.hostname or (parts.scheme == "http" and not loopback) \
             or parts.query or parts.fragment:
         raise ConfigurationError(
-            "MAILKEEP_BASE_URL must be the https:// address people reach Mailkeep at, e.g. https://mailkeep.example.com "
-            "(http:// only for localhost)"
+            "MAILKEEP_BASE_URL must be the https:// address people reach Mailkeep at, e.g. "
+            "https://mailkeep.example.com (http:// only for localhost)"
         )
     return text.strip().rstrip("/")
 

@@ -1,9 +1,10 @@
 """``make demo``: Mailkeep with real servers to test against, for a first look.
 
 Starts a throwaway Dovecot (IMAP and POP3, with a demo mailbox) and an OAuth2
-token endpoint on loopback, then the dashboard on a fresh instance folder,
+authorization server on loopback, then the dashboard on a fresh instance folder,
 seeded with an admin, credentials that work (IMAP, POP3, OAuth2), one with a
-wrong password, and an alias. Prints the URL, the admin's password and an API
+wrong password, an alias, and an OAuth app to try OAuth2 sign-in with (its
+consent page signs in as the demo mailbox). Prints the URL, the admin's password and an API
 token (all throwaway); Ctrl-C stops everything and deletes the lot. ``HOST``
 and ``PORT`` choose where the dashboard listens.
 """
@@ -23,19 +24,21 @@ import models  # noqa: E402
 from app import create_app  # noqa: E402
 from dovecot import Dovecot, MailUser  # noqa: E402
 from probe import protocols  # noqa: E402
-from services import service_accounts  # noqa: E402
+from services import oauth_apps, service_accounts  # noqa: E402
 from services.entries import save_credential  # noqa: E402
 from token_server import OAuthClient, TokenServer  # noqa: E402
 
 MAILBOX = MailUser("demo@example.test", "demo-password")
 CLIENT_ID, CLIENT_SECRET = "mailkeep-demo", "demo-client-secret"
+SIGN_IN_CLIENT_ID = "mailkeep-demo-sign-in"
 ADMIN, ADMIN_PASSWORD = "demo", "demo-admin-password"
 SERVICE_ACCOUNT = "demo-tool"
 
 
 def seed(app, mail, tokens):
     """Add an admin, the demo credentials (through the services, so their secrets have versions), a group, an
-    alias and a service account that reads the default group; return (an API token of the admin, a token of
+    alias, a service account that reads the default group and an OAuth app to try OAuth2 sign-in with;
+    return (an API token of the admin, a token of
     the service account)."""
     server = {"host": "localhost", "username": MAILBOX.username, "folder": "INBOX"}
 
@@ -70,15 +73,21 @@ def seed(app, mail, tokens):
                                         "scopes": ["connection:read", "connection:test"], "group_ids": [default.id]},
                                        actor=ADMIN)
         _, service_token = service_accounts.issue_token(tool, "demo", actor=ADMIN)
+        oauth_apps.save_app(models.OAuthApp(), {
+            "name": "Demo provider", "kind": "custom", "authorization_url": tokens.authorization_url,
+            "token_url": tokens.token_url, "client_id": SIGN_IN_CLIENT_ID, "scopes": "mail",
+        }, CLIENT_SECRET, actor=ADMIN)
     return api_token, service_token
 
 
-def app_config(workdir, mail, tokens):
+def app_config(workdir, mail, tokens, base_url=None):
     """The dashboard's configuration: a fresh instance folder in `workdir`, trusting the demo Dovecot's CA, and
     allowed to dial only the ports of the servers the demo started (`mail`, a tests.dovecot.Dovecot, and
     `tokens`, a tests.token_server.TokenServer), on loopback."""
     ports = (mail.imaps_port, mail.imap_port, mail.pop3s_port, mail.pop3_port, urlsplit(tokens.token_url).port)
+    where = {"BASE_URL": base_url} if base_url else {}  # OAuth2 sign-in comes back to the dashboard here
     return {
+        **where,
         "INSTANCE_PATH": str(workdir / "instance"),
         "DATABASE_URL": f"sqlite:///{workdir / 'instance' / 'mailkeep.db'}",
         "CA_FILE": str(mail.ca_file),
@@ -92,11 +101,13 @@ def main():
     host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "5000"))
     with tempfile.TemporaryDirectory(prefix="mailkeep-demo-") as workdir:
         workdir = pathlib.Path(workdir)
-        clients = {CLIENT_ID: OAuthClient(CLIENT_SECRET, MAILBOX.username)}
+        clients = {CLIENT_ID: OAuthClient(CLIENT_SECRET, MAILBOX.username),
+                   SIGN_IN_CLIENT_ID: OAuthClient(CLIENT_SECRET, MAILBOX.username)}
         with TokenServer(clients) as tokens, Dovecot(
             workdir / "dovecot", users=[MAILBOX], oauth2_introspection_url=tokens.introspection_url
         ) as mail:
-            app = create_app(app_config(workdir, mail, tokens))
+            loopback = host in ("127.0.0.1", "localhost", "::1")
+            app = create_app(app_config(workdir, mail, tokens, f"http://{host}:{port}" if loopback else None))
             api_token, service_token = seed(app, mail, tokens)
             server = make_server(host, port, app, threaded=True)
             print(f"Mailkeep demo: http://{host}:{port}/  (Ctrl-C stops it and deletes everything)")

@@ -33,10 +33,12 @@ from wtforms.validators import (
     Length,
     NumberRange,
     Optional,
+    StopValidation,
     ValidationError,
 )
 
 import drafts
+import identity_providers
 import logins
 from database import LARGEST_ID
 from models import ROLES, Alias, Credential, Group, User, utcnow
@@ -180,6 +182,31 @@ def username_rule(form, field):
         email_address(form, field)
 
 
+class UsernameRequired(DataRequired):
+    """DataRequired, except for a credential that takes its username from the sign-in to come: left empty,
+    the account that signs in fills it (a form says so with ``username_from_sign_in``)."""
+
+    def __call__(self, form, field):
+        if not field.data and getattr(form, "username_from_sign_in", False):
+            raise StopValidation()
+        super().__call__(form, field)
+
+
+# A Microsoft Entra tenant: its id (a GUID), one of its domains, or "organizations".
+TENANT = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$")
+# What the Token endpoint of OAuth2 client credentials takes as a Microsoft 365 tenant (the app-only preset):
+# a tenant id, or the tenant's initial domain.
+MICROSOFT_TENANT = re.compile(
+    r"^(?:[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|[A-Za-z0-9-]+\.onmicrosoft\.com)$")
+
+
+def tenant_name(form, field):
+    """Validator: a Microsoft Entra tenant id (a GUID), a domain, or "organizations"."""
+    if field.data and not TENANT.match(field.data):
+        raise ValidationError("Enter the tenant ID (a GUID such as 00000000-0000-0000-0000-000000000000) or a "
+                              "domain of the tenant.")
+
+
 def unique(key, message):
     """Validator: refuse a value another row already has, ignoring case; the row being edited is exempt.
 
@@ -230,7 +257,7 @@ class ConnectionForm(ModelForm):
     )
     security = SelectField("Security", default=protocols.IMPLICIT_TLS)
     username = StringField(
-        "Username", [DataRequired(), Length(max=320), no_control_characters, username_rule], filters=[strip]
+        "Username", [UsernameRequired(), Length(max=320), no_control_characters, username_rule], filters=[strip]
     )
     # Matched exactly: folder names are case-sensitive on some servers, so nothing is stripped.
     folder = StringField("Folder", [DataRequired(), Length(max=255), no_control_characters], default="INBOX")
@@ -279,9 +306,19 @@ class ConnectionForm(ModelForm):
             raise ValidationError(problem)
 
     def validate(self, extra_validators=None):
-        """Validate the fields; a POP3 folder is always INBOX, as POP3 has one mailbox per login."""
+        """Validate the fields; a POP3 folder is always INBOX, as POP3 has one mailbox per login.
+
+        The Microsoft 365 app-only preset: OAuth2 client credentials whose Token
+        endpoint is a Microsoft 365 tenant id (or its onmicrosoft.com domain) get
+        that tenant's token endpoint, and Exchange Online's app-only scope when
+        the scope is empty.
+        """
         if self.protocol.data == protocols.POP3:
             self.folder.data = protocols.POP3_FOLDER
+        tenant = strip(self.token_url.data or "")
+        if self.oauth2 and MICROSOFT_TENANT.match(tenant):
+            self.token_url.data = identity_providers.microsoft_token_endpoint(tenant)
+            self.scope.data = strip(self.scope.data or "") or identity_providers.MICROSOFT_APP_ONLY_SCOPE
         return super().validate(extra_validators)
 
     @property
@@ -292,10 +329,10 @@ class ConnectionForm(ModelForm):
     def login_secrets(self):
         """The logins.LoginSecrets of the values and secrets on this form (typed now, or kept as drafts),
         for the row being edited."""
-        typed = {name: self[name].data or "" for name in logins.SECRETS}
+        typed = {name: self[name].data or "" for name in logins.TYPED_SECRETS}
         kept = {
             name: drafts.unseal(self[f"{name}_draft"].data, self.draft_key, name)
-            for name in logins.SECRETS if self[f"{name}_draft"].data
+            for name in logins.TYPED_SECRETS if self[f"{name}_draft"].data
         }
         return logins.LoginSecrets(self.instance, self.values(logins.CONNECTION_FIELDS), typed, kept)
 
@@ -364,12 +401,17 @@ class CredentialForm(ConnectionForm):
         if any(row.key.errors for row in field):
             raise ValidationError("Fix the custom data.")
 
+    @property
+    def username_from_sign_in(self):
+        """True for OAuth2 sign-in: an empty username is filled in with the account that signs in."""
+        return self.auth.data == protocols.OAUTH2_SIGN_IN
+
     def validate(self, extra_validators=None):
         """Validate the fields and the login secret, then refuse a second credential for the same mailbox."""
         valid = super().validate(extra_validators)
         login = self.login_secrets()
         problems = login.typed_over_stored()
-        if missing := login.missing():
+        if missing := login.missing_for_save():
             problems[login.needed.name] = missing
         for name, message in problems.items():
             self[name].errors = [*self[name].errors, message]

@@ -34,6 +34,7 @@ DEFINITE_CAUSES = frozenset({
     "auth_failed", "folder_not_found", "tls_certificate_untrusted", "tls_certificate_expired",
     "tls_hostname_mismatch", "tls_handshake_failed", "starttls_unavailable", "plaintext_refused",
     "auth_mechanism_unavailable", "destination_not_allowed", "secret_unreadable", "secret_missing",
+    "oauth_consent_required",
 })
 # Codes that may pass without anyone changing anything.
 TRANSIENT_CAUSES = frozenset({

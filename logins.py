@@ -5,6 +5,13 @@ for": change the server or the login (for OAuth2 also the client or the token
 endpoint) and the stored secret must be typed again, so it is never sent
 somewhere the person who typed it did not choose. Forms, views, templates, the
 API, the CLI and the browser script (through ``client_rules()``) all ask here.
+
+OAuth2 sign-in's secret, the refresh token, is not typed: a sign-in puts it
+there (services/oauth_sign_in.py), and a new sign-in replaces it. It stays
+bound to the server it was signed in for (a change of protocol, host, port or
+security forgets it), but not to the username, which may be a shared mailbox
+the signed-in account may read. A credential may be saved before anyone signs
+in: the sign-in comes after the save.
 """
 
 import dataclasses
@@ -25,11 +32,21 @@ SERVER_FIELDS = ("protocol", "host", "port", "security", "username")
 @dataclass(frozen=True)
 class SecretRule:
     """One kind of secret: its `name` (a probe.Settings field), the `label` people read, and the fields
-    (`bound_to`) whose stored values it was typed for."""
+    (`bound_to`) whose stored values it was typed for.
+
+    `typed` says whether people type it into the form (a sign-in's refresh
+    token is not: a sign-in stores it); `needed_to_save` whether a credential
+    may be saved without it. `enter` and `enter_again` say what to do when it
+    is missing: none stored, or the stored one no longer serves.
+    """
 
     name: str
     label: str
     bound_to: tuple
+    typed: bool = True
+    needed_to_save: bool = True
+    enter: str = ""
+    enter_again: str = ""
 
     @property
     def noun(self):
@@ -49,10 +66,18 @@ class LoginRule:
 
 PASSWORD = SecretRule("password", "Password", SERVER_FIELDS)
 CLIENT_SECRET = SecretRule("client_secret", "Client secret", SERVER_FIELDS + ("client_id", "token_url"))
-SECRETS = {rule.name: rule for rule in (PASSWORD, CLIENT_SECRET)}
+REFRESH_TOKEN = SecretRule(
+    "refresh_token", "Refresh token", ("protocol", "host", "port", "security"), typed=False, needed_to_save=False,
+    enter="Sign in first: press a Sign in button (it saves the form, then opens the provider's sign-in page).",
+    enter_again="The server changed since the sign-in: sign in again for it.",
+)
+SECRETS = {rule.name: rule for rule in (PASSWORD, CLIENT_SECRET, REFRESH_TOKEN)}
+# The secrets people type into the form (each has a field and a draft there).
+TYPED_SECRETS = tuple(name for name, rule in SECRETS.items() if rule.typed)
 LOGINS = {
     protocols.PASSWORD: LoginRule(protocols.PASSWORD, PASSWORD),
     protocols.OAUTH2: LoginRule(protocols.OAUTH2, CLIENT_SECRET, needs=("client_id", "token_url")),
+    protocols.OAUTH2_SIGN_IN: LoginRule(protocols.OAUTH2_SIGN_IN, REFRESH_TOKEN),
 }
 
 UNREADABLE_SECRET = "This secret cannot be read with the current keys; set it again."
@@ -105,7 +130,7 @@ class LoginSecrets:
         reusable = self.reusable
         self.typed = {
             name: (typed or {}).get(name) or ("" if name in reusable else (kept or {}).get(name) or "")
-            for name in SECRETS
+            if SECRETS[name].typed else "" for name in SECRETS
         }
 
     @property
@@ -135,8 +160,13 @@ class LoginSecrets:
         if self.typed[needed.name] or needed.name in self.reusable:
             return None
         if self.stored:
-            return f"The server or login changed: type the {needed.noun} again for it."
-        return f"Enter the {needed.noun}."
+            return needed.enter_again or f"The server or login changed: type the {needed.noun} again for it."
+        return needed.enter or f"Enter the {needed.noun}."
+
+    def missing_for_save(self):
+        """Why the entry may not be saved as it is for want of its secret (``missing``), or None: a login
+        whose secret comes after the save (a sign-in) may be saved without it."""
+        return self.missing() if self.needed.needed_to_save else None
 
     def typed_over_stored(self):
         """{name: message} for secrets typed although their stored one still serves: those change only

@@ -31,6 +31,7 @@ from peewee import (
 )
 from werkzeug.security import check_password_hash, generate_password_hash
 
+import identity_providers
 import logins
 from database import db, is_sqlite, upsert
 from probe import protocols
@@ -203,6 +204,112 @@ class StaleRevision(Exception):
         self.current = current
 
 
+class OAuthApp(Sealed, BaseModel):
+    """An OAuth app registered with an identity provider, that people sign in with (OAuth2 sign-in).
+
+    `kind` is one of identity_providers.KINDS: Microsoft (with a `tenant`: an
+    id, a domain or "organizations"), Google, or a custom provider with its own
+    `authorization_url` and `token_url` (given, or read from the OpenID Connect
+    discovery document of its `issuer`) and the mail `scopes` its servers want.
+    The client secret is a SecretField, write-only like every other secret;
+    `client_secret_expires_on` (optional) is the day the provider stops taking
+    it, and `idle_days` how long a custom provider's refresh tokens may lie
+    unused (Microsoft's and Google's are known).
+    """
+
+    uid = CharField(max_length=32, unique=True, default=lambda: secrets.token_hex(16))
+    name = CharField(max_length=100)
+    name_key = CharField(max_length=100, unique=True)
+    kind = CharField(max_length=16)
+    tenant = CharField(max_length=255, default="")
+    issuer = CharField(max_length=2000, default="")
+    authorization_url = CharField(max_length=2000, default="")
+    token_url = CharField(max_length=2000, default="")
+    client_id = CharField(max_length=255)
+    client_secret_ciphertext = SecretField("client_secret")
+    scopes = CharField(max_length=1000, default="")
+    client_secret_expires_on = DateField(null=True)
+    idle_days = IntegerField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    FOLDED = (("name", "name_key"),)
+    AUDIT_TYPE = "oauth_app"
+    # The days before a client secret's expiry from which the apps page warns.
+    SECRET_WARNING_DAYS = 30
+
+    @property
+    def kind_label(self):
+        """The provider as people read it: "Microsoft", "Google", "Custom"."""
+        return identity_providers.KIND_LABELS.get(self.kind, self.kind)
+
+    @property
+    def button_label(self):
+        """What the sign-in button says: "Sign in with Microsoft", or the custom app's name."""
+        return f"Sign in with {self.name if self.kind == identity_providers.CUSTOM else self.kind_label}"
+
+    @property
+    def authorization_endpoint(self):
+        """The URL people are sent to, to sign in and consent (RFC 6749 section 3.1)."""
+        fixed = identity_providers.KINDS[self.kind].authorization_endpoint
+        tenant = self.tenant or identity_providers.DEFAULT_TENANT
+        return fixed.format(tenant=tenant) if fixed else self.authorization_url
+
+    @property
+    def token_endpoint(self):
+        """The URL tokens come from (RFC 6749 section 3.2)."""
+        fixed = identity_providers.KINDS[self.kind].token_endpoint
+        tenant = self.tenant or identity_providers.DEFAULT_TENANT
+        return fixed.format(tenant=tenant) if fixed else self.token_url
+
+    def sign_in_scopes(self, protocol):
+        """What a sign-in for a `protocol` mailbox asks for (identity_providers.sign_in_scopes)."""
+        return identity_providers.sign_in_scopes(self.kind, protocol, self.scopes)
+
+    def refresh_scopes(self, protocol):
+        """What each refresh for a `protocol` mailbox asks for (identity_providers.refresh_scopes)."""
+        return identity_providers.refresh_scopes(self.kind, protocol, self.scopes)
+
+    @property
+    def authorization_params(self):
+        """The provider's own parameters of an authorization request ({name: value})."""
+        return dict(identity_providers.KINDS[self.kind].authorization_params)
+
+    @property
+    def idle_limit_days(self):
+        """After how many days unused this provider's refresh tokens lapse, or None when unknown."""
+        return identity_providers.KINDS[self.kind].idle_days or self.idle_days
+
+    def secret_expiry(self, today=None):
+        """"expired", "soon" (within SECRET_WARNING_DAYS days) or None, for the client secret's expiry date
+        as of `today` (a date; UTC's today unless given)."""
+        if self.client_secret_expires_on is None:
+            return None
+        today = today or utcnow().date()
+        if self.client_secret_expires_on <= today:
+            return "expired"
+        return "soon" if (self.client_secret_expires_on - today).days <= self.SECRET_WARNING_DAYS else None
+
+    @classmethod
+    def by_name(cls):
+        """Every app, with how many credentials sign in with it (``credential_count``), by name."""
+        return (cls.select(cls, fn.COUNT(Credential.id).alias("credential_count"))
+                .join(Credential, JOIN.LEFT_OUTER, on=(Credential.oauth_app == cls.id))
+                .group_by(cls).order_by(cls.name_key))
+
+    def save(self, *args, **kwargs):
+        """Save with a fresh ``updated_at``."""
+        self.updated_at = utcnow()
+        return super().save(*args, **kwargs)
+
+    def blockers(self):
+        """The credentials that sign in with this app, by name, if any."""
+        credentials = list(self.credentials.order_by(Credential.name_sort))
+        if credentials:
+            return credentials, "signed in with by " + ", ".join(credential.name for credential in credentials)
+        return None
+
+
 class Credential(Sealed, BaseModel):
     """An IMAP or POP3 login: where to connect, how, as whom, and which folder to read.
 
@@ -263,6 +370,18 @@ class Credential(Sealed, BaseModel):
     secret_warned_days = IntegerField(null=True)
     secret_set_at = DateTimeField(null=True)
     rotation_warned_at = DateTimeField(null=True)
+    # OAuth2 sign-in (migration 8): the app signed in with, the refresh token (sealed like every secret), the
+    # scopes granted, the account that signed in, when, when the refresh token was last used, and the client
+    # and token endpoint origin it was issued to.
+    oauth_app = ForeignKeyField(OAuthApp, null=True, backref="credentials", on_delete="RESTRICT")
+    refresh_token_ciphertext = SecretField("refresh_token")
+    oauth_scopes = CharField(max_length=1000, default="")
+    oauth_account = CharField(max_length=320, default="")
+    oauth_signed_in_at = DateTimeField(null=True)
+    oauth_used_at = DateTimeField(null=True)
+    # The client and the token endpoint's origin the refresh token was issued to: it is sent nowhere else.
+    oauth_client_id = CharField(max_length=255, default="")
+    oauth_token_origin = CharField(max_length=2000, default="")
 
     # What a person edits: the connection settings (the fields of a connection test), and how it is listed.
     EDITABLE = ("name", "description", "group", *logins.CONNECTION_FIELDS, "client_secret_expires_on")
@@ -1119,5 +1238,30 @@ class DeliveryAttempt(BaseModel):
         table_name = "delivery_attempt"
 
 
+class OAuthSignIn(Sealed, BaseModel):
+    """A sign-in under way: sent to the provider, not yet back (RFC 6749 section 4.1).
+
+    Found again by the digest of its `state` (the value itself is only in the
+    URL), it is bound to the session that started it (`session_digest`), its
+    user, the credential it signs in for and the app; it keeps the PKCE code
+    verifier (sealed, RFC 7636 section 4.1) and the OpenID Connect nonce.
+    `used_at` is set once, when the provider sends the browser back: a second
+    return with the same state is refused. `return_to` is where the person goes
+    afterwards ("edit": the credential form, "show": the credential's page).
+    """
+
+    uid = CharField(max_length=32, unique=True, default=lambda: secrets.token_hex(16))
+    state_digest = CharField(max_length=64, unique=True)
+    session_digest = CharField(max_length=64)
+    user = ForeignKeyField(User, on_delete="CASCADE")
+    credential = ForeignKeyField(Credential, on_delete="CASCADE")
+    oauth_app = ForeignKeyField(OAuthApp, on_delete="CASCADE")
+    nonce = CharField(max_length=64)
+    code_verifier_ciphertext = SecretField("code_verifier")
+    return_to = CharField(max_length=16, default="edit")
+    created_at = DateTimeField(default=utcnow, index=True)
+    used_at = DateTimeField(null=True)
+
+
 # Every model that keeps secrets (sealing.Sealed): what key checks and rotation go through.
-SEALED_MODELS = (Credential, SecretVersion, NotificationChannel, SmtpRelay)
+SEALED_MODELS = (Credential, SecretVersion, NotificationChannel, SmtpRelay, OAuthApp, OAuthSignIn)

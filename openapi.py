@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 document of the JSON API (served at /api/v1/openapi.json), and the schemas tests check
 the API's answers against."""
 
+import identity_providers
 import logins
 from probe import causes, protocols
 
@@ -37,7 +38,9 @@ CREDENTIAL_FIELDS = {
     "folder": STRING,
     "auth": {"enum": list(protocols.AUTHENTICATION_LABELS)},
     "client_id": STRING,
-    "token_url": STRING,
+    "token_url": {"type": "string", "description": "OAuth2 client credentials at Microsoft 365: a tenant id (or its "
+                                                   "onmicrosoft.com domain) stands for that tenant's token endpoint, "
+                                                   "with Exchange Online's app-only scope when scope is empty."},
     "scope": STRING,
     "group_id": INTEGER,
     "custom_data": {"type": "array", "items": _object({"key": STRING, "value": STRING})},
@@ -56,13 +59,38 @@ GROUP_FIELDS = {"name": STRING, "description": STRING,
                                                   "instance's MAILKEEP_CHECK_INTERVAL."},
                 "password_max_age_days": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}],
                                           "description": "Days after which a password set is due for rotation."}}
+DATE = {"type": "string", "format": "date"}
+OAUTH_APP_FIELDS = {
+    "name": STRING,
+    "kind": {"enum": list(identity_providers.KINDS)},
+    "tenant": {"type": "string", "description": "Microsoft: a tenant id or domain; organizations when left out."},
+    "issuer": {"type": "string", "description": "Custom: an OpenID Connect issuer whose discovery document gives "
+                                                "the endpoints left out."},
+    "authorization_url": STRING,
+    "token_url": STRING,
+    "client_id": STRING,
+    "scopes": {"type": "string", "description": "Custom: the mail scopes, space-separated."},
+    "client_secret_expires_on": _nullable(DATE),
+    "idle_days": _nullable(INTEGER),
+}
 
 SCHEMAS = {
     "Credential": _object({
         "id": INTEGER, **CREDENTIAL_FIELDS, "password_set": BOOLEAN, "client_secret_set": BOOLEAN,
-        "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
+        "refresh_token_set": BOOLEAN, "created_at": TIMESTAMP, "updated_at": TIMESTAMP,
         "last_test": _nullable(_object({"at": TIMESTAMP, "ok": BOOLEAN, "summary": STRING})),
+        # OAuth2 sign-in: who signed in, with which app, when; the refresh token itself is never answered.
+        "sign_in": _nullable(_object({"oauth_app_id": INTEGER, "account": STRING, "scopes": STRING,
+                                      "signed_in_at": _nullable(TIMESTAMP),
+                                      "refresh_token_used_at": _nullable(TIMESTAMP)})),
     }),
+    "OAuthApp": _object({
+        "id": INTEGER, **OAUTH_APP_FIELDS, "client_secret_set": BOOLEAN, "authorization_endpoint": STRING,
+        "token_endpoint": STRING, "redirect_uri": STRING, "credential_count": INTEGER, "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+    }),
+    "OAuthAppInput": {"type": "object", "properties": {
+        **OAUTH_APP_FIELDS, "client_secret": {"type": "string", "writeOnly": True, "maxLength": 4096}}},
     "CredentialInput": {"type": "object", "properties": {**CREDENTIAL_FIELDS, **SECRETS}},
     "Alias": _object({"id": INTEGER, **ALIAS_FIELDS}),
     "AliasInput": {"type": "object", "properties": ALIAS_FIELDS},
@@ -138,7 +166,7 @@ SCHEMAS.update({
     "NotificationChannelChange": _object({"enabled": BOOLEAN}),
 })
 
-for _name in ("Credential", "Alias", "Group", "Check", "NotificationChannel"):
+for _name in ("Credential", "Alias", "Group", "Check", "NotificationChannel", "OAuthApp"):
     SCHEMAS[f"{_name}Page"] = _object({"items": {"type": "array", "items": _ref(_name)}, "page": INTEGER,
                                         "pages": INTEGER, "total": INTEGER})
 
@@ -162,24 +190,27 @@ NOT_FOUND = {"404": _json("Error", "No such entry.")}
 PAGING = [{"name": "page", "in": "query", "schema": INTEGER}, {"name": "per_page", "in": "query", "schema": INTEGER}]
 
 
-def _collection(name, plural, extra_parameters=()):
-    """The paths of one entry type: list and create, then get, update and delete by id."""
+def _collection(name, plural, extra_parameters=(), noun=None):
+    """The paths of one entry type: list and create, then get, update and delete by id. `noun` is how the
+    summaries call one entry (the schema's name in lower case unless given)."""
     item = f"/{plural}/{{row_id}}"
+    noun = noun or name.lower()
+    article = "an" if noun[:1].lower() in "aeiou" else "a"
     id_parameter = [{"name": "row_id", "in": "path", "required": True, "schema": INTEGER}]
     body = {"required": True, "content": {"application/json": {"schema": _ref(f"{name}Input")}}}
     return {
         f"/{plural}": {
             "get": {"summary": f"List {plural}", "parameters": PAGING + list(extra_parameters),
                     "responses": {"200": _json(f"{name}Page", f"A page of {plural}."), **ERRORS}},
-            "post": {"summary": f"Add a {name.lower()}", "requestBody": body,
-                     "responses": {"201": _json(name, f"The new {name.lower()}, with its id."), **WRITE_ERRORS}},
+            "post": {"summary": f"Add {article} {noun}", "requestBody": body,
+                     "responses": {"201": _json(name, f"The new {noun}, with its id."), **WRITE_ERRORS}},
         },
         item: {
             "parameters": id_parameter,
-            "get": {"summary": f"One {name.lower()}", "responses": {"200": _json(name, name), **ERRORS, **NOT_FOUND}},
-            "patch": {"summary": f"Change a {name.lower()}: the fields sent", "requestBody": body,
-                      "responses": {"200": _json(name, f"The changed {name.lower()}."), **WRITE_ERRORS, **NOT_FOUND}},
-            "delete": {"summary": f"Delete a {name.lower()}",
+            "get": {"summary": f"One {noun}", "responses": {"200": _json(name, name), **ERRORS, **NOT_FOUND}},
+            "patch": {"summary": f"Change {article} {noun}: the fields sent", "requestBody": body,
+                      "responses": {"200": _json(name, f"The changed {noun}."), **WRITE_ERRORS, **NOT_FOUND}},
+            "delete": {"summary": f"Delete {article} {noun}",
                        "responses": {"204": {"description": "Deleted."}, **ERRORS, **NOT_FOUND,
                                      "409": _json("Error", "Still in use; nothing was deleted.")}},
         },
@@ -213,10 +244,12 @@ def document():
             **_collection("Credential", "credentials", filters),
             **_collection("Alias", "aliases"),
             **_collection("Group", "groups"),
+            # Administrators only.
+            **_collection("OAuthApp", "oauth-apps", noun="OAuth app"),
             "/credentials/{row_id}/secrets/{name}": {
                 "parameters": [{"name": "row_id", "in": "path", "required": True, "schema": INTEGER},
                                {"name": "name", "in": "path", "required": True,
-                                "schema": {"enum": list(logins.SECRETS)}}],
+                                "schema": {"enum": list(logins.TYPED_SECRETS)}}],
                 "put": {
                     "summary": "Change a credential's stored password or client secret (logged; never answered)",
                     "requestBody": {"required": True, "content": {"application/json": {

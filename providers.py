@@ -65,9 +65,10 @@ PROVIDERS = (
         "Outlook / Office 365", ("outlook.com", "hotmail.com", "live.com", "msn.com", "office365.com"),
         _both("outlook.office365.com", "outlook.office365.com"),
         "Microsoft has switched off password logins (Basic authentication) for IMAP and POP3 in "
-        "Exchange Online and Outlook.com: use OAuth2 client credentials with an app registration "
-        "(token endpoint https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token, "
-        "scope https://outlook.office365.com/.default) and grant that app access to the mailbox.",
+        "Exchange Online and Outlook.com: use OAuth2 sign-in (Sign in with Microsoft, with the OAuth app "
+        "an administrator registered), or for a shared mailbox OAuth2 client credentials with an app "
+        "registration (type the tenant ID as the token endpoint; scope "
+        "https://outlook.office365.com/.default) and grant that app access to the mailbox.",
         hosts=("imap-mail.outlook.com", "pop-mail.outlook.com"),
         login=protocols.OAUTH2, oauth2_scope="https://outlook.office365.com/.default",
     ),
@@ -122,10 +123,24 @@ def for_host(host):
     return next((provider for provider in PROVIDERS if provider.serves(host)), None)
 
 
+# Exchange Online takes an app-only token only from an app it knows and has let into the mailbox.
+EXCHANGE_APP_ONLY_NOTE = (
+    "Exchange Online took the app's token but not the login: register the app's service principal in Exchange "
+    "Online PowerShell (New-ServicePrincipal) and give it access to this mailbox (Add-MailboxPermission "
+    "-AccessRights FullAccess), as Microsoft's steps show: "
+    "https://learn.microsoft.com/en-us/exchange/client-developer/legacy-protocols/"
+    "how-to-authenticate-an-imap-pop-smtp-application-by-using-oauth"
+)
+
+
 def advice(settings, code):
     """Extra words for a connection test's failure (probe.Prober's `advice`): for an ``auth_failed`` of a
-    password login at a known provider, what that provider requires ("Gmail: ..."); else None."""
+    password login at a known provider, what that provider requires ("Gmail: ..."); for one of OAuth2
+    client credentials at Microsoft, that Exchange Online must know the app and let it into the mailbox;
+    else None."""
     provider = for_host(settings.host) or for_username(settings.username)
     if code == "auth_failed" and provider and settings.auth == protocols.PASSWORD:
         return f"{provider.name}: {provider.auth_note}"
+    if code == "auth_failed" and provider and provider.login == protocols.OAUTH2 and settings.auth == protocols.OAUTH2:
+        return EXCHANGE_APP_ONLY_NOTE
     return None

@@ -24,7 +24,9 @@ Tasks (each in an application context):
   comes within the minute (short intervals);
 - ``run(run_id)``: a "Test all" run;
 - ``deliver``: notifications.deliver_due (also after a check that published);
-- ``prune`` every hour: retention (MAILKEEP_CHECK_RETENTION_DAYS).
+- ``prune`` every hour: retention (MAILKEEP_CHECK_RETENTION_DAYS);
+- ``keep_alive`` every hour: OAuth2 sign-ins unused so long that their refresh
+  token would lapse are refreshed (services.oauth_tokens.refresh_due).
 """
 
 import argparse
@@ -35,12 +37,13 @@ from datetime import datetime, timedelta
 
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
+from huey.exceptions import TaskLockedException
 
 import database
 import notifications
 from database import db, exclusive
 from models import Credential, NotificationEvent, utcnow
-from services import scheduler
+from services import oauth_tokens, scheduler
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +156,18 @@ def _register(queue, app):
         """Once an hour: drop history older than the retention."""
         return scheduler.prune()
 
-    return {"check": check, "run": run, "deliver": deliver, "tick": tick, "prune": prune}
+    @queue.periodic_task(crontab(minute="30"), name="mailkeep.keep_alive")
+    @in_app
+    def keep_alive():
+        """Once an hour: refresh the OAuth2 sign-ins about to lapse unused (services.oauth_tokens.refresh_due),
+        in one worker at a time (huey's lock, kept in the queue's storage; a worker that finds it taken skips)."""
+        try:
+            with queue.lock_task("mailkeep.keep_alive"):
+                return len(oauth_tokens.refresh_due())
+        except TaskLockedException:
+            return None
+
+    return {"check": check, "run": run, "deliver": deliver, "tick": tick, "prune": prune, "keep_alive": keep_alive}
 
 
 def claim_one(credential_id, now):

@@ -35,10 +35,11 @@ from . import (
     m0005_token_expiry,
     m0006_watch,
     m0007_service_accounts,
+    m0008_oauth_sign_in,
 )
 
 MIGRATIONS = (m0001_baseline, m0002_search, m0003_natural_order, m0004_list_indexes, m0005_token_expiry,
-              m0006_watch, m0007_service_accounts)
+              m0006_watch, m0007_service_accounts, m0008_oauth_sign_in)
 LATEST = MIGRATIONS[-1].VERSION
 
 

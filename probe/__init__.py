@@ -23,18 +23,18 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 from . import dialogue, network, oauth, protocols
 from .causes import Failure, SettingNames, describe
+from .oauth import AuthorizationCode, Discovery
 from .policy import Policy
 from .redaction import Redactor
-from .result import FAILED, OK, Cause, Certificate, Result, Settings, Step
+from .result import FAILED, OK, Cause, Certificate, Grant, Result, Settings, Step, TokenResult
 
 __all__ = [
-    "AccessToken", "Busy", "Cause", "Certificate", "Policy", "Prober", "Result", "SettingNames", "Settings", "Step",
-    "TokenRefused", "run",
+    "AuthorizationCode", "Busy", "Cause", "Certificate", "Discovery", "Grant", "Policy", "Prober", "Result",
+    "SettingNames", "Settings", "Step", "TokenResult", "run",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,25 +52,6 @@ THREAD_NAME = "connection-test"
 
 class Busy(Exception):
     """All the slots for connection tests are taken; try again when one finishes."""
-
-
-class TokenRefused(Exception):
-    """No access token could be had (``Prober.access_token``); `cause` (a Cause, redacted) says why."""
-
-    def __init__(self, cause):
-        super().__init__(cause.message)
-        self.cause = cause
-
-
-@dataclass(frozen=True)
-class AccessToken:
-    """An OAuth2 access token for a mail login: `value` (never in ``repr``), its `token_type` ("Bearer"), and
-    `expires_at`, when it stops working (a timezone-aware UTC datetime), or None when the endpoint did not
-    say (RFC 6749 section 5.1's ``expires_in``, counted from when the answer came)."""
-
-    value: str = field(repr=False)
-    token_type: str
-    expires_at: datetime | None
 
 
 # Mail ports at public addresses only.
@@ -128,11 +109,7 @@ class Prober:
         no slot is free; never raises for anything the server or network does,
         which is in the Result.
         """
-        if slots is not None and not slots.acquire(blocking=False):
-            raise Busy()
-        attempt = _Attempt(self, settings, slots, list_folders)
-        threading.Thread(target=attempt.watch_the_deadline, name=THREAD_NAME, daemon=True).start()
-        attempt.execute()
+        attempt = self._attempt(settings, slots, list_folders=list_folders)
         result = attempt.result()
         log.info(
             "connection test %s:%s as %s: %s",
@@ -140,31 +117,42 @@ class Prober:
         )
         return result
 
-    def access_token(self, settings, *, slots=None):
-        """Get an access token for the OAuth2 client credentials in `settings` (client id and secret, token
-        URL, scope), for a program to log in with itself; return an AccessToken.
+    def token(self, settings, *, code=None, slots=None):
+        """Ask the token endpoint of `settings` alone for a token, without a mail server; return a TokenResult.
 
-        The grant alone (RFC 6749 section 4.4), no mail server: the same
-        deadline, outbound policy, TLS verification, watchdog, response cap and
-        `slots` as the "token" step of a test (see ``run``). Raises Busy when
-        no slot is free, and TokenRefused with the Cause (its texts redacted of
-        every secret) when the endpoint refuses, cannot be reached in time, or
-        may not be dialled.
+        The grant follows the settings (client credentials, or the refresh
+        token of an OAuth2 sign-in), or redeems `code` (a probe.AuthorizationCode)
+        with the settings' client and token endpoint: see oauth.fetch_token.
+        The same deadline, outbound policy, watchdog and size limits as a
+        connection test apply; the result's ``grant`` holds the tokens (in
+        memory only). `slots` as for ``run``. Raises Busy when no slot is free,
+        ValueError for settings of a login without a token endpoint; never
+        raises for what the endpoint does.
         """
+        if settings.auth not in protocols.TOKEN_LOGINS:
+            raise ValueError(f"a {settings.auth} login has no token endpoint")
+        attempt = self._attempt(settings, slots, mode=TOKEN_ONLY, code=code)
+        result = attempt.result()
+        log.info("OAuth2 token from %s: %s", urlsplit(settings.token_url).netloc,
+                 result.cause.code if result.cause else "ok")
+        return result
+
+    def discover(self, issuer):
+        """Read the OpenID Connect discovery document of `issuer` (OpenID Connect Discovery 1.0) within the
+        deadline, under the outbound policy; return (a probe.Discovery, None), or (None, the Cause)."""
+        settings = Settings(protocols.IMAP, urlsplit(issuer).hostname or issuer, 443, protocols.IMPLICIT_TLS, "")
+        attempt = self._attempt(settings, None, mode=DISCOVERY, issuer=issuer)
+        cause = attempt.result().cause
+        return (None, cause) if cause else (attempt.discovery, None)
+
+    def _attempt(self, settings, slots, **options):
+        """Start the watchdog and run an _Attempt to its end in this thread; return it."""
         if slots is not None and not slots.acquire(blocking=False):
             raise Busy()
-        attempt = _Attempt(self, settings, slots, list_folders=False, plan=[("token", "Get OAuth2 token")])
+        attempt = _Attempt(self, settings, slots, **options)
         threading.Thread(target=attempt.watch_the_deadline, name=THREAD_NAME, daemon=True).start()
-        granted = attempt.execute(attempt.grant)
-        cause = attempt.result().cause
-        log.info("access token from %s for %s: %s", settings.token_url, settings.username,
-                 cause.code if cause else "ok")
-        if cause is not None:
-            raise TokenRefused(cause)
-        expires_at = None
-        if granted.expires_in is not None:
-            expires_at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=granted.expires_in)
-        return AccessToken(granted.access_token, granted.token_type, expires_at)
+        attempt.execute()
+        return attempt
 
 
 def run(settings, deadline=15.0, ca_file=None, slots=None, policy=DEFAULT_POLICY, *, greeting_timeout=5.0,
@@ -178,11 +166,22 @@ def run(settings, deadline=15.0, ca_file=None, slots=None, policy=DEFAULT_POLICY
     return prober.run(settings, slots=slots, list_folders=list_folders)
 
 
-def _plan(settings):
+# What an _Attempt does: a whole connection test, a token alone, or an OpenID Connect discovery.
+CONNECTION_TEST = "test"
+TOKEN_ONLY = "token"
+DISCOVERY = "discovery"
+TOKEN_STEP = ("token", "Get OAuth2 token")
+
+
+def _plan(settings, mode=CONNECTION_TEST):
+    if mode == DISCOVERY:
+        return [("discovery", "Read the OpenID Connect configuration")]
+    if mode == TOKEN_ONLY:
+        return [TOKEN_STEP]
     # The mail server is resolved and checked first: a refused destination costs no token request.
     steps = [("resolve", "Check destination")]
-    if settings.auth == protocols.OAUTH2:
-        steps.append(("token", "Get OAuth2 token"))
+    if settings.auth in protocols.TOKEN_LOGINS:
+        steps.append(TOKEN_STEP)
     steps.append(("connect", "Connect"))
     if settings.security == protocols.IMPLICIT_TLS:
         steps.append(("tls", "TLS handshake"))
@@ -201,14 +200,19 @@ class _Attempt:
     from being overwritten by the conversation it cut short.
     """
 
-    def __init__(self, prober, settings, slots, list_folders, plan=None):
+    def __init__(self, prober, settings, slots, list_folders=False, mode=CONNECTION_TEST, code=None, issuer=None):
         self.prober = prober
         self.settings = settings
         self.deadline = prober.deadline
         self.policy = prober.policy
         self.slots = slots
         self.list_folders = list_folders
-        self.steps = {name: Step(name, title) for name, title in (plan or _plan(settings))}
+        self.mode = mode
+        self.code = code  # an oauth.AuthorizationCode to redeem, for a sign-in's first token
+        self.issuer = issuer
+        self.grant = None  # what the token endpoint granted (a Grant), only in memory
+        self.discovery = None
+        self.steps = {name: Step(name, title) for name, title in _plan(settings, mode)}
         self.started = time.monotonic()
         self.greeting_due = None  # when the greeting must have come (monotonic), set once connected
         self.sock = None  # what the current step talks over; replaced when TLS starts
@@ -282,16 +286,10 @@ class _Attempt:
         if not self.finished.wait(self.deadline + GRACE_SECONDS):
             self.abort()
 
-    def execute(self, conversation=None):
-        """Run the steps (`conversation`, a method of this attempt; the whole test unless given), keep the
-        failure, always close up and let go of the slot. Returns what `conversation` returned, or None when
-        it failed."""
-        outcome = None
+    def execute(self):
+        """Run the steps, keep the failure, always close up and let go of the slot."""
         try:
-            if conversation is None:
-                self.message_count, self.folders = self._converse()
-            else:
-                outcome = conversation()
+            self.message_count, self.folders = self._converse()
         except Failure as failure:
             with self._lock:
                 if not self._aborted:
@@ -310,15 +308,6 @@ class _Attempt:
                         sock.close()
             self.finished.set()
             self._let_go()
-        return outcome
-
-    def grant(self):
-        """The token request alone (``Prober.access_token``): the client-credentials grant, as a step."""
-        with self.step("token") as step:
-            granted = oauth.grant(self)
-            self.token = granted.access_token  # so an endpoint that echoes it is redacted too
-            step.details = f"client-credentials grant at {self.settings.token_url}: access token received"
-        return granted
 
     def _let_go(self):
         """One holder of the slot is done; the last one gives the slot back."""
@@ -362,6 +351,14 @@ class _Attempt:
 
     def _converse(self):
         settings = self.settings
+        if self.mode == DISCOVERY:
+            with self.step("discovery") as step:
+                self.discovery = oauth.discover(self, self.issuer)
+                step.details = f"token endpoint {self.discovery.token_endpoint}"
+            return None, []
+        if self.mode == TOKEN_ONLY:
+            self._get_token()
+            return None, []
         with self.step("resolve") as step:
             self.policy.check_security(settings.security)
             self.policy.check_port(settings.port)  # before even asking DNS
@@ -369,10 +366,8 @@ class _Attempt:
             step.details = ", ".join(sockaddr[0] for _, sockaddr in addresses)
             # Every address is checked, and only these are dialled: no second lookup to rebind.
             self.policy.check_addresses(addresses)
-        if settings.auth == protocols.OAUTH2:
-            with self.step("token") as step:
-                self.token = oauth.fetch_token(self)
-                step.details = f"client-credentials grant at {settings.token_url}: access token received"
+        if settings.auth in protocols.TOKEN_LOGINS:
+            self._get_token()
         with self.step("connect") as step:
             sock, sockaddr = network.connect(addresses, self.seconds_left)
             self.sock = sock
@@ -384,6 +379,23 @@ class _Attempt:
                 self.sock = self.tls_context().wrap_socket(self.sock, server_hostname=settings.host)
                 step.details = self.tls_established(self.sock)
         return dialogue.converse(self)
+
+    def _get_token(self):
+        """The token step: fetch a token (oauth.fetch_token), keep it in memory, say which grant gave it."""
+        with self.step("token") as step:
+            self.grant = oauth.fetch_token(self)
+            self.token = self.grant.access_token
+            if self.code is not None:
+                grant = "authorization-code grant (PKCE)"
+                news = "; a refresh token came with it" if self.grant.refresh_token else \
+                    "; no refresh token came with it"
+            elif self.settings.auth == protocols.OAUTH2_SIGN_IN:
+                grant = "refresh-token grant"
+                news = "; a new refresh token replaces the one used" if self.grant.rotated else \
+                    "; the refresh token stays the same"
+            else:
+                grant, news = "client-credentials grant", ""
+            step.details = f"{grant} at {self.settings.token_url}: access token received{news}"
 
     def redact_also(self, sent):
         """Redact `sent` (a SASL string carrying a secret) in all its forms from what the server says."""
@@ -401,7 +413,9 @@ class _Attempt:
                 return
             self._aborted = True
             stalled_at_token = self.current is not None and self.current.name == "token"
-            self.failure = Failure("deadline_exceeded", field="token_url" if stalled_at_token else None)
+            signing_in = self.code is not None or self.settings.auth == protocols.OAUTH2_SIGN_IN
+            token_field = "refresh_token" if signing_in else "token_url"
+            self.failure = Failure("deadline_exceeded", field=token_field if stalled_at_token else None)
             if self.current is not None:
                 self.current.outcome = FAILED
                 self.current.duration_ms = _milliseconds_since(self.started) - sum(
@@ -416,7 +430,9 @@ class _Attempt:
     def _redactor(self):
         """The Redactor for every secret of this test, in every form it may have gone over the wire."""
         settings = self.settings
-        return Redactor((settings.password, settings.client_secret, self.token), carriers=self._sent_secrets,
+        secrets = [settings.password, settings.client_secret, settings.refresh_token, self.token]
+        secrets += [*(self.grant.secrets if self.grant else ()), *(self.code.secrets if self.code else ())]
+        return Redactor(secrets, carriers=self._sent_secrets,
                         basic_credentials=(settings.client_id, settings.client_secret))
 
     def result(self):
@@ -437,6 +453,9 @@ class _Attempt:
                     greeting_timeout=self.prober.greeting_timeout,
                     step=self.current.title if self.current else "start",
                 )
+            if self.mode != CONNECTION_TEST:
+                return TokenResult(steps=steps, elapsed_ms=_milliseconds_since(self.started), cause=cause,
+                                   grant=None if cause else self.grant)
             certificate = self.certificate and dataclasses.replace(
                 self.certificate, subject=redactor.clean(self.certificate.subject),
                 issuer=redactor.clean(self.certificate.issuer))
@@ -448,4 +467,5 @@ class _Attempt:
                 message_count=None if cause else self.message_count,
                 folders=[] if cause else [redactor.clean(name) for name in self.folders],
                 certificate=certificate,
+                grant=self.grant,
             )

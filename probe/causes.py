@@ -123,6 +123,19 @@ CATALOGUE = {
         "Check the Token endpoint, the Client ID and the Client secret, and that the application "
         "may use the client-credentials grant.",
     ),
+    "oauth_consent_required": (
+        "refresh_token",
+        "The provider no longer accepts this sign-in{reason}.",
+        "The person who signed in withdrew their consent, changed their password, had multi-factor "
+        "authentication turned on, or the sign-in lapsed unused. Press Sign in again and sign in as that "
+        "account: nothing else needs to change.",
+    ),
+    "oauth_discovery_failed": (
+        "issuer",
+        "Mailkeep could not read the OpenID Connect configuration of {issuer}{reason}.",
+        "Check the Issuer: its discovery document is at <issuer>/.well-known/openid-configuration. Or leave "
+        "the Issuer empty and type the authorization and token endpoints.",
+    ),
     "protocol_error": (
         "port",
         "{host}:{port} did not answer in {protocol}{reason}.",

@@ -173,7 +173,7 @@ class Session:
         status = reply.partition(" ")[0].upper() if not line.startswith(("*", "+")) else ""
         if status == "NO":
             return refusals.login_refused(reply, encrypted=self._encrypted(), sent=True,
-                                          oauth=self.settings.auth == protocols.OAUTH2,
+                                          oauth=self.settings.auth in protocols.TOKEN_LOGINS,
                                           capabilities=self.capabilities)
         if status == "BAD":
             return Failure("protocol_error", reply=reply, reason="it refused the login command as malformed")
@@ -226,7 +226,7 @@ def _mechanism(capabilities, settings, encrypted=True):
     required (such as XTLSREQUIRED).
     """
     offered = _mechanisms(capabilities)
-    if settings.auth == protocols.OAUTH2:
+    if settings.auth in protocols.TOKEN_LOGINS:
         return oauth.mechanism(offered)
     if b"LOGINDISABLED" in capabilities:
         raise refusals.plaintext_refused(encrypted, sent=False, reason="the server announced LOGINDISABLED")

@@ -1,16 +1,26 @@
-"""OAuth2 for a connection test: the client-credentials grant, and the SASL responses that carry the token.
+"""OAuth2 for a connection test: the token grants, and the SASL responses that carry the token.
 
-The token is fetched with Authlib's httpx client (RFC 6749 section 4.4), used
-once for the login, and never stored or shown. The HTTP request goes through
-the same path as the mail connection: the endpoint's name is resolved once,
-every address is checked against the outbound policy, only a checked address
-is dialled, the socket is watched by the deadline's watchdog, and what the
-endpoint sends is capped.
+Three grants, with Authlib's httpx client: client credentials (RFC 6749
+section 4.4) for an application's own access; for a person who signed in, the
+authorization code with its PKCE verifier (RFC 6749 section 4.1.3, RFC 7636
+section 4.5), redeemed once, and after it the refresh-token grant (RFC 6749
+section 6), whose answer may carry a new refresh token that replaces the one
+used. Tokens are used once for the login and never stored or shown here: what
+was granted goes back to the caller in a ``Grant``. The HTTP request goes
+through the same path as the mail connection: the endpoint's name is resolved
+once, every address is checked against the outbound policy, only a checked
+address is dialled, the socket is watched by the deadline's watchdog, and what
+the endpoint sends is capped. OpenID Connect discovery (``discover``) takes
+the same path.
 """
 
+import base64
+import binascii
 import ipaddress
+import json
 import ssl
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import httpcore2
@@ -18,24 +28,41 @@ import httpx2
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
 
-from . import network
+from . import network, protocols
 from .causes import Failure
+from .result import Grant
 
 LOOPBACK_NAMES = ("localhost",)
-# A token answer is a few hundred bytes; a bigger one is a hostile or broken endpoint.
+# A token answer is a few hundred bytes, a discovery document a few kilobytes; more is a hostile or broken endpoint.
 MAX_RESPONSE_BYTES = 64 * 1024
 # SASL mechanisms that carry a bearer token, in the order Mailkeep prefers them.
 MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
+# OpenID Connect Discovery 1.0 section 4: where an issuer's configuration is.
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+SIGN_IN_HINT = (
+    "The OAuth app's client ID, client secret or token endpoint may be wrong, or its client secret expired: "
+    "an administrator can check them. If it keeps failing, sign in again."
+)
+CODE_REFUSED = (
+    "The token endpoint refused the authorization code{reason}: it was used already, expired, or was issued "
+    "for another redirect URI."
+)
 
 
-def token_url_problem(url):
-    """Why `url` may not be used as a token endpoint, or None: https only, plain http only to loopback."""
+def endpoint_problem(url, what="token endpoint"):
+    """Why `url` may not be used as an OAuth2 endpoint (`what` names it in the sentence), or None: https only,
+    plain http only to loopback."""
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return None
     if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
         return None
-    return "The token endpoint must be an https:// URL (plain http only to this machine)."
+    return f"The {what} must be an https:// URL (plain http only to this machine)."
+
+
+def token_url_problem(url):
+    """Why `url` may not be used as a token endpoint, or None: https only, plain http only to loopback."""
+    return endpoint_problem(url)
 
 
 def _is_loopback(host):
@@ -46,35 +73,42 @@ def _is_loopback(host):
 
 
 @dataclass(frozen=True)
-class Grant:
-    """An access token the endpoint granted: `access_token` (never in ``repr``), its `token_type`
-    ("Bearer"), and `expires_in`, the seconds it is valid for as the endpoint said (RFC 6749 section 5.1),
-    or None when it did not say."""
+class AuthorizationCode:
+    """An authorization code to redeem once (RFC 6749 section 4.1.3): the `code` the provider sent back,
+    the PKCE `verifier` whose S256 challenge went with the authorization request (RFC 7636 section 4.5),
+    and the `redirect_uri` the code was sent to, which must be sent again, identical."""
 
-    access_token: str = field(repr=False)
-    token_type: str = "Bearer"
-    expires_in: int | None = None
+    code: str = field(repr=False)
+    verifier: str = field(repr=False)
+    redirect_uri: str
+
+    @property
+    def secrets(self):
+        """The secrets it holds (for redaction)."""
+        return (self.code, self.verifier)
 
 
 def fetch_token(attempt):
-    """Get an access token for ``attempt.settings`` (client id and secret, token URL, scope); return it
-    (the text). See ``grant``."""
-    return grant(attempt).access_token
+    """Get a token for ``attempt.settings`` from its token endpoint; return a probe.Grant.
 
-
-def grant(attempt):
-    """Run the client-credentials grant (RFC 6749 section 4.4) for ``attempt.settings`` (client id and
-    secret, token URL, scope); return the Grant.
-
-    `attempt` is the running test or token request (``probe._Attempt``): its
-    deadline, TLS context, outbound policy and watchdog apply. Raises Failure
+    The grant is chosen by what there is: ``attempt.code`` (an
+    AuthorizationCode) is redeemed; otherwise OAuth2 sign-in uses the
+    refresh-token grant with ``settings.refresh_token`` (the answer's new
+    refresh token, if any, is the Grant's, with ``rotated``), and OAuth2 client
+    credentials the client-credentials grant. `attempt` is the running test
+    (``probe._Attempt``): its deadline, TLS context, outbound policy and
+    watchdog apply. Raises Failure ``oauth_consent_required`` when the endpoint
+    answers ``invalid_grant`` to a refresh token (RFC 6749 section 5.2),
     ``token_request_failed`` with the endpoint's ``error`` and
-    ``error_description`` when it refuses, or ``destination_not_allowed``.
+    ``error_description`` when it refuses otherwise, or ``destination_not_allowed``.
     """
-    settings = attempt.settings
+    settings, code = attempt.settings, attempt.code
+    refreshing = code is None and settings.auth == protocols.OAUTH2_SIGN_IN
+    signing_in = code is not None or refreshing
     problem = token_url_problem(settings.token_url)
     if problem:
-        raise Failure("token_request_failed", reason=problem, field="token_url")
+        raise Failure("token_request_failed", reason=problem, field="refresh_token" if signing_in else "token_url",
+                      hint=SIGN_IN_HINT if signing_in else None)
     answers = []
     client = OAuth2Client(
         settings.client_id, settings.client_secret, scope=settings.scope or None, timeout=attempt.seconds_left(),
@@ -82,30 +116,52 @@ def grant(attempt):
     )
     try:
         with client:
-            token = client.fetch_token(settings.token_url, grant_type="client_credentials")
+            if code is not None:
+                token = client.fetch_token(settings.token_url, grant_type="authorization_code", code=code.code,
+                                           redirect_uri=code.redirect_uri, code_verifier=code.verifier)
+            elif refreshing:
+                token = client.refresh_token(settings.token_url, refresh_token=settings.refresh_token)
+            else:
+                token = client.fetch_token(settings.token_url, grant_type="client_credentials")
+    except Failure as failure:  # from the guarded transport: a destination not allowed, a name not found
+        if signing_in:
+            failure.field = "refresh_token"
+        raise
     except OAuthError as error:
+        reply = f"{error.error}: {error.description}" if error.description else error.error
+        if error.error == "invalid_grant" and refreshing:
+            raise Failure("oauth_consent_required", reply=reply, reason=error.error,
+                          detail=_detail(error.error)) from None
+        if error.error == "invalid_grant" and code is not None:
+            raise Failure("token_request_failed", reply=reply, field="refresh_token", reason=error.error,
+                          message=CODE_REFUSED, hint=SIGN_IN_HINT, detail=_detail(error.error)) from None
+        if signing_in:
+            raise Failure("token_request_failed", reply=reply, field="refresh_token", reason=error.error,
+                          hint=SIGN_IN_HINT, detail=_detail(error.error)) from None
         blame = {"invalid_client": "client_secret", "unauthorized_client": "client_id",
                  "invalid_scope": "scope"}.get(error.error, "token_url")
-        reply = f"{error.error}: {error.description}" if error.description else error.error
         raise Failure("token_request_failed", reply=reply, field=blame, reason=error.error,
                       detail=_detail(error.error)) from None
     except httpx2.TimeoutException:
-        raise Failure("token_request_failed", reason="the endpoint did not answer in time", detail="timeout") from None
+        raise _unanswered("the endpoint did not answer in time", signing_in, detail="timeout") from None
     except httpx2.HTTPError as error:
-        raise Failure("token_request_failed", reason=_http_problem(answers, error), detail=_status(answers)) from None
+        raise _unanswered(_http_problem(answers, error), signing_in, detail=_status(answers)) from None
     except (ValueError, TypeError, AttributeError):  # Authlib on a body that is not a JSON object
-        raise Failure("token_request_failed", reason=_http_problem(answers, None), reply=_body(answers),
-                      detail=_status(answers, "invalid_answer")) from None
+        raise _unanswered(_http_problem(answers, None), signing_in, reply=_body(answers),
+                          detail=_status(answers, "invalid_answer")) from None
     access_token = token.get("access_token")
     if not isinstance(access_token, str) or not access_token:
-        raise Failure("token_request_failed", reason="the answer has no access_token")
-    expires_in = token.get("expires_in")
-    if isinstance(expires_in, str) and expires_in.isdigit():  # some endpoints send it as text
-        expires_in = int(expires_in)
-    if not isinstance(expires_in, int) or isinstance(expires_in, bool) or expires_in <= 0:
-        expires_in = None
-    token_type = token.get("token_type")
-    return Grant(access_token, token_type if isinstance(token_type, str) and token_type else "Bearer", expires_in)
+        raise _unanswered("the answer has no access_token", signing_in)
+    return _grant(token, settings, used=settings.refresh_token if refreshing else "")
+
+
+def _unanswered(reason, signing_in, reply="", detail=""):
+    """The Failure for a token endpoint that gave no usable answer (for a sign-in, blaming the sign-in);
+    `detail` is its Cause.detail (see ``_status``)."""
+    if signing_in:
+        return Failure("token_request_failed", reason=reason, reply=reply, field="refresh_token", hint=SIGN_IN_HINT,
+                       detail=detail)
+    return Failure("token_request_failed", reason=reason, reply=reply, detail=detail)
 
 
 def _detail(error_code):
@@ -121,6 +177,97 @@ def _status(answers, otherwise="unreachable"):
     if answers and answers[-1].status_code >= 400:
         return f"http_{answers[-1].status_code}"
     return otherwise
+
+
+def _grant(token, settings, used):
+    """The probe.Grant of Authlib's OAuth2Token `token`; `used` is the refresh token that was sent, if any
+    (Authlib puts it back into the token when the answer has none)."""
+    refresh_token = token.get("refresh_token")
+    refresh_token = refresh_token if isinstance(refresh_token, str) else ""
+    expires_at = token.get("expires_at")
+    scope = token.get("scope")
+    id_token = token.get("id_token")
+    return Grant(
+        access_token=token["access_token"],
+        expires_at=datetime.fromtimestamp(expires_at, timezone.utc) if isinstance(expires_at, (int, float)) else None,
+        refresh_token=refresh_token,
+        rotated=bool(used) and bool(refresh_token) and refresh_token != used,
+        scope=scope if isinstance(scope, str) and scope else settings.scope,
+        id_token=id_token if isinstance(id_token, str) else "",
+    )
+
+
+def id_token_claims(id_token):
+    """The claims of an OpenID Connect ID Token (a JWS, RFC 7515 compact form) as a dict; {} when it is not one.
+
+    The signature is not checked: the token came straight from the token
+    endpoint over the verified TLS connection Mailkeep opened, which OpenID
+    Connect Core 1.0 section 3.1.3.7 accepts in place of checking it. The
+    caller checks ``aud`` and ``nonce``.
+    """
+    parts = id_token.split(".") if isinstance(id_token, str) else []
+    if len(parts) != 3:
+        return {}
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What an OpenID Connect discovery document says (OpenID Connect Discovery 1.0 section 3): the
+    `issuer`, and its `authorization_endpoint` and `token_endpoint` URLs."""
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+
+
+def discover(attempt, issuer):
+    """Read the discovery document of `issuer` (an https:// URL) and return a Discovery.
+
+    Fetched like a token (``fetch_token``): under the outbound policy, the
+    deadline and MAX_RESPONSE_BYTES. The document's ``issuer`` must equal
+    `issuer` (OpenID Connect Discovery 1.0 section 4.3), and its endpoints
+    must be https (plain http only to loopback). Raises Failure
+    ``oauth_discovery_failed`` saying why, or ``destination_not_allowed``.
+    """
+    issuer = issuer.rstrip("/")
+    problem = endpoint_problem(issuer, "issuer")
+    if problem:
+        raise Failure("oauth_discovery_failed", reason=problem, issuer=issuer)
+    answers = []
+    try:
+        with httpx2.Client(transport=_GuardedTransport(attempt), timeout=attempt.seconds_left(),
+                           event_hooks={"response": [answers.append]}) as client:
+            response = client.get(issuer + DISCOVERY_PATH, headers={"Accept": "application/json"})
+            response.raise_for_status()
+            document = response.json()
+    except Failure as failure:  # from the guarded transport: a destination not allowed, a name not found
+        reason = failure.context.get("reason") or failure.code.replace("_", " ")
+        raise Failure("oauth_discovery_failed", reason=reason, issuer=issuer) from None
+    except httpx2.TimeoutException:
+        raise Failure("oauth_discovery_failed", reason="it did not answer in time", issuer=issuer) from None
+    except httpx2.HTTPError as error:
+        raise Failure("oauth_discovery_failed", reason=_http_problem(answers, error), issuer=issuer) from None
+    except ValueError:
+        raise Failure("oauth_discovery_failed", reason="the answer is not JSON", issuer=issuer) from None
+    if not isinstance(document, dict):
+        raise Failure("oauth_discovery_failed", reason="the answer is not a JSON object", issuer=issuer)
+    if str(document.get("issuer", "")).rstrip("/") != issuer:
+        raise Failure("oauth_discovery_failed", issuer=issuer,
+                      reason=f"the document names another issuer, {str(document.get('issuer'))[:200]!r}")
+    endpoints = {}
+    for name in ("authorization_endpoint", "token_endpoint"):
+        url = document.get(name)
+        problem = endpoint_problem(url, name.replace("_", " ")) if isinstance(url, str) and url else \
+            f"it has no {name}"
+        if problem:
+            raise Failure("oauth_discovery_failed", reason=problem, issuer=issuer)
+        endpoints[name] = url
+    return Discovery(issuer=issuer, **endpoints)
 
 
 def _http_problem(answers, error):

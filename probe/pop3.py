@@ -101,7 +101,7 @@ class Session:
         out (RFC 2449 section 6.3: it does not take USER/PASS now; RFC 2595
         section 4: servers leave it out until STLS) or announces that TLS is required.
         """
-        if self.settings.auth == protocols.OAUTH2:
+        if self.settings.auth in protocols.TOKEN_LOGINS:
             self._mechanism = oauth.mechanism(self.capabilities.get("SASL", []))
             return f"AUTH {self._mechanism} as {self.settings.username}"
         if not self._encrypted() and self.capabilities:

@@ -29,7 +29,12 @@ DEFAULT_PORTS = {
 PASSWORD = "password"
 # OAuth2 client-credentials grant (RFC 6749 section 4.4), then SASL XOAUTH2 or OAUTHBEARER (RFC 7628).
 OAUTH2 = "oauth2_client_credentials"
-AUTHENTICATION_LABELS = {PASSWORD: "Password", OAUTH2: "OAuth2 client credentials"}
+# OAuth2 sign-in: a person signed in once (authorization code with PKCE, RFC 6749 section 4.1, RFC 7636); each
+# login gets an access token with the refresh-token grant (RFC 6749 section 6), then SASL as above.
+OAUTH2_SIGN_IN = "oauth2_sign_in"
+AUTHENTICATION_LABELS = {PASSWORD: "Password", OAUTH2: "OAuth2 client credentials", OAUTH2_SIGN_IN: "OAuth2 sign-in"}
+# The logins that log in with a bearer token from a token endpoint.
+TOKEN_LOGINS = (OAUTH2, OAUTH2_SIGN_IN)
 
 # POP3 has one mailbox per login; the folder of a POP3 credential is always this.
 POP3_FOLDER = "INBOX"

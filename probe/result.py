@@ -14,11 +14,15 @@ REPLY_LENGTH = 300
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a connection test needs. Secrets (`password`, `client_secret`) never appear in ``repr``.
+    """Everything a connection test needs. Secrets (`password`, `client_secret`, `refresh_token`) never
+    appear in ``repr``.
 
     `port` is a TCP port (1-65535), `security` a key of ``protocols.SECURITY_LABELS``,
     `auth` a key of ``protocols.AUTHENTICATION_LABELS``. For OAuth2, `token_url`
-    is the token endpoint of the client-credentials grant and `scope` may be empty.
+    is the token endpoint and `scope` may be empty: the client-credentials grant
+    takes `client_id` and `client_secret`; OAuth2 sign-in takes those of the
+    OAuth app the person signed in with, and their `refresh_token` (RFC 6749
+    section 6), with `scope` the scopes the access token is asked for.
     """
 
     protocol: str
@@ -33,8 +37,9 @@ class Settings:
     client_secret: str = field(default="", repr=False)
     token_url: str = ""
     scope: str = ""
+    refresh_token: str = field(default="", repr=False)
 
-    SECRET_FIELDS = ("password", "client_secret")
+    SECRET_FIELDS = ("password", "client_secret", "refresh_token")
 
     def public(self):
         """The settings without their secrets, as a dict."""
@@ -95,6 +100,66 @@ class Certificate:
         return {"subject": self.subject, "issuer": self.issuer, "not_after": self.not_after.isoformat()}
 
 
+@dataclass(frozen=True)
+class Grant:
+    """What a token endpoint granted (RFC 6749 section 5.1): kept in memory, never shown, logged or stored
+    by probe.
+
+    `access_token` is the bearer token; `expires_at` when it expires (a
+    timezone-aware UTC datetime) or None when the endpoint did not say;
+    `refresh_token` the refresh token to use next time: a new one when the
+    endpoint rotated it, else the one used (RFC 6749 section 6), "" for grants
+    without one (client credentials); `rotated` True when the endpoint sent a
+    new one. `scope` is the granted scope (the endpoint's ``scope``, else what
+    was asked for), `id_token` the OpenID Connect ID Token of an
+    authorization-code grant, "" otherwise.
+    """
+
+    access_token: str = field(repr=False)
+    expires_at: datetime | None = None
+    refresh_token: str = field(default="", repr=False)
+    rotated: bool = False
+    scope: str = ""
+    id_token: str = field(default="", repr=False)
+
+    @property
+    def secrets(self):
+        """The secrets this grant holds (for redaction)."""
+        return (self.access_token, self.refresh_token, self.id_token)
+
+
+@dataclass
+class TokenResult:
+    """The outcome of asking a token endpoint alone (``Prober.token``), without a mail server.
+
+    `steps` holds the one token step, `elapsed_ms` its wall-clock
+    milliseconds, `cause` why it failed (None when it worked) and `grant` what
+    was granted (a Grant, None on failure; never in ``as_dict``).
+    """
+
+    steps: list
+    elapsed_ms: int
+    cause: Cause | None = None
+    grant: Grant | None = field(default=None, repr=False)
+
+    @property
+    def ok(self):
+        """True when a token was granted."""
+        return self.cause is None
+
+    @property
+    def summary(self):
+        """One line for lists and logs, e.g. ``"Access token received (120 ms)."``."""
+        if self.ok:
+            return f"Access token received ({self.elapsed_ms} ms)."
+        return f"{self.steps[0].title} failed: {self.cause.message}"
+
+    def as_dict(self):
+        """The outcome as JSON-ready data: no token of any kind."""
+        return {"ok": self.ok, "summary": self.summary, "elapsed_ms": self.elapsed_ms,
+                "steps": [asdict(step) for step in self.steps], "cause": asdict(self.cause) if self.cause else None}
+
+
 @dataclass
 class Result:
     """The outcome of one connection test.
@@ -104,7 +169,8 @@ class Result:
     folder's message count and `folders` the server's folder names (IMAP ``LIST``,
     only when asked for; empty for POP3, which has one mailbox). `certificate`
     is the server's Certificate when TLS was used, else None (also when the
-    handshake failed).
+    handshake failed). `grant` is what the token endpoint granted for a login with a token (a Grant, kept
+    in memory only and never in ``as_dict``: its refresh token is the one to store after the test), else None.
     """
 
     settings: Settings
@@ -114,6 +180,7 @@ class Result:
     message_count: int | None = None
     folders: list = field(default_factory=list)
     certificate: Certificate | None = None
+    grant: Grant | None = field(default=None, repr=False)
 
     @property
     def ok(self):

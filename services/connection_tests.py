@@ -31,7 +31,7 @@ from database import db
 from encryption import UndecryptableSecret
 from logins import UNREADABLE_SECRET, LoginSecrets, settings_for
 from models import utcnow
-from services import checks
+from services import checks, oauth_tokens
 
 TOO_MANY_TESTS = "Too many connection tests are running; try again in a few seconds."
 # A receipt counts for a save this soon after its test: long enough to fix a typo and save, too short to
@@ -93,15 +93,30 @@ def test(values, typed=None, saved=None, *, actor, list_folders=False, slots=Non
         return TestOutcome(blamed={login.needed.name: UNREADABLE_SECRET})
     if not secrets:
         return TestOutcome(ask_secret=login.needed.name)
-    settings = settings_for(values, secrets)
+    try:
+        settings = oauth_tokens.complete(settings_for(values, secrets), saved)
+    except oauth_tokens.TokenUnavailable as problem:  # the sign-in's app is gone, changed or unreadable
+        if as_saved:
+            with db.atomic():
+                saved.record_test(False, problem.reason, at=now)
+                checks.record(saved, ok=False, cause_code=problem.code, summary=problem.reason, actor=actor,
+                              run_id=run_id, now=now)
+                if audited:
+                    audit.record("connection_test", saved, actor=actor, outcome="failed", details=problem.reason)
+        return TestOutcome(blamed={login.needed.name: problem.reason})
     try:
         result = run(settings, list_folders=list_folders, slots=slots)
+        if (again := oauth_tokens.retry_settings(saved, settings, result.cause)) is not None:
+            # Another process had refreshed first: once more with the refresh token it stored.
+            settings, result = again, run(again, list_folders=list_folders, slots=slots)
     except probe.Busy:
         return TestOutcome(busy=True)
     with db.atomic():
         if as_saved:
             saved.record_test(result.ok, result.summary, at=now)
             checks.record_result(saved, result, actor=actor, run_id=run_id, now=now)
+        # A refresh token the provider replaced is stored with the outcome: the old one may work no more.
+        oauth_tokens.keep_rotated(saved, settings, result.grant, now)
         if audited:
             audit.record(
                 "connection_test", saved, actor=actor, outcome=_outcome(result),
@@ -168,16 +183,22 @@ def _saved_digest(credential):
     login = LoginSecrets(credential, credential.connection_values())
     try:
         secrets = login.for_test(keys.ring())
-    except UndecryptableSecret:
+        return _digest(oauth_tokens.complete(settings_for(credential.connection_values(), secrets), credential))
+    except (UndecryptableSecret, oauth_tokens.TokenUnavailable):
         return ""
-    return _digest(settings_for(credential.connection_values(), secrets))
 
 
 def _digest(settings):
     """A keyed digest (HMAC-SHA256 under a key derived from the app's secret key) of every field of
-    probe.Settings `settings`: equal settings give equal digests, and it reveals nothing of the secret."""
+    probe.Settings `settings`: equal settings give equal digests, and it reveals nothing of the secret.
+
+    A sign-in's refresh token is left out: every use may replace it (a test's own refresh included), and
+    what it stands for, the sign-in for this server with this OAuth app, is in the other fields.
+    """
     key = hmac.new(current_app.config["SECRET_KEY"].encode(), DIGEST_CONTEXT, hashlib.sha256).digest()
-    canonical = json.dumps(dataclasses.asdict(settings), sort_keys=True)
+    fields = dataclasses.asdict(settings)
+    fields.pop("refresh_token", None)
+    canonical = json.dumps(fields, sort_keys=True)
     return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 

@@ -7,8 +7,10 @@ account learns nothing about what it may not read), picks the version asked for
 (current, or previous during its grace period), writes and commits the
 ``secret_read`` event (and the day's read count) and only then reads the secret
 and builds the answer. If the event cannot be written, no secret is read and the
-caller answers an error. For OAuth2 client credentials the answer holds a fresh
-access token, never the client secret (``access_token_for``).
+caller answers an error. For OAuth2 logins (client credentials, or a sign-in's
+refresh token) the answer holds a fresh access token from
+services.oauth_tokens.access_token_for, never the client secret or the
+refresh token.
 
 Airflow's ``BaseHook.get_connection`` and Vault's audited reads are the models
 (https://airflow.apache.org/docs/apache-airflow/stable/authoring-and-scheduling/connections.html,
@@ -18,17 +20,14 @@ https://developer.hashicorp.com/vault/docs/audit).
 import logging
 from datetime import timedelta
 
-from flask import current_app
-
 import audit
 import keys
 import logins
-import probe
 from database import db
 from encryption import UndecryptableSecret
 from models import Alias, Credential, SecretRead, SecretVersion, ServiceAccount
 from probe import protocols
-from services import versions
+from services import oauth_tokens, versions
 
 log = logging.getLogger(__name__)
 
@@ -126,35 +125,20 @@ def read(caller, credential, *, which=CURRENT, alias=None):
                       caller.account.actor)
         raise ReadNotRecorded() from None
     # Recorded and committed: only now is the secret read and the answer built.
-    try:
-        if which == PREVIOUS:
-            # The listed version holds no ciphertext; its own row does (if it was not forgotten meanwhile).
-            stored = SecretVersion.get_or_none(SecretVersion.id == served.version.id)
-            if stored is None:
-                raise versions.NoReadableVersion("The previous version was forgotten meanwhile.")
-            plaintext = stored.unseal(keys.ring(), "value")
-        else:
-            plaintext = credential.unseal(keys.ring(), needed.name)
-    except UndecryptableSecret:
-        _failed(caller, credential, "failed", f"the {needed.noun} cannot be read with the current keys")
-        raise SecretUnavailable(f"The {needed.noun} of {credential.name} cannot be read with the configured keys; "
-                                "an editor sets it again.") from None
     answer = _settings(credential, served)
-    if credential.auth == protocols.OAUTH2:
+    if credential.auth in protocols.TOKEN_LOGINS:
+        # A fresh access token, never the client secret or the refresh token (services.oauth_tokens decides how).
+        secrets = {needed.name: _plaintext(caller, credential, needed, served)} if which == PREVIOUS else None
         try:
-            token = access_token_for(credential, {needed.name: plaintext})
-        except probe.Busy:
-            _failed(caller, credential, "busy", "every outbound slot was busy")
-            raise SecretUnavailable("Too many connections are being made; try again in a few seconds.",
-                                    status=429) from None
-        except probe.TokenRefused as refused:
-            _failed(caller, credential, refused.cause.code, refused.cause.message)
-            raise SecretUnavailable(refused.cause.message, status=502, cause=refused.cause) from None
-        answer.update(access_token=token.value, token_type=token.token_type,
+            token = oauth_tokens.access_token_for(credential, secrets=secrets)
+        except oauth_tokens.TokenUnavailable as problem:
+            _failed(caller, credential, problem.code, problem.reason)
+            raise SecretUnavailable(problem.reason, status=502, cause=problem.cause) from None
+        answer.update(access_token=token.token, token_type="Bearer",
                       access_token_expires_at=token.expires_at.isoformat().replace("+00:00", "Z")
                       if token.expires_at else None)
     else:
-        answer["password"] = plaintext
+        answer["password"] = _plaintext(caller, credential, needed, served if which == PREVIOUS else None)
     if alias is not None:
         answer["alias"] = {"id": alias.id, "address": alias.address, "workspace": alias.workspace,
                            "project_type": alias.project_type, "client": alias.client}
@@ -185,23 +169,23 @@ def _failed(caller, credential, outcome, why):
         log.exception("could not record the failure of a read of credential %s", credential.id)
 
 
-def access_token_for(credential, secrets):
-    """How a service account gets an access token for `credential`, whose stored `secrets` ({name: plaintext})
-    are given: the one place that decides it. Returns a probe.AccessToken.
-
-    A credential with OAuth2 client credentials runs the client-credentials grant
-    (RFC 6749 section 4.4) with its client secret, through probe: the outbound
-    policy, the deadline, TLS verification and the test slots apply, as for a
-    connection test. (A credential that signs in with a refresh token, from the
-    OAuth2 sign-in work, gets its grant here too.) Raises probe.TokenRefused
-    with the Cause, probe.Busy when every slot is taken, ValueError for a login
-    that has no access token.
-    """
-    if credential.auth != protocols.OAUTH2:
-        raise ValueError(f"{credential.auth} logins have no access token")
-    settings = logins.settings_for(credential.connection_values(), secrets)
-    return current_app.extensions["mailkeep.prober"].access_token(
-        settings, slots=current_app.extensions["mailkeep.test_slots"])
+def _plaintext(caller, credential, needed, previous=None):
+    """The stored secret `needed` (a logins.SecretRule) of `credential`: its current value, or the value of the
+    served previous version `previous` (a versions.VersionState). Raises versions.NoReadableVersion when that
+    version was forgotten meanwhile, SecretUnavailable (500, after logging the failed read) when the keys
+    cannot open it."""
+    try:
+        if previous is not None:
+            # The listed version holds no ciphertext; its own row does (if it was not forgotten meanwhile).
+            stored = SecretVersion.get_or_none(SecretVersion.id == previous.version.id)
+            if stored is None:
+                raise versions.NoReadableVersion("The previous version was forgotten meanwhile.")
+            return stored.unseal(keys.ring(), "value")
+        return credential.unseal(keys.ring(), needed.name)
+    except UndecryptableSecret:
+        _failed(caller, credential, "failed", f"the {needed.noun} cannot be read with the current keys")
+        raise SecretUnavailable(f"The {needed.noun} of {credential.name} cannot be read with the configured keys; "
+                                "an editor sets it again.") from None
 
 
 def used_by(credential, at=None):

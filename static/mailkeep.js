@@ -62,18 +62,44 @@ function within(root, selector) {
   return root.matches && root.matches(selector) ? [root, ...found] : found;
 }
 
+// The OAuth app form shows the fields of the chosen provider only (Microsoft's tenant, a custom provider's
+// endpoints and scopes).
+function showKind(form) {
+  const kind = form.elements.kind.value;
+  form.querySelectorAll("[data-kind-section]").forEach((section) => {
+    section.hidden = section.dataset.kindSection !== kind;
+  });
+}
+
+// The Microsoft 365 app-only preset: a tenant id typed as the token endpoint of OAuth2 client credentials
+// becomes that tenant's token endpoint, and an empty scope Exchange Online's app-only scope, as the server
+// does for a form sent without this script (forms.ConnectionForm.validate).
+const MICROSOFT_TENANT = /^(?:[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}|[a-z0-9-]+\.onmicrosoft\.com)$/i;
+
+function applyTenant(form) {
+  const tokenUrl = form.elements.token_url;
+  const tenant = tokenUrl.value.trim();
+  if (!MICROSOFT_TENANT.test(tenant) || !form.dataset.msTokenUrl) return;
+  tokenUrl.value = form.dataset.msTokenUrl.replace("{tenant}", tenant);
+  if (!form.elements.scope.value.trim()) form.elements.scope.value = form.dataset.msScope;
+}
+
 function setUp(root) {
   within(root, CREDENTIAL_FORM).forEach((form) => {
     rememberChoice(form);
     refresh(form);
   });
+  within(root, "form[data-kind-form]").forEach(showKind);
   within(root, "dialog[data-modal]").forEach(openModal);
 }
 
 document.addEventListener("change", (event) => {
+  const kindForm = event.target.closest("form[data-kind-form]");
+  if (kindForm && event.target.name === "kind") showKind(kindForm);
   const form = event.target.closest(CREDENTIAL_FORM);
   if (!form) return;
   if (event.target.name === "security" || event.target.name === "protocol") moveDefaultPort(form);
+  if (event.target.name === "token_url") applyTenant(form);
   refresh(form);
 });
 

@@ -14,7 +14,7 @@ import uuid
 import pytest
 from flask import request
 from werkzeug.security import generate_password_hash
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 import access
 import database
@@ -37,6 +37,7 @@ from testdata import (
     NO_TOKEN_CLIENT_ID,
     OUTBOUND,
     ROTATING_USER,
+    SIGN_IN_CLIENT_ID,
     USER_PASSWORD,
     LogRecorder,
     canary_leaks,
@@ -217,13 +218,15 @@ def canary_never_leaks(tmp_path):
 
 @pytest.fixture(scope="session")
 def token_server():
-    """An OAuth2 token endpoint on loopback: CLIENT_ID's tokens log in as MAILBOX_USER; NO_TOKEN_CLIENT_ID
-    gets answers without an access_token."""
+    """An OAuth2 authorization server on loopback: CLIENT_ID's tokens log in as MAILBOX_USER; NO_TOKEN_CLIENT_ID
+    gets answers without an access_token; people sign in to SIGN_IN_CLIENT_ID as MAILBOX_USER. Every token,
+    refresh token and authorization code it issues holds the canary, so the canary check catches one that leaks."""
     clients = {
         CLIENT_ID: OAuthClient(CLIENT_SECRET, MAILBOX_USER),
         NO_TOKEN_CLIENT_ID: OAuthClient(CLIENT_SECRET, MAILBOX_USER, omit_access_token=True),
+        SIGN_IN_CLIENT_ID: OAuthClient(CLIENT_SECRET, MAILBOX_USER),
     }
-    with TokenServer(clients) as server:
+    with TokenServer(clients, token_marker=CANARY) as server:
         yield server
 
 
@@ -300,10 +303,24 @@ def _buffered(application):
     return serve
 
 
+class _PathOnlyLog(WSGIRequestHandler):
+    """Werkzeug's request handler, logging each request's path without its query: an OAuth2 callback's
+    query holds the authorization code, which no log may keep (production's gunicorn access log leaves the
+    query out too: see the Makefile)."""
+
+    def log_request(self, code="-", size="-"):
+        full = self.path
+        self.path = full.partition("?")[0]
+        try:
+            super().log_request(code, size)
+        finally:
+            self.path = full
+
+
 @pytest.fixture
 def live_server(app):
     """The application served over HTTP on loopback, in a thread, for the browser."""
-    server = make_server("127.0.0.1", 0, _buffered(app), threaded=True)
+    server = make_server("127.0.0.1", 0, _buffered(app), threaded=True, request_handler=_PathOnlyLog)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"

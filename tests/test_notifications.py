@@ -1,7 +1,6 @@
 """Notification channels as admins meet them (the Notifications page and the API), the SMTP relay with its
 write-only password, the test email, expiry and rotation warnings, and what a notification says."""
 
-import re
 import ssl
 from datetime import date, datetime, timedelta, timezone
 
@@ -90,7 +89,7 @@ def test_the_test_email_goes_through_a_relay_that_wants_starttls_and_a_password(
             "host": "127.0.0.1", "port": str(smtp.port), "security": "starttls", "username": "mailer",
             "password": "not-it", "sender": "mailkeep@example.test"})
         refused = client.post("/notifications/test-email", data={"address": "me@example.test"})
-        assert "the SMTP relay refused the username or password" in refused.get_data(as_text=True), re.findall(r"<p role=\"status\">[^<]*", refused.text)
+        assert "the SMTP relay refused the username or password" in refused.get_data(as_text=True)
 
 
 def test_a_channel_for_chosen_groups_hears_only_about_them(app, db):

@@ -19,6 +19,9 @@ ROTATING_USER = "rota@example.test"
 CLIENT_ID = "mailkeep-test"
 CLIENT_SECRET = f"client-{CANARY}"
 NO_TOKEN_CLIENT_ID = "broken-provider"
+# The OAuth app people sign in with (OAuth2 sign-in) at the test authorization server; its tokens, refresh
+# tokens and authorization codes all hold the canary too (conftest's token_server).
+SIGN_IN_CLIENT_ID = "mailkeep-sign-in"
 # The password of the test users "viewer", "editor" and "admin".
 USER_PASSWORD = "a long test password"
 # What Mailkeep sent to the tests' own servers (webhook requests with their headers, emails as sent), as

@@ -234,7 +234,8 @@ class Credentials(Entries):
 
 
 def credential_json(credential):
-    """A credential as the API shows it: no secret, only whether each is set."""
+    """A credential as the API shows it: no secret, only whether each is set; for OAuth2 sign-in, who signed
+    in with which OAuth app, when, and the scopes granted (``sign_in``, else null)."""
     return {
         **{name: getattr(credential, name) for name in Credential.EDITABLE if name != "group"},
         "client_secret_expires_on": credential.client_secret_expires_on.isoformat()
@@ -248,6 +249,12 @@ def credential_json(credential):
         "last_test": None if credential.last_test_at is None else {
             "at": credential.last_test_at.isoformat() + "Z", "ok": credential.last_test_ok,
             "summary": credential.last_test_summary,
+        },
+        "sign_in": None if credential.oauth_app_id is None else {
+            "oauth_app_id": credential.oauth_app_id, "account": credential.oauth_account,
+            "scopes": credential.oauth_scopes,
+            "signed_in_at": credential.oauth_signed_in_at and credential.oauth_signed_in_at.isoformat() + "Z",
+            "refresh_token_used_at": credential.oauth_used_at and credential.oauth_used_at.isoformat() + "Z",
         },
     }
 
@@ -299,7 +306,7 @@ for resource in (Credentials, Aliases, Groups):
     bp.add_url_rule(f"/{resource.endpoint}", view_func=view, methods=["GET", "POST"])
 
 
-@bp.put(f"/credentials/<id:row_id>/secrets/<any({', '.join(logins.SECRETS)}):name>")
+@bp.put(f"/credentials/<id:row_id>/secrets/<any({', '.join(logins.TYPED_SECRETS)}):name>")
 @requires("editor")
 def put_secret(row_id, name):
     """Replace a credential's stored secret `name` (``password``, ``client_secret``) with ``{"value": "..."}``.
@@ -313,6 +320,20 @@ def put_secret(row_id, name):
     return "", 204, {"ETag": etag_of(credential)}
 
 
+def _readable_by(caller, payload):
+    """The saved credential a service account's test names (``{"credential_id": N}``, nothing else), if it may
+    read it; else ApiError 422 (other fields) or 404 (no such credential, or not one it may read)."""
+    if set(payload) != {"credential_id"}:
+        raise ApiError(422, {"error": 'A service account tests saved credentials only: send {"credential_id": N}.'})
+    credential_id = payload["credential_id"]
+    if isinstance(credential_id, bool) or not isinstance(credential_id, int) or not 0 < credential_id <= LARGEST_ID:
+        raise ApiError(404, {"error": f"No credential {credential_id!r} that this service account may read."})
+    try:
+        return serving.credential_for(caller, credential_id)
+    except serving.NotReadable as refused:
+        raise ApiError(404, {"error": str(refused)}) from None
+
+
 @bp.post("/connection-tests")
 @serves("connection:test")
 @limits_connection_tests
@@ -321,25 +342,20 @@ def test_connection():
     A service account (scope connection:test) tests only saved credentials it may read (404 for others)."""
     payload = _payload()
     if (caller := service_caller()) is not None:
-        if set(payload) != {"credential_id"}:
-            raise ApiError(422, {"error": 'A service account tests saved credentials only: send {"credential_id": N}.'})
-        credential_id = payload["credential_id"]
-        if isinstance(credential_id, bool) or not isinstance(credential_id, int) or \
-                not 0 < credential_id <= LARGEST_ID:
-            raise ApiError(404, {"error": f"No credential {credential_id!r} that this service account may read."})
-        try:
-            credential = serving.credential_for(caller, credential_id)
-        except serving.NotReadable as refused:
-            raise ApiError(404, {"error": str(refused)}) from None
-        outcome = connection_tests.test_saved(credential, actor=actor_name())
+        credential = _readable_by(caller, payload)
     elif "credential_id" in payload:
-        outcome = connection_tests.test_saved(_find(Credential, payload["credential_id"]), actor=actor_name())
+        credential = _find(Credential, payload["credential_id"])
+    else:
+        credential = None
+    if credential is not None:
+        outcome = connection_tests.test_saved(credential, actor=actor_name())
+        login = logins.LoginSecrets(credential, credential.connection_values())
     else:
         form = validated(ConnectionForm, payload)
         login = form.login_secrets()
         outcome = connection_tests.test(form.values(), login.typed, actor=actor_name())
-        if outcome.ask_secret:
-            raise Invalid({outcome.ask_secret: [login.missing()]})
+    if outcome.ask_secret:  # a secret typed nowhere, or a sign-in still to come
+        raise Invalid({outcome.ask_secret: [login.missing()]})
     if outcome.busy:
         return {"error": connection_tests.TOO_MANY_TESTS}, TOO_MANY_REQUESTS, BUSY_HEADERS
     if outcome.result is None:

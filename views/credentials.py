@@ -24,7 +24,7 @@ from probe import protocols
 from services import checks, connection_tests, entries
 from services.connection_tests import TOO_MANY_TESTS
 from services.entries import StillInUse, delete_entry, save_credential
-from views import credential_page, watch
+from views import credential_page, oauth, watch
 from web import (
     BUSY_HEADERS,
     TOO_MANY_REQUESTS,
@@ -110,6 +110,8 @@ def edit(credential_id):
         else:
             connection_tests.record_receipt(saved, request.form.get(TEST_RECEIPT), actor=actor_name(),
                                             tested_for=credential_id or connection_tests.NEW_ENTRY)
+            if app_id := request.form.get(oauth.SIGN_IN_APP):  # "Sign in with ...": saved, now to the provider
+                return oauth.start_sign_in(saved, app_id, return_to="edit")
             message = f"Saved {saved.name}."
             if _then_test():
                 message += " " + _tested_in_words(connection_tests.test_saved(saved, actor=actor_name()), saved)
@@ -132,6 +134,8 @@ def _tested_in_words(outcome, credential):
     """What a test of the saved `credential` came to, in a sentence for the notice after saving."""
     if outcome.busy:
         return f"{connection_tests.TOO_MANY_TESTS} Test it from the list in a moment."
+    if outcome.ask_secret:
+        return f"Not tested: {logins.SECRETS[outcome.ask_secret].enter or 'its secret is missing.'}"
     return f"Tested: {'working' if credential.last_test_ok else 'failing'}. {credential.last_test_summary}"
 
 

@@ -11,6 +11,7 @@ import models
 from accessibility import serve_axe, violations
 from clients import sign_in, start_session, watch
 from servers import SocketServer, never_greet
+from sign_in import registered_app
 from testdata import CANARY, MAILBOX_USER
 
 PHONE = {"width": 390, "height": 844}
@@ -421,3 +422,73 @@ def test_a_swap_keeps_the_policy_when_a_swapped_element_carries_a_style(page, li
     page.get_by_role("searchbox").fill("Support")
     expect(page).to_have_url(re.compile(r"q=Support"))
     expect(page.locator("#credential-1")).not_to_have_attribute("style", re.compile(".*"))
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_the_oauth_pages_and_states_fit_the_screen_and_pass_axe(browser, live_server, app, dovecot, token_server,
+                                                                viewport):
+    """OAuth2 sign-in's pages and states: the OAuth apps page and form, the sign-in in the credential form,
+    a test asking to sign in, consent gone with "Sign in again", the credential's sign-in section, a refused
+    return, and the Microsoft 365 preset of client credentials."""
+    app.config["BASE_URL"] = live_server
+    context = browser.new_context(viewport=viewport, reduced_motion="reduce")
+    page = context.new_page()
+    seen = watch(page)
+    page.on("dialog", lambda dialog: dialog.accept())
+    serve_axe(page, live_server)
+    start_session(page, app, live_server, "admin")
+    problems = []
+
+    def visit(path, where=None):
+        page.goto(f"{live_server}{path}")
+        check(page, live_server, where or path, problems, viewport)
+
+    visit("/oauth-apps/", "OAuth apps, none yet")
+    page.goto(f"{live_server}/oauth-apps/new")
+    label(page, "Provider").select_option("custom")
+    page.get_by_role("button", name="Save", exact=True).click()
+    check(page, live_server, "a new custom OAuth app with errors", problems, viewport)
+    label(page, "Provider").select_option("microsoft")
+    label(page, "Name").fill("Contoso mail with a rather long name")
+    label(page, "Tenant").fill("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+    label(page, "Client ID").fill("11111111-2222-3333-4444-555555555555")
+    label(page, "Client secret").fill("not-a-real-secret")
+    label(page, "Client secret expires on (optional)").fill("2000-01-01")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("tbody tr")).to_have_count(1)
+    registered_app(app, token_server)
+    visit("/oauth-apps/", "OAuth apps with an expired client secret")
+    visit("/oauth-apps/1/edit")
+    visit("/oauth-apps/1/delete")
+
+    page.goto(f"{live_server}/credentials/new")
+    label(page, "Name").fill("Signed in")
+    label(page, "Description").fill("Read by signing in")
+    label(page, "Host").fill("localhost")
+    label(page, "Port").fill(str(dovecot.imaps_port))
+    label(page, "Username").fill(MAILBOX_USER)
+    label(page, "Authentication").select_option("oauth2_client_credentials")
+    page.locator("details.preset summary").click()
+    check(page, live_server, "the Microsoft 365 app-only preset", problems, viewport)
+    label(page, "Authentication").select_option("oauth2_sign_in")
+    check(page, live_server, "the sign-in buttons", problems, viewport)
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.goto(f"{live_server}/credentials/1/edit")
+    check(page, live_server, "a credential waiting for its sign-in", problems, viewport)
+    page.get_by_role("button", name="Sign in with Test provider").click()
+    page.get_by_role("button", name="Approve").click()
+    expect(page.locator("#messages")).to_contain_text("Tested: working.")
+    check(page, live_server, "signed in and tested", problems, viewport)
+    token_server.revoke_consent(MAILBOX_USER)
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator("#test-result .cause-code")).to_have_text("Cause: oauth_consent_required")
+    check(page, live_server, "consent gone: Sign in again", problems, viewport)
+    visit("/credentials/1", "a credential's sign-in")
+    page.goto(f"{live_server}/oauth-apps/")
+    page.get_by_role("button", name="Delete Test provider").click()
+    expect(page.locator("#messages")).to_contain_text("was not deleted")
+    check(page, live_server, "an OAuth app still in use", problems, viewport)
+    visit("/oauth/callback?state=not-a-sign-in&code=x", "a refused return from the provider")
+    context.close()
+    assert problems == []
+    assert [problem for problem in seen if "status of 40" not in problem] == []
