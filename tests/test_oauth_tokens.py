@@ -2,6 +2,7 @@
 scheduled checks call), and the keep-alive that refreshes sign-ins before their provider's inactivity limit,
 on an injected clock."""
 
+import json
 import ssl
 from datetime import timedelta
 
@@ -14,9 +15,9 @@ import worker
 from models import AuditEvent, Credential, CredentialCheck, NotificationEvent, OAuthApp
 from probe import protocols
 from readers import account, client_of
-from services import oauth_tokens
+from services import oauth_tokens, scheduler
 from sign_in import signed_in_credential, stored_refresh_token
-from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER, stored_credential
+from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER, holds_canary, stored_credential
 
 NOW = models.utcnow().replace(microsecond=0)
 
@@ -135,7 +136,7 @@ def test_a_lapsed_sign_in_found_by_the_keep_alive_shows_as_failing(app, client, 
         assert (check.ok, check.cause_code, check.at) == (False, "oauth_consent_required", NOW)
         assert (failing.check_state, failing.check_cause) == (health.FAILING, "oauth_consent_required")
         notice = NotificationEvent.get(NotificationEvent.kind == health.CREDENTIAL_FAILING)
-        assert notice.credential_id == credential.id and CANARY[:4] not in notice.details
+        assert notice.credential_id == credential.id and not holds_canary(notice.details.encode())
 
 
 def test_a_service_account_reads_a_signed_in_connection_as_an_access_token_and_the_refresh_token_moves_on(
@@ -179,3 +180,15 @@ def test_the_worker_keeps_sign_ins_alive_in_one_worker_at_a_time(app, client, to
         assert keep_alive.call_local() is None  # another worker is at it
     assert keep_alive.call_local() == 1
     assert keep_alive.call_local() == 0  # used just now: not due again
+
+
+def test_a_scheduled_check_of_a_sign_in_whose_consent_is_gone_alerts_at_once(app, client, token_server, dovecot):
+    credential, _ = signed_in_credential(app, client, token_server, dovecot)
+    token_server.revoke_consent()
+    with app.test_request_context(), models.db.connection_context():
+        assert scheduler.run_due(everything=True)["failing"] == 1
+        failing = Credential.get_by_id(credential.id)
+        assert (failing.check_state, failing.check_cause) == (health.FAILING, "oauth_consent_required")
+        notice = NotificationEvent.get(NotificationEvent.kind == health.CREDENTIAL_FAILING)
+        assert json.loads(notice.details)["field"] == "refresh_token"
+        assert not holds_canary(notice.details.encode())

@@ -1,8 +1,14 @@
 """Browser tests: Debian's Chromium driven by Playwright against the app served on loopback."""
 
 import pytest
+from playwright.sync_api import expect
 
 from clients import start_session, watch
+
+# How long an expectation waits for the page (milliseconds), like the page's own actions below: under CI's
+# load (two test workers, Chromium, PostgreSQL) a swap can take longer than Playwright's default 5 seconds.
+EXPECT_TIMEOUT_MS = 10_000
+expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 
 @pytest.fixture
@@ -27,7 +33,7 @@ def page(page, app, live_server):
     """
     problems = watch(page)
     page.on("dialog", lambda dialog: dialog.accept())
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(EXPECT_TIMEOUT_MS)
     start_session(page, app, live_server, "admin")
     yield page
     assert problems == [], "console errors or CSP violations"
