@@ -15,6 +15,8 @@ from sign_in import registered_app
 from testdata import CANARY, MAILBOX_USER
 
 PHONE = {"width": 390, "height": 844}
+# A tablet: wide enough that tables are tables again, too narrow for all their columns.
+TABLET = {"width": 800, "height": 1024}
 DESKTOP = {"width": 1280, "height": 800}
 
 
@@ -278,7 +280,7 @@ def check(page, live_server, where, problems, viewport):
     problems.extend(f"{where}: {finding}" for finding in violations(page, live_server))
 
 
-@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+@pytest.mark.parametrize("viewport", [PHONE, TABLET, DESKTOP], ids=["phone", "tablet", "desktop"])
 def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_server, app, dovecot, viewport):
     context = browser.new_context(viewport=viewport, reduced_motion="reduce")
     page = context.new_page()
