@@ -268,6 +268,11 @@ def change_secret(credential, name, plaintext, *, actor, note="", grace_seconds=
     return version
 
 
+# Why a secret nobody types (an OAuth2 sign-in's refresh token) is not rotated by hand.
+NOT_TYPED = ("This credential signs in with OAuth2: its {noun} comes from the provider, never typed. Sign in again "
+             "on the credential's page to replace it.")
+
+
 def rotate(credential, name, plaintext, *, actor, note="", grace_seconds=None, save_anyway=False,
            expected_revision=None):
     """Rotate the secret of `credential`'s login to `plaintext`: test it against the server first (through
@@ -282,6 +287,8 @@ def rotate(credential, name, plaintext, *, actor, note="", grace_seconds=None, s
     when saving (someone may have changed it while the test ran).
     """
     needed = logins.login_for(credential.auth).secret
+    if not needed.typed:
+        raise WrongSecret(NOT_TYPED.format(noun=needed.noun))
     if name != needed.name:
         raise WrongSecret(f"This credential logs in with {needed.noun}; send the new {needed.noun}.")
     grace_seconds = _check_grace(grace_seconds)

@@ -192,3 +192,12 @@ def test_a_scheduled_check_of_a_sign_in_whose_consent_is_gone_alerts_at_once(app
         notice = NotificationEvent.get(NotificationEvent.kind == health.CREDENTIAL_FAILING)
         assert json.loads(notice.details)["field"] == "refresh_token"
         assert not holds_canary(notice.details.encode())
+
+
+def test_a_sign_ins_refresh_token_is_replaced_by_signing_in_again_never_rotated_by_hand(
+        app, client, api, token_server, dovecot):
+    credential, _ = signed_in_credential(app, client, token_server, dovecot)
+    refused = api.post(f"/api/v1/credentials/{credential.id}/secret-versions", json={"client_secret": "typed"})
+    assert refused.status_code == 422 and "Sign in again" in refused.get_json()["errors"]["refresh_token"][0]
+    page = client.get(f"/credentials/{credential.id}").text
+    assert "Sign in again on the credential" in page and "Test and rotate" not in page

@@ -22,6 +22,6 @@ def render(credential, *, rotation_form=None, rotation_refusal=None, status=200)
         aliases=listed.aliases.order_by(Alias.address_sort),
         versions=versions.states(listed), needed_secret=needed,
         rotation_form=rotation_form or RotationForm(formdata=None, secret=needed, instance=listed),
-        rotation_refusal=rotation_refusal, used_by=serving.used_by(listed),
+        rotation_refusal=rotation_refusal, versions_not_typed=versions.NOT_TYPED, used_by=serving.used_by(listed),
         **watch.history_context(listed),
     ), status

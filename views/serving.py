@@ -133,8 +133,10 @@ class SecretVersions(MethodView):
         if not isinstance(save_anyway, bool):
             raise Invalid({"save_anyway": ["Send true or false."]})
         form = validated(RotationInput, {"grace_seconds": versions.default_grace_seconds(), **payload})
-        sent = [name for name in logins.SECRETS if form[name].data]
         needed = logins.login_for(credential.auth).secret
+        if not needed.typed:
+            raise Invalid({needed.name: [versions.NOT_TYPED.format(noun=needed.noun)]})
+        sent = [name for name in logins.TYPED_SECRETS if form[name].data]
         if sent != [needed.name]:
             raise Invalid({needed.name: [f"Send the new {needed.noun} (and no other secret): this credential logs "
                                          f"in with {needed.noun}."]})
