@@ -16,7 +16,7 @@ from models import AuditEvent, Credential, CredentialCheck, NotificationEvent, O
 from probe import protocols
 from readers import account, client_of
 from services import oauth_tokens, scheduler
-from sign_in import signed_in_credential, stored_refresh_token
+from sign_in import credential_form, registered_app, signed_in_credential, start, stored_refresh_token
 from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER, holds_canary, stored_credential
 
 NOW = models.utcnow().replace(microsecond=0)
@@ -201,3 +201,15 @@ def test_a_sign_ins_refresh_token_is_replaced_by_signing_in_again_never_rotated_
     assert refused.status_code == 422 and "Sign in again" in refused.get_json()["errors"]["refresh_token"][0]
     page = client.get(f"/credentials/{credential.id}").text
     assert "Sign in again on the credential" in page and "Test and rotate" not in page
+
+
+def test_a_scheduled_check_of_a_sign_in_never_made_says_to_sign_in_at_its_field(app, client, token_server, dovecot):
+    oauth_app = registered_app(app, token_server)
+    start(client, credential_form(dovecot, name="Not yet"), oauth_app)  # saved, then the person walked away
+    with app.test_request_context(), models.db.connection_context():
+        assert scheduler.run_due(everything=True)["failing"] == 1
+        waiting = Credential.get(Credential.name == "Not yet")
+        assert (waiting.check_state, waiting.check_cause) == (health.FAILING, "secret_missing")
+        assert waiting.last_test_summary.startswith("Sign in first")
+        details = json.loads(NotificationEvent.get(NotificationEvent.kind == health.CREDENTIAL_FAILING).details)
+        assert details["field"] == "refresh_token" and details["message"].startswith("Sign in first")
