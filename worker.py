@@ -214,7 +214,10 @@ def main(argv=None):
     log.info("Mailkeep worker: %d threads, checks every %s s, queue in %s", workers,
              app.config["CHECK_INTERVAL"] or "(off)", "Redis" if app.config["REDIS_URL"] else "instance/huey.db")
     app.extensions["mailkeep.tasks"]["tick"]()  # at once, not at the next full minute
-    consumer = Consumer(queue, workers=workers, worker_type="thread", periodic=True, check_worker_health=True)
+    # flush_locks: a worker that died holding the keep-alive's lock (huey keeps it in the queue's storage,
+    # without expiry on SQLite) must not stop the keep-alive for good.
+    consumer = Consumer(queue, workers=workers, worker_type="thread", periodic=True, check_worker_health=True,
+                        flush_locks=True)
     consumer.run()
 
 

@@ -84,13 +84,16 @@ def _apply_next(keyring):
 
     with _foreign_keys_off(), exclusive("schema"):
         db.create_tables([SchemaVersion], safe=True)
-        version = SchemaVersion.select(fn.MAX(SchemaVersion.version)).scalar() or 0
+        applied = {row.version for row in SchemaVersion.select(SchemaVersion.version)}
+        version = max(applied, default=0)
         if version > LATEST:
             raise ConfigurationError(
                 f"the database's schema is version {version}, made by a newer Mailkeep than this one "
                 f"(which knows up to {LATEST}); run that version, or restore a backup"
             )
-        pending = [migration for migration in MIGRATIONS if migration.VERSION > version]
+        # Every migration not applied yet, in order: one numbered below the latest applied is run too (a
+        # database made between two branches' migrations, say 1 to 5 and 7, still gets 6).
+        pending = [migration for migration in MIGRATIONS if migration.VERSION not in applied]
         if not pending:
             return None
         migration = pending[0]

@@ -16,6 +16,7 @@ from peewee import fn
 
 import audit
 import health
+import logins
 import notifications
 from database import db
 from models import CheckRun, CheckRunItem, Credential, CredentialCheck, HealthChange, utcnow
@@ -130,14 +131,18 @@ def _check_details(credential, ok, cause_code, cause, summary, verdict):
     fix, how many checks failed in a row. Never a secret, never the server's own words."""
     details = {"state": verdict.health.state, "summary": summary, "failures": verdict.health.failures}
     if not ok:
-        details.update(cause=cause_code, message=cause.message if cause else summary,
-                       hint=cause.hint if cause else "", field=cause.field if cause else _field_of(cause_code))
+        details.update(cause=cause_code, message=cause.message if cause else summary, hint=cause.hint if cause else "",
+                       field=cause.field if cause else _field_of(credential, cause_code))
     return details
 
 
-def _field_of(cause_code):
-    """The field to fix for the service's own cause codes."""
-    return "password" if cause_code in (SECRET_UNREADABLE, SECRET_MISSING) else None
+# The service's own cause codes (and services.oauth_tokens') that blame the secret the login needs.
+SECRET_CAUSES = (SECRET_UNREADABLE, SECRET_MISSING, "not_signed_in")
+
+
+def _field_of(credential, cause_code):
+    """The field to fix for the service's own cause codes: the secret `credential`'s login needs (logins)."""
+    return logins.login_for(credential.auth).secret.name if cause_code in SECRET_CAUSES else None
 
 
 def set_paused(credential, paused, *, actor, now=None):
@@ -222,8 +227,8 @@ def summary(now=None, fresh=False):
     rows = (Credential.select(Credential.check_paused, Credential.check_state, fn.COUNT(Credential.id))
             .group_by(Credential.check_paused, Credential.check_state).tuples())
     for paused, state, count in rows:
-        key = "paused" if paused else {health.OK: "ok", health.FAILING: "failing"}.get(state, "unchecked")
-        counts[key] += count
+        counted = "paused" if paused else {health.OK: "ok", health.FAILING: "failing"}.get(state, "unchecked")
+        counts[counted] += count
     counts["expiring"] = Credential.select().where(expiring_condition(now)).count()
     if now is None:
         cache.update(counts=dict(counts), key=key, until=time.monotonic() + SUMMARY_SECONDS)

@@ -49,6 +49,8 @@ from services import checks
 
 log = logging.getLogger(__name__)
 
+# The cause code of a stored secret the configured keys cannot open (the checks' own, services.checks).
+UNREADABLE_SECRET = "secret_unreadable"
 # How the audit log names the keep-alive, which acts for nobody in particular.
 KEEP_ALIVE = "(keep-alive)"
 # An access token cached in this process is handed out only while it has this many seconds left.
@@ -63,7 +65,7 @@ class TokenUnavailable(Exception):
 
     `code` is a stable code: a probe cause code (``token_request_failed``,
     ``deadline_exceeded``, ...), or ``not_signed_in`` (no refresh token that
-    serves), ``unreadable_secret`` (a stored secret the keys cannot open),
+    serves), UNREADABLE_SECRET (a stored secret the keys cannot open),
     ``no_token_login`` (a password login). `reason` says it in a sentence;
     `cause` is the probe.Cause when the token endpoint was asked.
     """
@@ -136,7 +138,7 @@ def complete(settings, credential):
 
     Raises TokenUnavailable (``not_signed_in``) when the credential has no
     app, or the app's client ID or token endpoint's origin changed since the
-    sign-in (``still_serves``), or (``unreadable_secret``) when the app's
+    sign-in (``still_serves``), or (UNREADABLE_SECRET) when the app's
     client secret cannot be read.
     """
     if settings.auth != protocols.OAUTH2_SIGN_IN:
@@ -149,7 +151,7 @@ def complete(settings, credential):
     try:
         client_secret = app.unseal(keys.ring(), "client_secret")
     except UndecryptableSecret:
-        raise TokenUnavailable("unreadable_secret", UNREADABLE_APP_SECRET) from None
+        raise TokenUnavailable(UNREADABLE_SECRET, UNREADABLE_APP_SECRET) from None
     return dataclasses.replace(settings, client_id=app.client_id, client_secret=client_secret,
                                token_url=app.token_endpoint, scope=app.refresh_scopes(settings.protocol))
 
@@ -158,7 +160,7 @@ def token_settings(credential):
     """The probe.Settings that get an access token for the saved `credential`, with its stored secrets.
 
     Raises TokenUnavailable: ``no_token_login`` for a password login,
-    ``not_signed_in`` when no stored secret serves, ``unreadable_secret``.
+    ``not_signed_in`` when no stored secret serves, UNREADABLE_SECRET.
     """
     if credential.auth not in protocols.TOKEN_LOGINS:
         raise TokenUnavailable("no_token_login", f"{credential.name} logs in with a password, not a token.")
@@ -167,7 +169,7 @@ def token_settings(credential):
     try:
         secrets = login.for_test(keys.ring())
     except UndecryptableSecret:
-        raise TokenUnavailable("unreadable_secret", f"The stored {login.needed.noun} cannot be read with the "
+        raise TokenUnavailable(UNREADABLE_SECRET, f"The stored {login.needed.noun} cannot be read with the "
                                                     "current keys; set it again.") from None
     if not secrets:
         raise TokenUnavailable("not_signed_in", login.missing())
@@ -233,7 +235,7 @@ _locks = {}
 _locks_lock = threading.Lock()
 
 
-def access_token_for(credential, *, secrets=None, now=None, fresh=False):
+def access_token_for(credential, *, secrets=None, now=None, fresh=False, slots=None):
     """A bearer token for the mailbox of `credential` (a Credential or its id): an AccessToken.
 
     OAuth2 client credentials get one with the client-credentials grant,
@@ -242,10 +244,11 @@ def access_token_for(credential, *, secrets=None, now=None, fresh=False):
     out again while it has MIN_LIFETIME_SECONDS left, unless `fresh`.
     `secrets` ({name: plaintext}) replaces the stored secrets for this once
     (a served previous version of a client secret): nothing is cached or
-    stored then. `now` is a naive UTC datetime (the injectable clock). Raises
-    ConsentRequired when someone must sign in again, TokenUnavailable
-    otherwise (see its codes); probe.Busy never (no connection-test slot is
-    taken).
+    stored then. `now` is a naive UTC datetime (the injectable clock).
+    `slots` (a semaphore-like, see probe.Prober.run) bounds the token
+    requests made at once. Raises ConsentRequired when someone must sign in
+    again, TokenUnavailable otherwise (see its codes), probe.Busy when
+    `slots` has none free.
     """
     credential_id = credential if isinstance(credential, int) else credential.id
     now = now or utcnow()
@@ -255,13 +258,13 @@ def access_token_for(credential, *, secrets=None, now=None, fresh=False):
             raise TokenUnavailable("not_signed_in", f"No credential with id {credential_id}.")
         if secrets is not None:
             settings = complete(settings_for(credential.connection_values(), secrets), credential)
-            return _token_of(current_app.extensions["mailkeep.prober"].token(settings))
+            return _token_of(current_app.extensions["mailkeep.prober"].token(settings, slots=slots))
         key = _login_key(credential)
         cached = _cache.get(credential_id)
         if not fresh and cached and cached[0] == key and _lasts(cached[1], now):
             return cached[1]
         try:
-            token = _token_of(_refresh(credential, now))
+            token = _token_of(_refresh(credential, now, slots))
         except TokenUnavailable:
             _cache.pop(credential_id, None)
             raise
@@ -277,14 +280,14 @@ def _token_of(result):
     return AccessToken(result.grant.access_token, result.grant.expires_at)
 
 
-def _refresh(credential, now):
-    """Ask the token endpoint for `credential` (retrying once for a token another process replaced); store
-    what it granted; return the probe.TokenResult."""
+def _refresh(credential, now, slots=None):
+    """Ask the token endpoint for `credential` (retrying once for a token another process replaced), within
+    `slots` when given (probe.Busy when none is free); store what it granted; return the probe.TokenResult."""
     settings = token_settings(credential)
     prober = current_app.extensions["mailkeep.prober"]
-    result = prober.token(settings)
+    result = prober.token(settings, slots=slots)
     if (again := retry_settings(credential, settings, result.cause)) is not None:
-        settings, result = again, prober.token(again)
+        settings, result = again, prober.token(again, slots=slots)
     if result.ok:
         with db.atomic():
             keep_rotated(credential, settings, result.grant, now)
@@ -317,6 +320,16 @@ def forget_cached(credential_id):
     _cache.pop(credential_id, None)
 
 
+def keep_alive_after(app, margin_days=None):
+    """How long a refresh token of `app` (an OAuthApp) may lie unused before the keep-alive refreshes it (a
+    timedelta): its provider's inactivity limit less `margin_days` (MAILKEEP_OAUTH_KEEPALIVE_MARGIN_DAYS
+    unless given), at least a day; None when the limit is unknown."""
+    if not app.idle_limit_days:
+        return None
+    margin = current_app.config["OAUTH_KEEPALIVE_MARGIN_DAYS"] if margin_days is None else margin_days
+    return timedelta(days=max(app.idle_limit_days - margin, 1))
+
+
 def refresh_due(now=None, *, margin_days=None):
     """Refresh, once, the refresh token of every signed-in credential that has gone unused so long that it
     would lapse within `margin_days` (MAILKEEP_OAUTH_KEEPALIVE_MARGIN_DAYS unless given) at its provider
@@ -330,18 +343,21 @@ def refresh_due(now=None, *, margin_days=None):
     are left alone. The scheduled-checks worker calls this periodically.
     """
     now = now or utcnow()
-    margin = current_app.config["OAUTH_KEEPALIVE_MARGIN_DAYS"] if margin_days is None else margin_days
     done = []
     for app in OAuthApp.select():
-        if not app.idle_limit_days:
+        if (after := keep_alive_after(app, margin_days)) is None:
             continue
-        unused_since = now - timedelta(days=max(app.idle_limit_days - margin, 1))
+        unused_since = now - after
         due = Credential.select().where(
             (Credential.oauth_app == app.id) & (Credential.auth == protocols.OAUTH2_SIGN_IN)
             & Credential.refresh_token_ciphertext.is_null(False)
             & (Credential.oauth_used_at.is_null(True) | (Credential.oauth_used_at < unused_since))
         ).order_by(Credential.id)
         for credential in due:
+            # What only a new sign-in mends (consent gone, or an app changed since) is failing already: asking
+            # again every hour would only fill the history.
+            if credential.check_cause == "oauth_consent_required" or not still_serves(credential, app):
+                continue
             done.append(_keep_alive(credential, now))
     return done
 

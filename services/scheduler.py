@@ -279,13 +279,14 @@ def sweep(now=None):
             cutoff = now - timedelta(days=group.password_max_age_days)
             for credential in Credential.select().where((Credential.group == group.id)
                                                         & (Credential.secret_set_at <= cutoff)):
-                if health.rotation_due(credential.secret_set_at, group.password_max_age_days,
-                                       credential.rotation_warned_at):
-                    field = "client_secret" if credential.auth == "oauth2_client_credentials" else "password"
+                needed = logins.login_for(credential.auth).secret
+                # A sign-in's refresh token is the provider's to renew (the keep-alive), not people's to rotate.
+                if needed.typed and health.rotation_due(credential.secret_set_at, group.password_max_age_days,
+                                                        credential.rotation_warned_at):
                     notifications.publish(health.ROTATION_DUE, credential=credential, actor=checks.SCHEDULER, at=now,
-                                          details={"secret_set_at": _iso(credential.secret_set_at), "field": field,
-                                                   "max_age_days": group.password_max_age_days,
-                                                   "message": f"The {field.replace('_', ' ')} was set more than "
+                                          details={"secret_set_at": _iso(credential.secret_set_at),
+                                                   "field": needed.name, "max_age_days": group.password_max_age_days,
+                                                   "message": f"The {needed.noun} was set more than "
                                                               f"{group.password_max_age_days} days ago."})
                     Credential.update(rotation_warned_at=now).where(Credential.id == credential.id).execute()
                     published["rotations"] += 1

@@ -20,9 +20,12 @@ https://developer.hashicorp.com/vault/docs/audit).
 import logging
 from datetime import timedelta
 
+from flask import current_app
+
 import audit
 import keys
 import logins
+import probe
 from database import db
 from encryption import UndecryptableSecret
 from models import Alias, Credential, SecretRead, SecretVersion, ServiceAccount
@@ -130,7 +133,14 @@ def read(caller, credential, *, which=CURRENT, alias=None):
         # A fresh access token, never the client secret or the refresh token (services.oauth_tokens decides how).
         secrets = {needed.name: _plaintext(caller, credential, needed, served)} if which == PREVIOUS else None
         try:
-            token = oauth_tokens.access_token_for(credential, secrets=secrets)
+            # Fresh for every read (as a tool that failed to log in and reads again expects), within the slots
+            # of connection tests: the read rate limit bounds each account, the slots all of them together.
+            token = oauth_tokens.access_token_for(credential, secrets=secrets, fresh=True,
+                                                  slots=current_app.extensions["mailkeep.test_slots"])
+        except probe.Busy:
+            _failed(caller, credential, "busy", "every outbound slot was busy")
+            raise SecretUnavailable("Too many connections are being made; try again in a few seconds.",
+                                    status=429) from None
         except oauth_tokens.TokenUnavailable as problem:
             _failed(caller, credential, problem.code, problem.reason)
             raise SecretUnavailable(problem.reason, status=502, cause=problem.cause) from None

@@ -1,6 +1,7 @@
 """Notification channels as admins meet them (the Notifications page and the API), the SMTP relay with its
 write-only password, the test email, expiry and rotation warnings, and what a notification says."""
 
+import json
 import ssl
 from datetime import date, datetime, timedelta, timezone
 
@@ -125,6 +126,11 @@ def test_a_client_secret_and_a_password_age_are_warned_of_once_each(app, db):
         assert scheduler.sweep(NOW + timedelta(days=82))["rotations"] == 0
         kinds = [event.kind for event in NotificationEvent.select().order_by(NotificationEvent.id)]
         assert kinds == [health.SECRET_EXPIRING, health.SECRET_EXPIRING, health.ROTATION_DUE]
+        due = json.loads(NotificationEvent.get(NotificationEvent.kind == health.ROTATION_DUE).details)
+        assert (due["field"], due["message"]) == ("password", "The password was set more than 90 days ago.")
+        # A sign-in's refresh token is renewed by the provider, never due for rotation by people.
+        Credential.update(auth="oauth2_sign_in", rotation_warned_at=None).where(Credential.id == credential.id).execute()
+        assert scheduler.sweep(NOW + timedelta(days=200))["rotations"] == 0
         fresh = Credential.get_by_id(credential.id)  # a new expiry day is warned of afresh
         fresh.client_secret_expires_on = date(2099, 1, 1)
         fresh.save()

@@ -137,6 +137,8 @@ def test_a_lapsed_sign_in_found_by_the_keep_alive_shows_as_failing(app, client, 
         assert (failing.check_state, failing.check_cause) == (health.FAILING, "oauth_consent_required")
         notice = NotificationEvent.get(NotificationEvent.kind == health.CREDENTIAL_FAILING)
         assert notice.credential_id == credential.id and not holds_canary(notice.details.encode())
+        # Only a new sign-in mends it: the next hour's keep-alive leaves it alone.
+        assert oauth_tokens.refresh_due(NOW + timedelta(hours=1)) == []
 
 
 def test_a_service_account_reads_a_signed_in_connection_as_an_access_token_and_the_refresh_token_moves_on(

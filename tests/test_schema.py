@@ -156,3 +156,22 @@ def test_the_first_release_schema_is_upgraded_on_postgresql_to_what_a_new_databa
     finally:
         database.unbind()
         server.drop_database("first_release")
+
+
+@pytest.mark.sqlite_only
+def test_a_migration_numbered_below_the_latest_applied_still_runs(first_release, tmp_path, monkeypatch):
+    """A database upgraded while one migration was not there yet (1 to 5 and 7, then 6 arrived) gets it."""
+    without_six = tuple(migration for migration in migrations.MIGRATIONS if migration.VERSION not in (6, 8))
+    database.bind(first_release["DATABASE_URL"])
+    with monkeypatch.context() as patched:
+        patched.setattr(migrations, "MIGRATIONS", without_six)
+        patched.setattr(migrations, "LATEST", 7)
+        assert migrations.upgrade(encryption.KeyRing(encryption.parse_keys(FIRST_RELEASE_KEY))) == [1, 2, 3, 4, 5, 7]
+    database.release_connections()
+    app = create_app(first_release)  # every migration this Mailkeep knows
+    with app.app_context(), models.db.connection_context():
+        versions = [row.version for row in migrations.SchemaVersion.select()]
+    assert sorted(versions) == [migration.VERSION for migration in migrations.MIGRATIONS]
+    fresh = {**first_release, "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    create_app(fresh)
+    assert schema_of(first_release) == schema_of(fresh)

@@ -278,3 +278,12 @@ def test_the_canary_is_nowhere_else_after_reads_of_every_kind(app, tmp_path):
         details = " ".join(event.details for event in AuditEvent.select())
     assert not holds_canary(details.encode())
     database.wipe_freed_pages()
+
+
+def test_an_oauth2_read_with_every_outbound_slot_taken_answers_429_without_a_token(
+        app, dovecot, token_server, monkeypatch):
+    credential = oauth2_credential(app, dovecot, token_server)
+    monkeypatch.setitem(app.extensions, "mailkeep.test_slots", threading.Semaphore(0))  # none free
+    response = client_of(app, account(groups=["Default"])).get(f"/api/v1/credentials/{credential.id}/connection")
+    assert response.status_code == 429 and "access_token" not in response.get_json()
+    assert [event.outcome for event in reads_of(credential.id)] == ["ok", "busy"]

@@ -6,9 +6,8 @@ here through ``start_sign_in``) or from the credential's own page ("Sign in agai
 the refresh token on the credential and then tests it, so the person sees at once whether it works.
 """
 
-from datetime import timedelta
 
-from flask import Blueprint, current_app, redirect, render_template, request
+from flask import Blueprint, redirect, render_template, request
 from flask_login import current_user
 from peewee import IntegrityError
 from playhouse.flask_utils import get_object_or_404
@@ -67,10 +66,10 @@ def keep_alive_due(credential):
     """The day the keep-alive refreshes `credential`'s refresh token if nothing uses it before (naive UTC),
     or None when its provider's inactivity limit is unknown (see services.oauth_tokens.refresh_due)."""
     app = credential.oauth_app
-    if app is None or not app.idle_limit_days or credential.oauth_used_at is None:
+    after = oauth_tokens.keep_alive_after(app) if app is not None else None
+    if after is None or credential.oauth_used_at is None:
         return None
-    margin = current_app.config["OAUTH_KEEPALIVE_MARGIN_DAYS"]
-    return credential.oauth_used_at + timedelta(days=max(app.idle_limit_days - margin, 1))
+    return credential.oauth_used_at + after
 
 
 @apps_bp.app_context_processor
