@@ -229,6 +229,8 @@ class OAuthApp(Sealed, BaseModel):
     client_secret_ciphertext = SecretField("client_secret")
     scopes = CharField(max_length=1000, default="")
     client_secret_expires_on = DateField(null=True)
+    # The smallest expiry warning sent for that day (migration 9; scheduler.sweep).
+    secret_warned_days = IntegerField(null=True)
     idle_days = IntegerField(null=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
@@ -298,8 +300,13 @@ class OAuthApp(Sealed, BaseModel):
                 .group_by(cls).order_by(cls.name_key))
 
     def save(self, *args, **kwargs):
-        """Save with a fresh ``updated_at``."""
+        """Save with a fresh ``updated_at``; a new client-secret expiry day is warned of afresh."""
         self.updated_at = utcnow()
+        if OAuthApp.client_secret_expires_on in self.dirty_fields:
+            stored = OAuthApp.select(OAuthApp.client_secret_expires_on).where(OAuthApp.id == self.id).scalar() \
+                if self.id is not None else None
+            if stored != self.client_secret_expires_on:
+                self.secret_warned_days = None
         return super().save(*args, **kwargs)
 
     def blockers(self):

@@ -223,10 +223,12 @@ def payload_of(event):
 
 
 def link_of(event, details):
-    """The address of the credential's page (its edit form at the field to fix, when one is named)."""
-    if event.credential_id is None:
-        return None
+    """The address of the credential's page (its edit form at the field to fix, when one is named), or of the
+    OAuth app's form for an event about an app; None for an event about neither."""
     base = current_app.config["BASE_URL"]
+    if event.credential_id is None:
+        app = details.get("oauth_app")
+        return f"{base}/oauth-apps/{app['id']}/edit" if isinstance(app, dict) and app.get("id") else None
     field = details.get("field")
     if field:
         return f"{base}/credentials/{event.credential_id}/edit#{field}"
@@ -237,7 +239,8 @@ def message_of(event):
     """(subject, plain text) of the email for `event`: which credential, what happened, the cause in words,
     the field to fix and a link to it."""
     details = json.loads(event.details or "{}")
-    name = event.credential_name or "Mailkeep"
+    app = details.get("oauth_app")
+    name = event.credential_name or (f"The OAuth app {app['name']}" if isinstance(app, dict) else "Mailkeep")
     subject = f"[Mailkeep] {name} {TITLES.get(event.kind, event.kind)}"
     lines = [f"{name} {TITLES.get(event.kind, event.kind)} ({event.kind}, {event.at:%Y-%m-%d %H:%M} UTC)."]
     for key, label in (("message", "What failed"), ("summary", "Last check"), ("hint", "What to do"),

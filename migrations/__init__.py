@@ -36,10 +36,11 @@ from . import (
     m0006_watch,
     m0007_service_accounts,
     m0008_oauth_sign_in,
+    m0009_oauth_app_expiry,
 )
 
 MIGRATIONS = (m0001_baseline, m0002_search, m0003_natural_order, m0004_list_indexes, m0005_token_expiry,
-              m0006_watch, m0007_service_accounts, m0008_oauth_sign_in)
+              m0006_watch, m0007_service_accounts, m0008_oauth_sign_in, m0009_oauth_app_expiry)
 LATEST = MIGRATIONS[-1].VERSION
 
 

@@ -39,6 +39,7 @@ from models import (
     Group,
     NotificationDelivery,
     NotificationEvent,
+    OAuthApp,
     Setting,
     utcnow,
 )
@@ -275,6 +276,7 @@ def sweep(now=None):
                                                           f"{credential.client_secret_expires_on:%Y-%m-%d}."})
                 Credential.update(secret_warned_days=warn_at).where(Credential.id == credential.id).execute()
                 published["secrets"] += 1
+        published["secrets"] += _warn_of_app_secrets(now, horizon, config["warning_days"])
         for group in Group.select().where(Group.password_max_age_days.is_null(False)):
             cutoff = now - timedelta(days=group.password_max_age_days)
             for credential in Credential.select().where((Credential.group == group.id)
@@ -292,6 +294,30 @@ def sweep(now=None):
                     published["rotations"] += 1
         beat(now)
     return published
+
+
+def _warn_of_app_secrets(now, horizon, warning_days):
+    """Publish secret.expiring for each OAuth app whose client secret expires by `horizon` (naive UTC) and was
+    not yet warned of at this many days (`warning_days`, e.g. (21, 7)); return how many. Every sign-in made
+    with the app stops working that day, so the event is about the app (no credential; every channel hears
+    it) and names how many credentials sign in with it. Called inside the sweep's lock."""
+    warned = 0
+    for app in OAuthApp.select().where(OAuthApp.client_secret_expires_on.is_null(False)
+                                       & (OAuthApp.client_secret_expires_on <= horizon.date())):
+        warn_at = health.expiry_warning(_midnight(app.client_secret_expires_on), now, warning_days,
+                                        app.secret_warned_days)
+        if warn_at is None:
+            continue
+        users = Credential.select().where(Credential.oauth_app == app.id).count()
+        notifications.publish(health.SECRET_EXPIRING, actor=checks.SCHEDULER, at=now, details={
+            "oauth_app": {"id": app.id, "name": app.name}, "expires_on": app.client_secret_expires_on.isoformat(),
+            "warning_days": warn_at, "credentials": users,
+            "message": f"The client secret of the OAuth app {app.name} expires on "
+                       f"{app.client_secret_expires_on:%Y-%m-%d}; {users} credential(s) sign in with it. Make a new "
+                       "secret at the provider and set it on the OAuth apps page."})
+        OAuthApp.update(secret_warned_days=warn_at).where(OAuthApp.id == app.id).execute()
+        warned += 1
+    return warned
 
 
 def prune(now=None):

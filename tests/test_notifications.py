@@ -129,7 +129,8 @@ def test_a_client_secret_and_a_password_age_are_warned_of_once_each(app, db):
         due = json.loads(NotificationEvent.get(NotificationEvent.kind == health.ROTATION_DUE).details)
         assert (due["field"], due["message"]) == ("password", "The password was set more than 90 days ago.")
         # A sign-in's refresh token is renewed by the provider, never due for rotation by people.
-        Credential.update(auth="oauth2_sign_in", rotation_warned_at=None).where(Credential.id == credential.id).execute()
+        Credential.update(auth="oauth2_sign_in", rotation_warned_at=None).where(
+            Credential.id == credential.id).execute()
         assert scheduler.sweep(NOW + timedelta(days=200))["rotations"] == 0
         fresh = Credential.get_by_id(credential.id)  # a new expiry day is warned of afresh
         fresh.client_secret_expires_on = date(2099, 1, 1)
@@ -154,3 +155,28 @@ def test_an_email_says_which_credential_what_failed_the_cause_the_field_and_wher
 def test_a_webhook_url_with_credentials_or_no_host_is_refused(app, db, url):
     with app.test_request_context(), pytest.raises(notifications.ChannelError):
         notifications.create_channel("webhook", "Bad", url=url, actor="admin")
+
+
+def test_an_oauth_apps_client_secret_is_warned_of_once_at_each_warning_with_a_link_to_the_app(app, db):
+    with app.test_request_context():
+        oauth_app = models.OAuthApp(name="Contoso", kind="custom", authorization_url="https://id.example.com/auth",
+                                    token_url="https://id.example.com/token", client_id="mailkeep",
+                                    client_secret_expires_on=(NOW + timedelta(days=30)).date())
+        oauth_app.save()
+        assert scheduler.sweep(NOW)["secrets"] == 0
+        assert scheduler.sweep(NOW + timedelta(days=10))["secrets"] == 1  # 20 days left: the 21-day warning
+        assert scheduler.sweep(NOW + timedelta(days=11))["secrets"] == 0
+        saved = models.OAuthApp.get_by_id(oauth_app.id)
+        saved.name = "Contoso mail"  # an edit that keeps the day warns of nothing again
+        saved.client_secret_expires_on = saved.client_secret_expires_on
+        saved.save()
+        assert scheduler.sweep(NOW + timedelta(days=12))["secrets"] == 0
+        assert scheduler.sweep(NOW + timedelta(days=24))["secrets"] == 1  # 6 days left: the 7-day warning
+        events = list(NotificationEvent.select().where(NotificationEvent.kind == health.SECRET_EXPIRING))
+        assert [event.credential_id for event in events] == [None, None]
+        details = json.loads(events[-1].details)
+        assert details["oauth_app"] == {"id": oauth_app.id, "name": "Contoso mail"} and details["warning_days"] == 7
+        subject, text = notifications.message_of(events[-1])
+        assert subject == "[Mailkeep] The OAuth app Contoso mail has a client secret that expires soon"
+        assert f"/oauth-apps/{oauth_app.id}/edit" in text
+        assert notifications.payload_of(events[-1])["data"]["credential"] is None
