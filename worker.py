@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 HORIZON = timedelta(seconds=60)
 TASK_MODULE = "mailkeep"
 # How much lower than the web server's the worker's processor priority is (nice(2)).
-NICENESS = 10
+NICENESS = 19
 # Seconds before trying again a check that found its host's limit reached or no slot free.
 RETRY_SECONDS = 2
 # Seconds a check task goes on checking other due credentials before it ends (the next tick starts more).
