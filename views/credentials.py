@@ -271,7 +271,9 @@ def test_saved(credential_id):
         # The row shows the new badge; the outcome is also said in words, for screen readers.
         state = "working" if credential.last_test_ok else "failing"
         said = f"{credential.name}: {state}. {credential.last_test_summary}"
-        return render_template("credentials/_row.html", credential=credential), 200, announce(said)
+        # The summary's counts above the list follow, out of band.
+        row = render_template("credentials/_row.html", credential=credential)
+        return row + render_template("credentials/_summary_counts.html", **watch.summary_context()), 200, announce(said)
     return after_change(f"{credential.name}: {credential.last_test_summary}", ".index")
 
 

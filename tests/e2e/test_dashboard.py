@@ -97,8 +97,12 @@ def test_testing_a_saved_credential_updates_its_badge(page, live_server, dovecot
     add_credential(page, live_server, dovecot)
     row = page.locator("tr", has_text="Support desk")
     expect(row).to_contain_text("Not tested")
+    expect(page.locator("#summary-unchecked")).to_have_text("1")
     row.get_by_role("button", name="Test Support desk").click()
     expect(row).to_contain_text("Working · just now")
+    # The summary above the list follows the row (swapped out of band with it).
+    expect(page.locator("#summary-ok")).to_have_text("1")
+    expect(page.locator("#summary-unchecked")).to_have_text("0")
 
 
 def test_change_password_dialog_rejects_a_mismatch(page, live_server, dovecot):
