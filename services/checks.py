@@ -25,6 +25,8 @@ SCHEDULER = "(scheduler)"
 # Cause codes of the service's own, for checks that never reached probe.
 SECRET_UNREADABLE = "secret_unreadable"
 SECRET_MISSING = "secret_missing"
+# An OAuth2 sign-in that no longer serves (its app gone or changed since): sign in again (services.oauth_tokens).
+NOT_SIGNED_IN = "not_signed_in"
 MISSING_SECRET_SUMMARY = "No password or client secret is stored, so it cannot log in; set one."
 # The summary's filters, in the order the list shows them.
 SUMMARY_FILTERS = ("ok", "failing", "expiring", "unchecked", "paused")
@@ -137,7 +139,7 @@ def _check_details(credential, ok, cause_code, cause, summary, verdict):
 
 
 # The service's own cause codes (and services.oauth_tokens') that blame the secret the login needs.
-SECRET_CAUSES = (SECRET_UNREADABLE, SECRET_MISSING, "not_signed_in")
+SECRET_CAUSES = (SECRET_UNREADABLE, SECRET_MISSING, NOT_SIGNED_IN)
 
 
 def _field_of(credential, cause_code):

@@ -49,8 +49,9 @@ from services import checks
 
 log = logging.getLogger(__name__)
 
-# The cause code of a stored secret the configured keys cannot open (the checks' own, services.checks).
-UNREADABLE_SECRET = "secret_unreadable"
+# The cause codes of a stored secret the configured keys cannot open, and of a sign-in that no longer serves
+# (services.checks owns them: a check records them like any cause).
+UNREADABLE_SECRET, NOT_SIGNED_IN = checks.SECRET_UNREADABLE, checks.NOT_SIGNED_IN
 # How the audit log names the keep-alive, which acts for nobody in particular.
 KEEP_ALIVE = "(keep-alive)"
 # An access token cached in this process is handed out only while it has this many seconds left.
@@ -145,9 +146,9 @@ def complete(settings, credential):
         return settings
     app = OAuthApp.get_or_none(OAuthApp.id == credential.oauth_app_id) if credential is not None else None
     if app is None:
-        raise TokenUnavailable("not_signed_in", NO_APP)
+        raise TokenUnavailable(NOT_SIGNED_IN, NO_APP)
     if not still_serves(credential, app):
-        raise TokenUnavailable("not_signed_in", CHANGED_APP)
+        raise TokenUnavailable(NOT_SIGNED_IN, CHANGED_APP)
     try:
         client_secret = app.unseal(keys.ring(), "client_secret")
     except UndecryptableSecret:
@@ -172,7 +173,7 @@ def token_settings(credential):
         raise TokenUnavailable(UNREADABLE_SECRET, f"The stored {login.needed.noun} cannot be read with the "
                                                     "current keys; set it again.") from None
     if not secrets:
-        raise TokenUnavailable("not_signed_in", login.missing())
+        raise TokenUnavailable(NOT_SIGNED_IN, login.missing())
     return complete(settings_for(values, secrets), credential)
 
 
@@ -255,7 +256,7 @@ def access_token_for(credential, *, secrets=None, now=None, fresh=False, slots=N
     with _lock_for(credential_id):
         credential = Credential.get_or_none(Credential.id == credential_id)
         if credential is None:
-            raise TokenUnavailable("not_signed_in", f"No credential with id {credential_id}.")
+            raise TokenUnavailable(NOT_SIGNED_IN, f"No credential with id {credential_id}.")
         if secrets is not None:
             settings = complete(settings_for(credential.connection_values(), secrets), credential)
             return _token_of(current_app.extensions["mailkeep.prober"].token(settings, slots=slots))

@@ -28,7 +28,6 @@ import audit
 import health
 import logins
 import notifications
-import probe
 from database import db, exclusive
 from models import (
     CheckRun,
@@ -153,13 +152,11 @@ def check_claimed(credential_id, *, actor=checks.SCHEDULER, run_id=None, now=Non
             release(credential_id)
             return BUSY
         if outcome.ask_secret:  # nothing stored to log in with (or never signed in): a failure people must fix
-            needed = logins.SECRETS[outcome.ask_secret]
-            summary = needed.enter or checks.MISSING_SECRET_SUMMARY
-            missing = probe.Cause(code=checks.SECRET_MISSING, field=needed.name, message=summary, hint="")
+            summary = logins.SECRETS[outcome.ask_secret].enter or checks.MISSING_SECRET_SUMMARY
             with db.atomic():
                 credential.record_test(False, summary, at=now)
                 checks.record(credential, ok=False, cause_code=checks.SECRET_MISSING, summary=summary, actor=actor,
-                              run_id=run_id, now=now, cause=missing)
+                              run_id=run_id, now=now)
             return False
         return bool(credential.check_state == health.OK)
 

@@ -161,7 +161,7 @@ def test_the_first_release_schema_is_upgraded_on_postgresql_to_what_a_new_databa
 @pytest.mark.sqlite_only
 def test_a_migration_numbered_below_the_latest_applied_still_runs(first_release, tmp_path, monkeypatch):
     """A database upgraded while one migration was not there yet (1 to 5 and 7, then 6 arrived) gets it."""
-    without_six = tuple(migration for migration in migrations.MIGRATIONS if migration.VERSION not in (6, 8))
+    without_six = tuple(migration for migration in migrations.MIGRATIONS if migration.VERSION in (1, 2, 3, 4, 5, 7))
     database.bind(first_release["DATABASE_URL"])
     with monkeypatch.context() as patched:
         patched.setattr(migrations, "MIGRATIONS", without_six)
