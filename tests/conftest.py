@@ -321,11 +321,16 @@ class _PathOnlyLog(WSGIRequestHandler):
 def live_server(app):
     """The application served over HTTP on loopback, in a thread, for the browser."""
     server = make_server("127.0.0.1", 0, _buffered(app), threaded=True, request_handler=_PathOnlyLog)
+    # Request threads are kept track of, so the teardown waits for those still answering (a script the
+    # browser was still fetching) before the app's database is unbound under them: a request whose database
+    # went away mid-way drops its response, and a static file with it, unclosed.
+    server.daemon_threads = False
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join()
+    server.server_close()  # joins the request threads (socketserver.ThreadingMixIn.block_on_close)
 
 
 @pytest.fixture(scope="session")
