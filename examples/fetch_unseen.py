@@ -127,14 +127,15 @@ def count_unseen(settings, context=None):
 
 def check(connection, context=None):
     """One round: count the unseen messages; on an authentication failure read the connection again and, if
-    Mailkeep now serves another version, try once more with it. Returns (count, settings used)."""
+    Mailkeep now serves another version (or, for an OAuth2 login, a new access token: every read gets a fresh
+    one), try once more with it. Returns (count, settings used)."""
     settings = connection.current()
     try:
         return count_unseen(settings, context), settings
     except LoginError:
         connection.refresh()
         fresh = connection.current()
-        if fresh.get("version") == settings.get("version") and fresh.get("auth") != "oauth2_client_credentials":
+        if fresh.get("version") == settings.get("version") and "access_token" not in fresh:
             raise  # the same secret again: retrying would only fail again
         return count_unseen(fresh, context), fresh
 
