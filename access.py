@@ -61,6 +61,13 @@ def serves(scope):
     return mark
 
 
+def before_set_up(view):
+    """Mark a view that answers before the first administrator exists, as it would after: what machines read
+    (a load balancer's /healthz, Prometheus's /metrics), which the set-up page means nothing to."""
+    view.before_set_up = True
+    return view
+
+
 def token_or_networks(setting):
     """Mark a view outside the API that is read by machines: signed in like the API (a Bearer token, no
     session, no CSRF), or without a token from an address in the networks of the configuration key
@@ -220,7 +227,7 @@ def check_access():
     view = current_app.view_functions.get(request.endpoint)
     if view is None or request.endpoint == "static":
         return None
-    if not _set_up():
+    if not _set_up() and not getattr(view, "before_set_up", False):
         if request.endpoint != "auth.setup":
             return _deny(503, "Mailkeep is not set up yet.", url_for("auth.setup"))
         return _protect()

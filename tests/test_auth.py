@@ -24,6 +24,9 @@ def test_with_no_users_the_only_page_is_creating_the_first_administrator(app_con
         response = client.get(path)
         assert response.status_code == 302 and response.headers["Location"] == "/setup", path
     assert client.get("/api/v1/credentials").status_code == 503
+    # What machines read answers as it will after set-up: a load balancer's health check, Prometheus.
+    assert client.get("/healthz").get_json() == {"status": "failing", "problems": ["worker: no recent heartbeat"]}
+    assert client.get("/metrics").status_code == 401  # no token yet, and no network allowed without one
     weak = client.post("/setup", data={"username": "root", "password": "short", "confirm_password": "short"})
     assert weak.status_code == 200 and "Use at least 12 characters." in weak.get_data(as_text=True)
     created = client.post("/setup", data={"username": "root", "password": USER_PASSWORD,

@@ -18,7 +18,7 @@ from peewee import Case, fn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from access import PUBLIC, requires, token_or_networks
+from access import PUBLIC, before_set_up, requires, token_or_networks
 from database import db
 from models import CredentialCheck, NotificationDelivery, utcnow
 from services import checks, scheduler
@@ -77,6 +77,7 @@ class DatabaseCollector:
 @bp.get("/metrics")
 @requires("viewer")
 @token_or_networks("METRICS_NETWORKS")
+@before_set_up
 def metrics():
     """Prometheus text format of the figures above."""
     registry = CollectorRegistry(auto_describe=False)
@@ -86,6 +87,7 @@ def metrics():
 
 @bp.get("/healthz")
 @requires(PUBLIC)
+@before_set_up
 def healthz():
     """200 "ok" when the database answers and a worker's heartbeat is recent; else 503 naming which failed."""
     problems = []
