@@ -4,10 +4,9 @@ import json
 import re
 import threading
 
-import jsonschema
-
 import models
 import openapi
+from api_spec import matches_spec
 from models import Credential
 from testdata import CANARY, MAILBOX_USER, stored_credential
 
@@ -75,17 +74,6 @@ def test_too_many_tests_at_once_get_429_with_a_retry_time(app, api):
 
 
 # Credentials, aliases and groups over the API, each answer checked against the OpenAPI document.
-
-def matches_spec(response, path, method):
-    """Assert the response's status is documented for the operation and its JSON fits the schema."""
-    document = openapi.document()
-    operation = document["paths"][path][method.lower()]
-    documented = operation["responses"][str(response.status_code)]
-    content = documented.get("content")
-    if content:
-        schema = {**content["application/json"]["schema"], "components": document["components"]}
-        jsonschema.validate(response.get_json(), schema)
-    return response
 
 
 def test_every_api_route_is_documented_and_every_documented_operation_exists(app):

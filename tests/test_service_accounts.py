@@ -4,23 +4,12 @@ where, and give them tokens (shown once, kept as hashes, several at once, with a
 import re
 from datetime import timedelta
 
-import jsonschema
-
 import models
-import openapi
+from api_spec import matches_spec
 from clients import signed_in
 from models import AuditEvent, ServiceAccount, ServiceToken
 from readers import READ, account, client_of, saved
 from testdata import CANARY
-
-
-def matches_spec(response, path, method):
-    document = openapi.document()
-    documented = document["paths"][path][method]["responses"][str(response.status_code)]
-    if documented.get("content"):
-        schema = {**documented["content"]["application/json"]["schema"], "components": document["components"]}
-        jsonschema.validate(response.get_json(), schema)
-    return response
 
 
 def test_a_service_account_is_made_changed_given_tokens_and_deleted_over_the_api(app, api):

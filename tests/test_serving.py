@@ -5,7 +5,6 @@ import json
 import ssl
 import threading
 
-import jsonschema
 import pytest
 from imapclient import IMAPClient
 from peewee import OperationalError
@@ -13,22 +12,12 @@ from peewee import OperationalError
 import audit
 import database
 import models
-import openapi
+from api_spec import matches_spec
 from models import AuditEvent, Credential, SecretRead
 from readers import READ, TEST, account, client_of, saved
 from services import serving
 from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER, holds_canary, recorded_body
 from views import serving as serving_views
-
-
-def matches_spec(response, path, method="get"):
-    """Assert the response's status is documented for the operation and its JSON fits its schema."""
-    document = openapi.document()
-    documented = document["paths"][path][method]["responses"][str(response.status_code)]
-    if documented.get("content"):
-        schema = {**documented["content"]["application/json"]["schema"], "components": document["components"]}
-        jsonschema.validate(response.get_json(), schema)
-    return response
 
 
 def reads_of(credential_id):

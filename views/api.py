@@ -50,20 +50,16 @@ class ApiError(Exception):
         self.body = body
 
 
-@bp.errorhandler(ApiError)
-def api_error(error):
-    return error.body, error.status
+def answers_api_errors(blueprint):
+    """Register on `blueprint` how every JSON API blueprint answers its refusals: ApiError as its status and
+    body, Invalid as 422 with the errors by field, models.StaleRevision as 412 (web.stale)."""
+    blueprint.register_error_handler(ApiError, lambda error: (error.body, error.status))
+    blueprint.register_error_handler(Invalid, lambda error: ({"errors": error.errors}, UNPROCESSABLE))
+    # A check-and-set (If-Match) that names a revision the credential has moved on from.
+    blueprint.register_error_handler(StaleRevision, stale)
 
 
-@bp.errorhandler(Invalid)
-def invalid(error):
-    return {"errors": error.errors}, UNPROCESSABLE
-
-
-@bp.errorhandler(StaleRevision)
-def stale_revision(error):
-    """A check-and-set (If-Match) that names a revision the credential has moved on from: 412."""
-    return stale(error)
+answers_api_errors(bp)
 
 
 @bp.get("/openapi.json")

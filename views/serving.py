@@ -15,28 +15,16 @@ from flask.views import MethodView
 import logins
 from access import SERVICE, actor_name, limits_service_reads, requires, serves, service_caller
 from forms import Invalid, TokenForm, validated
-from models import Credential, ServiceAccount, ServiceToken, StaleRevision
+from models import Credential, ServiceAccount, ServiceToken
 from service_forms import RestoreInput, RotationInput, ServiceAccountForm
 from services import service_accounts, serving, versions
-from views.api import ApiError, _find, _payload
-from web import UNPROCESSABLE, etag_of, expected_revisions, stale
+from views.api import ApiError, _find, _payload, answers_api_errors
+from web import etag_of, expected_revisions
 
 bp = Blueprint("serving", __name__, url_prefix="/api/v1")
 
 
-@bp.errorhandler(ApiError)
-def api_error(error):
-    return error.body, error.status
-
-
-@bp.errorhandler(Invalid)
-def invalid(error):
-    return {"errors": error.errors}, UNPROCESSABLE
-
-
-@bp.errorhandler(StaleRevision)
-def stale_revision(error):
-    return stale(error)
+answers_api_errors(bp)
 
 
 @bp.errorhandler(serving.ServingError)
