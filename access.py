@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 import time
 from http import HTTPStatus
+from urllib.parse import urlsplit
 
 from flask import current_app, g, jsonify, redirect, render_template, request, session, url_for
 from flask_limiter import Limiter, RateLimitExceeded
@@ -240,6 +241,8 @@ def check_access():
     if role == PUBLIC:
         return None
     if not current_user.is_authenticated:
+        if is_htmx():
+            return _session_ended()
         return _deny(401, "Sign in first.", url_for("auth.login", next=request.full_path))
     if not current_user.may(role):
         return _deny(403, f"This needs the {role} role; you are a {current_user.role}.")
@@ -397,6 +400,17 @@ def stale_form(error):
     """A browser request without a valid CSRF token: most often a page left open past its session."""
     return _deny(HTTPStatus.BAD_REQUEST, "This page is out of date (or your session ended). Reload it and try again.",
                  title="This page is out of date")
+
+
+def _session_ended():
+    """An htmx request without a session: said in the page's message area, with a link to sign in and come
+    back to the page. Never a redirect: a request the page makes by itself (a lookup as you type, a row's
+    test) would take the page away, and what was typed on it, without being asked to."""
+    page = urlsplit(request.headers.get("HX-Current-URL", ""))
+    back = f"{page.path}?{page.query}" if page.query else page.path
+    return explain_refusal("_refused.html", "Sign in first", HTTPStatus.UNAUTHORIZED,
+                           message="Your session ended, so that was not done. Sign in again to go on.",
+                           sign_in_url=url_for("auth.login", next=back or None))
 
 
 def _deny(status, message, location=None, title="Not allowed"):

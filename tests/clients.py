@@ -62,14 +62,46 @@ document.addEventListener("securitypolicyviolation", (event) => {
 """
 
 
+# Hides each document until it has loaded (its deferred scripts run, htmx has processed the page), so that
+# Playwright, which waits for what it acts on to be visible, acts when a person could: a click in the
+# milliseconds before htmx is ready would take the page's no-JavaScript path instead. A constructed style
+# sheet, which the page's Content-Security-Policy (style-src 'self') does not govern.
+ACT_ONCE_LOADED = """
+const untilLoaded = new CSSStyleSheet();
+untilLoaded.replaceSync("body { visibility: hidden !important; }");
+document.adoptedStyleSheets = [...document.adoptedStyleSheets, untilLoaded];
+window.addEventListener("load", () => {
+  document.adoptedStyleSheets = document.adoptedStyleSheets.filter((sheet) => sheet !== untilLoaded);
+});
+"""
+
+
+def loaded(page):
+    """Wait until the document `page` shows has loaded: its scripts ran and htmx is ready (ACT_ONCE_LOADED
+    hides it until then). For after an expectation only the new page of a navigation meets (its message), before
+    acting on it by keyboard or focus, which do not wait for the page to show."""
+    page.wait_for_load_state("load")
+
+
+def settled(page):
+    """Wait until the htmx requests `page` has started are answered and swapped in, and the new content has
+    settled: no element carries htmx's htmx-request, htmx-swapping or htmx-settling class any more.
+
+    For an expectation that the content before the swap meets as well as the content after it (a select
+    that already shows the value it was set to)."""
+    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
+
+
 def watch(page):
     """Start collecting what `page` must never show: console errors, uncaught exceptions and
-    Content-Security-Policy violations, as text; return the list they are appended to."""
+    Content-Security-Policy violations, as text; return the list they are appended to. Also keeps each
+    document the page loads out of reach until it has loaded (ACT_ONCE_LOADED)."""
     problems = []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(str(error)))
     page.expose_function("reportCspViolation", lambda violation: problems.append(violation))
     page.add_init_script(REPORT_CSP_VIOLATIONS)
+    page.add_init_script(ACT_ONCE_LOADED)
     return problems
 
 

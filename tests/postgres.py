@@ -32,6 +32,20 @@ STARTUP_TIMEOUT = 30.0
 
 SUPERUSER = "mailkeep"
 
+KEEP_WAL = "256MB"
+"""How much write-ahead log the server keeps after a checkpoint (wal_keep_size), so ``wal_since`` can read a
+test's part of it."""
+
+
+class Contents:
+    """The rows of a database's tables and where its sequences stand (``PostgreSQL.contents``).
+
+    ``rows``: {table: (column names, [row tuples])}; ``sequences``: [(qualified name, value, is_called)].
+    """
+
+    def __init__(self, rows, sequences):
+        self.rows, self.sequences = rows, sequences
+
 
 def binaries():
     """The directory of the newest installed PostgreSQL's server programs, or None."""
@@ -88,6 +102,9 @@ class PostgreSQL:
             "listen_addresses": "127.0.0.1", "port": str(self.port), "unix_socket_directories": str(self.root),
             "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "200",
             "log_min_messages": "warning",
+            # Keep the recent log (wal_since reads a test's part of it after a checkpoint, which would
+            # otherwise recycle the segments before it).
+            "wal_keep_size": KEEP_WAL,
         }
         options = [item for name, value in settings.items() for item in ("-c", f"{name}={value}")]
         with open(self.log, "ab") as log:
@@ -142,13 +159,80 @@ class PostgreSQL:
         """Drop the database `name`, ending any connection still open to it."""
         self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    def files_of(self, name, since=0.0):
-        """The paths of the files that may hold `name`'s data: its own relation files, and the write-ahead
-        log segments written since `since` (a time.time() value). Call ``checkpoint()`` first."""
+    def files_of(self, name, since=0.0, wal=True):
+        """The paths of the files that may hold `name`'s data: its own relation files, and (unless `wal` is
+        false) the write-ahead log segments, those written since `since` (a time.time() value). Call
+        ``checkpoint()`` first."""
         (oid,), = self.execute("SELECT oid FROM pg_database WHERE datname = %s", parameters=(name,))
-        files = [*(self.data / "base" / str(oid)).iterdir(), *(self.data / "pg_wal").iterdir()]
+        files = [*(self.data / "base" / str(oid)).iterdir(), *((self.data / "pg_wal").iterdir() if wal else ())]
         return [path for path in files if path.is_file() and _modified_since(path, since)]
 
     def checkpoint(self):
         """Write every changed page to the data files (CHECKPOINT)."""
         self.execute("CHECKPOINT")
+
+    def contents(self, name):
+        """What the database `name` holds, to give it back later with ``restore``: every row of every table
+        (schema_version aside, which only a migration changes) and where each sequence stands."""
+        connection = psycopg2.connect(self.url(name))
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                               "AND tablename <> 'schema_version' ORDER BY tablename")
+                tables = [table for (table,) in cursor.fetchall()]
+                rows = {}
+                for table in tables:
+                    cursor.execute(f'SELECT * FROM "{table}"')
+                    rows[table] = ([column.name for column in cursor.description], cursor.fetchall())
+                cursor.execute("SELECT schemaname || '.' || sequencename, COALESCE(last_value, start_value), "
+                               "last_value IS NOT NULL FROM pg_sequences WHERE schemaname = 'public'")
+                return Contents(rows, cursor.fetchall())
+        finally:
+            connection.close()
+
+    def restore(self, name, contents):
+        """Give the database `name` back the rows and sequences of `contents` (from ``contents``), in one
+        transaction: every row of its tables deleted, the saved ones inserted, each sequence set back. The
+        schema itself is not touched: a test that changes it must use a database of its own."""
+        connection = psycopg2.connect(self.url(name))
+        try:
+            with connection, connection.cursor() as cursor:
+                # Foreign keys are triggers: as a replica, the session deletes and inserts in any order.
+                cursor.execute("SET LOCAL session_replication_role = replica")
+                cursor.execute("; ".join(f'DELETE FROM "{table}"' for table in contents.rows))
+                for table, (columns, rows) in contents.rows.items():
+                    if rows:
+                        names = ", ".join(f'"{column}"' for column in columns)
+                        marks = ", ".join(["%s"] * len(columns))
+                        cursor.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows)
+                for sequence, value, called in contents.sequences:
+                    cursor.execute("SELECT setval(%s, %s, %s)", (sequence, value, called))
+        finally:
+            connection.close()
+
+    def wal_position(self):
+        """Where the write-ahead log's next record goes (an LSN, as text like "0/1A2B3C8")."""
+        (lsn,), = self.execute("SELECT pg_current_wal_insert_lsn()")
+        return lsn
+
+    def wal_since(self, lsn):
+        """The write-ahead log written from `lsn` (from ``wal_position``) to now, as bytes: the segments'
+        bytes in between, read from pg_wal once the log is flushed (a checkpoint does that).
+
+        Raises RuntimeError when a segment in that range is gone (recycled: the server keeps KEEP_WAL of
+        log), rather than reading less than was written.
+        """
+        self.checkpoint()
+        (first, offset), = self.execute("SELECT file_name, file_offset FROM pg_walfile_name_offset(%s)",
+                                        parameters=(lsn,))
+        (last, end), = self.execute("SELECT file_name, file_offset FROM pg_walfile_name_offset("
+                                    "pg_current_wal_insert_lsn())")
+        wal = self.data / "pg_wal"
+        names = sorted(path.name for path in wal.iterdir() if first <= path.name <= last and len(path.name) == 24)
+        if not names or names[0] != first or names[-1] != last:
+            raise RuntimeError(f"the write-ahead log from {lsn} is no longer all there ({first} to {last})")
+        pieces = []
+        for name in names:
+            data = (wal / name).read_bytes()
+            pieces.append(data[offset if name == first else 0:end if name == last else len(data)])
+        return b"".join(pieces)

@@ -51,7 +51,7 @@ class SmtpServer:
     def _authenticate(self, server, session, envelope, mechanism, auth_data):
         ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == self.username \
             and auth_data.password.decode() == self.password
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
     @property
     def messages(self):

@@ -276,9 +276,17 @@ def test_every_route_lets_in_exactly_the_service_accounts_it_should(app, rule, m
             assert _client(app, identity, api=True).open(url, method=method).status_code == 403, identity
 
 
-def test_an_htmx_request_without_a_session_is_sent_to_sign_in(app):
-    response = app.test_client().get("/credentials/", headers={"HX-Request": "true"})
-    assert response.headers["HX-Redirect"].startswith("/login")
+def test_an_htmx_request_without_a_session_says_so_and_leaves_the_page_where_it_is(app):
+    # A request the page makes by itself (the server lookup as you type) must not take the form away.
+    response = app.test_client().get("/credentials/autodetect?username=a%40example.com", headers={
+        "HX-Request": "true", "HX-Current-URL": "http://localhost/credentials/new?group=1"})
+    assert "HX-Redirect" not in response.headers
+    assert response.headers["HX-Retarget"] == "#messages"
+    html = response.get_data(as_text=True)
+    assert "Your session ended, so that was not done." in html
+    assert '<a href="/login?next=/credentials/new?group%3D1">Sign in</a>' in html
+    page = app.test_client().get("/credentials/")  # without htmx, to the sign-in page as before
+    assert page.status_code == 302 and page.headers["Location"].startswith("/login")
 
 
 def test_an_htmx_request_beyond_the_role_says_why_in_the_message_area(app):

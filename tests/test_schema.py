@@ -24,7 +24,7 @@ FIRST_RELEASE_PASSWORD = "legacy-password-1"
 @pytest.fixture
 def first_release(app_config, tmp_path):
     """The test configuration on a database the first Mailkeep made, with that database's key."""
-    database = tmp_path / "mailkeep.db"
+    database = tmp_path / "first-release.db"
     with sqlite3.connect(database) as connection:
         connection.executescript(FIRST_RELEASE.read_text())
     return {**app_config, "DATABASE_URL": f"sqlite:///{database}", "ENCRYPTION_KEYS": FIRST_RELEASE_KEY}

@@ -308,7 +308,7 @@ FIRST_RELEASE_KEY = "ZmFrZS1sZWdhY3kta2V5LWZvci10ZXN0cy0wMDAwMDA="
 
 @pytest.mark.sqlite_only
 def test_the_upgrade_makes_every_stored_secret_its_version_one(app_config, tmp_path):
-    path = tmp_path / "mailkeep.db"
+    path = tmp_path / "first-release.db"
     with sqlite3.connect(path) as connection:
         connection.executescript(FIRST_RELEASE.read_text())
     app = create_app({**app_config, "DATABASE_URL": f"sqlite:///{path}", "ENCRYPTION_KEYS": FIRST_RELEASE_KEY})

@@ -73,7 +73,7 @@ def test_the_login_filter_and_a_token_expiry_in_the_browser(page, live_server):
                          ids=["phone", "desktop"])
 def test_the_account_pages_fit_the_screen_and_pass_axe(page, live_server, viewport):
     page.set_viewport_size(viewport)
-    serve_axe(page, live_server)
+    serve_axe(page)
     with models.db.connection_context():
         editor_id = models.User.get(models.User.username == "editor").id
         models.ApiToken.issue(models.User.get(models.User.username == "admin"), "nightly",
@@ -86,8 +86,8 @@ def test_the_account_pages_fit_the_screen_and_pass_axe(page, live_server, viewpo
         width = page.evaluate("document.documentElement.scrollWidth")
         if width > viewport["width"]:
             problems.append(f"{path}: {width} px wide at {viewport['width']} px")
-        problems.extend(f"{path}: {finding}" for finding in violations(page, live_server))
+        problems.extend(f"{path}: {finding}" for finding in violations(page))
     page.goto(f"{live_server}/account/")
     page.get_by_role("button", name="Change password").click()  # nothing typed: the form shows its errors
-    problems.extend(f"/account/ with errors: {finding}" for finding in violations(page, live_server))
+    problems.extend(f"/account/ with errors: {finding}" for finding in violations(page))
     assert problems == []

@@ -5,7 +5,7 @@ import re
 from playwright.sync_api import expect
 
 import models
-from clients import sign_in, watch
+from clients import loaded, settled, sign_in, watch
 from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER
 
 
@@ -27,6 +27,7 @@ def add_credential(page, live_server, dovecot, name="Support desk"):
     fill_credential(page, dovecot, name)
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#messages")).to_contain_text(f"Saved {name}.")
+    loaded(page)
 
 
 def test_from_the_first_test_to_a_guarded_delete(page, live_server, dovecot):
@@ -304,6 +305,7 @@ def test_every_remaining_page_and_htmx_interaction_keeps_the_policy(page, live_s
     role = page.get_by_label("Role of viewer")
     role.select_option("editor")
     page.locator("tr", has=role).get_by_role("button", name="Set role").click()
+    settled(page)  # the row comes back: the old one showed "editor" already
     expect(page.locator("#messages")).to_be_empty()
     expect(page.get_by_label("Role of viewer")).to_have_value("editor")
     page.get_by_role("button", name="Disable viewer").click()

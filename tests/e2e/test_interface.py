@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 import models
 from accessibility import serve_axe, violations
-from clients import sign_in, start_session, watch
+from clients import loaded, sign_in, start_session, watch
 from servers import SocketServer, never_greet
 from sign_in import registered_app
 from testdata import CANARY, MAILBOX_USER
@@ -36,6 +36,7 @@ def fill_credential(page, port, name="Support desk", password=CANARY, host="loca
 def save(page, name="Support desk"):
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#messages")).to_contain_text(f"Saved {name}.")
+    loaded(page)
 
 
 def no_javascript(browser, live_server, username="editor", viewport=DESKTOP):
@@ -277,7 +278,7 @@ def check(page, live_server, where, problems, viewport):
     width = page.evaluate("document.documentElement.scrollWidth")
     if width > viewport["width"]:
         problems.append(f"{where}: {width} px wide at {viewport['width']} px")
-    problems.extend(f"{where}: {finding}" for finding in violations(page, live_server))
+    problems.extend(f"{where}: {finding}" for finding in violations(page))
 
 
 @pytest.mark.parametrize("viewport", [PHONE, TABLET, DESKTOP], ids=["phone", "tablet", "desktop"])
@@ -286,7 +287,7 @@ def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_serve
     page = context.new_page()
     seen = watch(page)
     page.on("dialog", lambda dialog: dialog.accept())
-    serve_axe(page, live_server)
+    serve_axe(page)
     problems = []
 
     def visit(path, where=None):
@@ -438,7 +439,7 @@ def test_the_oauth_pages_and_states_fit_the_screen_and_pass_axe(browser, live_se
     page = context.new_page()
     seen = watch(page)
     page.on("dialog", lambda dialog: dialog.accept())
-    serve_axe(page, live_server)
+    serve_axe(page)
     start_session(page, app, live_server, "admin")
     problems = []
 

@@ -74,6 +74,7 @@ def test_a_token_from_the_page_serves_the_script_through_a_rotation_on_the_page(
     expect(page.locator("#messages")).to_contain_text("Added the service account helpdesk.")
     page.get_by_label("Token name", exact=True).fill("production")
     page.get_by_role("button", name="Make token").click()
+    expect(page.locator("#new-token")).to_be_visible()  # the page that shows it, loaded
     token = page.locator("#new-token").inner_text()
     assert token.startswith("mks_")
 
