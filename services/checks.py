@@ -19,7 +19,7 @@ import health
 import logins
 import notifications
 from database import db
-from models import CheckRun, CheckRunItem, Credential, CredentialCheck, HealthChange, utcnow
+from models import CheckRun, CheckRunItem, Credential, CredentialCheck, HealthChange, OAuthApp, utcnow
 
 SCHEDULER = "(scheduler)"
 # Cause codes of the service's own, for checks that never reached probe.
@@ -191,12 +191,16 @@ def changes(credential_id, limit=50):
 
 
 def expiring_condition(now=None):
-    """A condition: the credential's certificate or client secret expires within the largest warning window."""
+    """A condition: the credential's certificate or client secret expires within the largest warning window,
+    or the client secret of the OAuth app it signs in with does (every sign-in of that app stops then)."""
     now = now or utcnow()
     horizon = now + timedelta(days=max(current_app.config["EXPIRY_WARNING_DAYS"]))
+    expiring_apps = OAuthApp.select(OAuthApp.id).where(
+        OAuthApp.client_secret_expires_on.is_null(False) & (OAuthApp.client_secret_expires_on <= horizon.date()))
     return ((Credential.certificate_not_after.is_null(False) & (Credential.certificate_not_after <= horizon))
             | (Credential.client_secret_expires_on.is_null(False)
-               & (Credential.client_secret_expires_on <= horizon.date())))
+               & (Credential.client_secret_expires_on <= horizon.date()))
+            | Credential.oauth_app.in_(expiring_apps))
 
 
 def summary_condition(name, now=None):
@@ -213,8 +217,8 @@ def summary_condition(name, now=None):
 
 def summary(now=None, fresh=False):
     """{filter name: count} for SUMMARY_FILTERS: OK, failing, never checked and paused count each credential
-    once (paused ones only as paused); expiring soon counts those whose certificate or client secret expires
-    within the largest warning window, whatever their state.
+    once (paused ones only as paused); expiring soon counts those whose certificate or client secret (or their
+    OAuth app's client secret) expires within the largest warning window, whatever their state.
 
     Counting reads every row's state (from an index): at 100,000 credentials
     that is 10 to 30 ms, so each process keeps the counts for SUMMARY_SECONDS

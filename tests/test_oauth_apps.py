@@ -17,6 +17,7 @@ from app import create_app
 from clients import signed_in
 from models import AuditEvent, Credential, OAuthApp
 from probe import protocols
+from services import checks
 from sign_in import registered_app, signed_in_credential
 from test_api import matches_spec
 from testdata import CLIENT_SECRET, SIGN_IN_CLIENT_ID, stored_credential
@@ -126,6 +127,20 @@ def test_an_expiring_client_secret_is_flagged(app, client):
     page = client.get("/oauth-apps/").get_data(as_text=True)
     assert f"expires {(today + datetime.timedelta(days=10)).isoformat()}" in page
     assert f"expired {today.isoformat()}" in page
+
+
+def test_a_sign_in_whose_apps_client_secret_expires_soon_counts_as_expiring_soon(app, client, token_server,
+                                                                                  dovecot):
+    credential, oauth_app = signed_in_credential(app, client, token_server, dovecot)
+    window = datetime.timedelta(days=max(app.config["EXPIRY_WARNING_DAYS"]))
+    for expires_on, expiring in ((models.utcnow().date() + window + datetime.timedelta(days=1), False),
+                                 (models.utcnow().date() + window - datetime.timedelta(days=1), True)):
+        with models.db.connection_context():
+            OAuthApp.update(client_secret_expires_on=expires_on).where(OAuthApp.id == oauth_app.id).execute()
+        with app.app_context(), models.db.connection_context():
+            assert checks.summary(fresh=True)["expiring"] == int(expiring)
+        listed = client.get("/credentials/?health=expiring").get_data(as_text=True)
+        assert (f'id="credential-{credential.id}"' in listed) == expiring
 
 
 def test_an_app_credentials_sign_in_with_is_not_deleted(app, client, token_server, dovecot):
