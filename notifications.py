@@ -449,6 +449,15 @@ def attempts_of(delivery_ids):
 
 RELAY_SECURITY = {"ssl_tls": "SSL/TLS", "starttls": "STARTTLS", "none": "None (this machine only)"}
 LOOPBACK_RELAYS = ("localhost", "127.0.0.1", "::1")
+# The longest values taken (characters): a channel's name, a webhook's URL, an email channel's recipients
+# (comma-separated), the relay's host, username, sender address and password.
+NAME_LENGTH = 100
+URL_LENGTH = 2000
+RECIPIENTS_LENGTH = 2000
+HOST_LENGTH = 253
+USERNAME_LENGTH = 320
+ADDRESS_LENGTH = 320
+PASSWORD_LENGTH = 4096
 
 
 class ChannelError(ValueError):
@@ -468,16 +477,16 @@ def create_channel(kind, name, *, url="", recipients="", group_ids=(), actor):
     """
     name = (name or "").strip()
     errors = {}
-    if not name or len(name) > 100:
-        errors["name"] = "Give the channel a name of at most 100 characters."
+    if not name or len(name) > NAME_LENGTH:
+        errors["name"] = f"Give the channel a name of at most {NAME_LENGTH} characters."
     if kind == NotificationChannel.WEBHOOK:
-        problem = url_problem(url.strip()) if url and len(url) <= 2000 else "Give the webhook's https:// URL."
+        problem = url_problem(url.strip()) if url and len(url) <= URL_LENGTH else "Give the webhook's https:// URL."
         if problem:
             errors["url"] = problem
     elif kind == NotificationChannel.EMAIL:
         addresses = split_recipients(recipients)
         if not addresses or any("@" not in address or any(c in address for c in "\r\n <>") for address in addresses) \
-                or len(recipients) > 2000:
+                or len(recipients) > RECIPIENTS_LENGTH:
             errors["recipients"] = "Give one or more email addresses, separated by commas."
     else:
         errors["kind"] = "A channel is a webhook or email."
@@ -522,7 +531,7 @@ def save_relay(*, host, port, security, username, sender, password=None, actor):
     to another machine)."""
     errors = {}
     host = (host or "").strip().lower()
-    if not host or len(host) > 253 or any(c.isspace() for c in host):
+    if not host or len(host) > HOST_LENGTH or any(c.isspace() for c in host):
         errors["host"] = "Give the relay's host name."
     try:
         port = int(port)
@@ -535,12 +544,12 @@ def save_relay(*, host, port, security, username, sender, password=None, actor):
     elif security == "none" and host not in LOOPBACK_RELAYS and not current_app.config["ALLOW_INSECURE"]:
         errors["security"] = "Without TLS only a relay on this machine (localhost); use SSL/TLS or STARTTLS."
     sender = (sender or "").strip()
-    if "@" not in sender or len(sender) > 320 or any(c in sender for c in "\r\n <>"):
+    if "@" not in sender or len(sender) > ADDRESS_LENGTH or any(c in sender for c in "\r\n <>"):
         errors["sender"] = "Give the address notifications come from."
-    if len(username or "") > 320 or any(c in (username or "") for c in "\r\n"):
-        errors["username"] = "The username is at most 320 characters, on one line."
-    if password is not None and (len(password) > 4096 or any(c in password for c in "\r\n\x00")):
-        errors["password"] = "The password is at most 4096 characters, on one line."
+    if len(username or "") > USERNAME_LENGTH or any(c in (username or "") for c in "\r\n"):
+        errors["username"] = f"The username is at most {USERNAME_LENGTH} characters, on one line."
+    if password is not None and (len(password) > PASSWORD_LENGTH or any(c in password for c in "\r\n\x00")):
+        errors["password"] = f"The password is at most {PASSWORD_LENGTH} characters, on one line."
     if errors:
         raise ChannelError(errors)
     with db.atomic():

@@ -2,6 +2,7 @@
 write-only password, the test email, expiry and rotation warnings, and what a notification says."""
 
 import json
+import re
 import ssl
 from datetime import date, datetime, timedelta, timezone
 
@@ -73,6 +74,64 @@ def test_the_notifications_page_shows_a_new_webhooks_secret_once_and_the_relay_p
                                                       "sender": "mailkeep@example.com"})
     assert "Without TLS only a relay on this machine" in plain.get_data(as_text=True)
     assert signed_in(app, "editor").get("/notifications/").status_code == 403
+
+
+def test_a_channel_the_page_refuses_says_why_at_the_field_and_keeps_what_was_typed(app, client):
+    with models.db.connection_context():
+        customers = models.Group.create(name="Customers")
+    long_name = "Operations " * 10  # 110 characters
+    refused = client.post("/notifications/channels", data={
+        "kind": "webhook", "name": long_name, "url": "https://hooks.example.com/mailkeep", "scope": "chosen",
+        "groups": [str(customers.id)]})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 200
+    assert '<small id="channel-name-error">Give the channel a name of at most 100 characters.</small>' in html
+    assert 'aria-describedby="channel-name-error" aria-invalid="true" id="channel-name"' in html
+    assert f'value="{long_name}"' in html and 'value="https://hooks.example.com/mailkeep"' in html
+    assert re.search(r'<input checked [^>]*name="scope" type="radio" value="chosen">', html)
+    assert re.search(rf'<input checked [^>]*name="groups" type="checkbox" value="{customers.id}">', html)
+    too_long = client.post("/notifications/channels", data={  # a URL is bounded whatever the kind
+        "kind": "email", "name": "Mail", "url": "https://hooks.example.com/" + "a" * 2000,
+        "recipients": "ops@example.test", "scope": "all"}).get_data(as_text=True)
+    assert '<small id="channel-url-error">Field cannot be longer than 2000 characters.</small>' in too_long
+    assert 'value="ops@example.test"' in too_long and 'value="Mail"' in too_long
+    with models.db.connection_context():
+        assert NotificationChannel.select().count() == 0
+
+
+def test_a_relay_the_page_refuses_keeps_what_was_typed_but_never_the_password(app, client):
+    keyring = app.extensions["mailkeep.keyring"]
+    settings = {"host": "smtp.example.com", "port": "587", "security": "starttls", "username": "mailer",
+                "sender": "mailkeep@example.com"}
+    assert client.post("/notifications/relay", data={**settings, "password": CANARY}).status_code == 303
+    typed = f"typed-{CANARY}"
+    refused = client.post("/notifications/relay", data={
+        **settings, "host": "smtp2.example.com", "port": "99999", "username": "other", "password": typed})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 200
+    assert '<small id="relay-port-error">The port is a number from 1 to 65535.</small>' in html
+    assert 'value="smtp2.example.com"' in html and 'value="99999"' in html and 'value="other"' in html
+    assert CANARY not in html  # neither the password typed nor the stored one
+    assert "Forget the stored password" in html
+    with models.db.connection_context():
+        relay = SmtpRelay.current()
+        assert (relay.host, relay.username, relay.unseal(keyring, "password")) == ("smtp.example.com", "mailer",
+                                                                                    CANARY)
+    assert client.post("/notifications/relay", data={**settings, "password": "", "forget_password": "y"}
+                       ).status_code == 303
+    with models.db.connection_context():
+        assert not SmtpRelay.current().has_secret("password")
+    assert "Forget the stored password" not in client.get("/notifications/").get_data(as_text=True)
+
+
+def test_a_test_email_goes_to_one_address_and_a_refused_one_stays_in_its_field(app, client):
+    refused = client.post("/notifications/test-email", data={"address": "a@example.test, b@example.test"})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 200 and "Sent a test email" not in html and "was not sent" not in html
+    assert 'aria-describedby="test-address-error" aria-invalid="true" id="test-address"' in html
+    assert 'value="a@example.test, b@example.test"' in html
+    empty = client.post("/notifications/test-email", data={"address": " "}).get_data(as_text=True)
+    assert '<small id="test-address-error">Give one email address.</small>' in empty
 
 
 def test_the_test_email_goes_through_a_relay_that_wants_starttls_and_a_password(app, client, certificates):

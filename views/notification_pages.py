@@ -4,36 +4,40 @@ relay (its password write-only), "Send test email", and the log of every deliver
 Plain forms that post and come back (303), so it works without JavaScript; a webhook's signing secret is
 shown on the page that answers its creation, once, and never again."""
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template
 from peewee import IntegrityError
 from playhouse.flask_utils import get_object_or_404
 
 import notifications
 from access import actor_name, requires
 from models import Group, NotificationChannel, SmtpRelay
-from web import after_change, naturally
+from notification_forms import ChannelForm, RelayForm, SendTestEmailForm
+from web import after_change
 
 bp = Blueprint("notifications", __name__, url_prefix="/notifications")
 
-# The longest text any field of this page takes.
-MAX_FIELD = 2000
 
-
-def _field(name, limit=MAX_FIELD):
-    return request.form.get(name, "")[:limit]
-
-
-def _page(channel_errors=None, relay_errors=None, new_secret=None, new_channel=None, test_message=None, status=200):
-    channels = list(NotificationChannel.select().order_by(NotificationChannel.name_key))
+def _page(channel_form=None, relay_form=None, test_form=None, new_secret=None, new_channel=None, test_message=None):
+    """The page, with its forms as given (one that failed comes back with what was typed, never a password, and
+    its messages), else empty (the relay's showing the stored relay)."""
+    if relay_form is None:
+        relay = SmtpRelay.current()
+        relay_form = RelayForm(formdata=None, obj=relay, instance=relay)
     deliveries = notifications.recent_deliveries()
     return render_template(
-        "notifications/index.html", channels=channels, groups=naturally(Group.select(), "name"),
+        "notifications/index.html", channels=list(NotificationChannel.select().order_by(NotificationChannel.name_key)),
         group_names={group.id: group.name for group in Group.select(Group.id, Group.name)},
-        relay=SmtpRelay.current(), security_labels=notifications.RELAY_SECURITY,
-        channel_errors=channel_errors or {}, relay_errors=relay_errors or {}, new_secret=new_secret,
+        channel_form=ChannelForm(formdata=None) if channel_form is None else channel_form, relay_form=relay_form,
+        test_form=SendTestEmailForm(formdata=None) if test_form is None else test_form, new_secret=new_secret,
         new_channel=new_channel, test_message=test_message, deliveries=deliveries,
-        attempts=notifications.attempts_of([delivery.id for delivery in deliveries]), form=request.form,
-    ), status
+        attempts=notifications.attempts_of([delivery.id for delivery in deliveries]),
+    )
+
+
+def _refused(form, refused):
+    """Put the messages of `refused` (a notifications.ChannelError) on the fields of `form` they are about."""
+    for name, message in refused.errors.items():
+        form[name].errors.append(message)
 
 
 @bp.get("/")
@@ -47,20 +51,19 @@ def index():
 @requires("admin")
 def add_channel():
     """Add a channel; a webhook's signing secret is shown in the answer, this once."""
-    group_ids = [int(value) for value in request.form.getlist("groups") if value.isdigit()][:1000]
-    known = {group.id for group in Group.select(Group.id)}
-    try:
-        channel, secret = notifications.create_channel(
-            _field("kind", 16), _field("name", 100), url=_field("url"), recipients=_field("recipients"),
-            group_ids=[group_id for group_id in group_ids if group_id in known] if request.form.get("scope") == "chosen"
-            else [], actor=actor_name())
-    except notifications.ChannelError as refused:
-        return _page(channel_errors=refused.errors)
-    except IntegrityError:
-        return _page(channel_errors={"name": "Another channel has this name."})
-    if secret:
-        return _page(new_secret=secret, new_channel=channel)
-    return after_change(f"Added the channel {channel.name}.", ".index")
+    form = ChannelForm()
+    if form.validate():
+        try:
+            channel, secret = notifications.create_channel(**form.values(), actor=actor_name())
+        except notifications.ChannelError as refused:
+            _refused(form, refused)
+        except IntegrityError:
+            form.name.errors.append("Another channel has this name.")
+        else:
+            if secret:
+                return _page(new_secret=secret, new_channel=channel)
+            return after_change(f"Added the channel {channel.name}.", ".index")
+    return _page(channel_form=form)
 
 
 @bp.post("/channels/<id:channel_id>/enable")
@@ -94,27 +97,26 @@ def delete_channel(channel_id):
 @requires("admin")
 def save_relay():
     """Store the SMTP relay; an empty password field keeps the stored password."""
-    password = request.form.get("password", "")[:4097]
-    try:
-        notifications.save_relay(
-            host=_field("host", 253), port=_field("port", 5), security=_field("security", 16),
-            username=_field("username", 321), sender=_field("sender", 321),
-            password=None if not password and not request.form.get("forget_password") else password,
-            actor=actor_name())
-    except notifications.ChannelError as refused:
-        return _page(relay_errors=refused.errors)
-    return after_change("Saved the SMTP relay.", ".index")
+    form = RelayForm(instance=SmtpRelay.current())
+    if form.validate():
+        try:
+            notifications.save_relay(**form.values(), actor=actor_name())
+        except notifications.ChannelError as refused:
+            _refused(form, refused)
+        else:
+            return after_change("Saved the SMTP relay.", ".index")
+    return _page(relay_form=form)
 
 
 @bp.post("/test-email")
 @requires("admin")
 def test_email():
     """Send a test email through the relay now and say how it went."""
-    address = _field("address", 320).strip()
-    if "@" not in address or any(c in address for c in "\r\n <>,"):
-        return _page(relay_errors={"address": "Give one email address."})
+    form = SendTestEmailForm()
+    if not form.validate():
+        return _page(test_form=form)
     try:
-        notifications.send_test_email(address)
+        notifications.send_test_email(form.address.data)
     except notifications.DeliveryError as failure:
-        return _page(test_message=f"The test email was not sent: {failure}.")
-    return _page(test_message=f"Sent a test email to {address}.")
+        return _page(test_form=form, test_message=f"The test email was not sent: {failure}.")
+    return _page(test_message=f"Sent a test email to {form.address.data}.")
