@@ -404,8 +404,9 @@ def stale_form(error):
 
 def _session_ended():
     """An htmx request without a session: said in the page's message area, with a link to sign in and come
-    back to the page. Never a redirect: a request the page makes by itself (a lookup as you type, a row's
-    test) would take the page away, and what was typed on it, without being asked to."""
+    back to the page. Never a redirect: a request the page makes by itself (the server lookup as you type a
+    username, a search as you type) would take the page away, and what was typed on it, without being asked
+    to. (A POST from a page whose session ended fails the CSRF check first: "out of date, reload".)"""
     page = urlsplit(request.headers.get("HX-Current-URL", ""))
     back = f"{page.path}?{page.query}" if page.query else page.path
     return explain_refusal("_refused.html", "Sign in first", HTTPStatus.UNAUTHORIZED,

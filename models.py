@@ -450,6 +450,13 @@ class Credential(Sealed, BaseModel):
             conditions.append(cls.auth == auth)
         return conditions or [SQL("1 = 1")]
 
+    @classmethod
+    def signing_in_with(cls, apps):
+        """A condition: the credential logs in by OAuth2 sign-in through one of `apps` (an OAuthApp id, or a
+        query of ids). A credential switched to another login keeps its oauth_app, and does not match."""
+        return (cls.auth == protocols.OAUTH2_SIGN_IN) & (
+            cls.oauth_app == apps if isinstance(apps, int) else cls.oauth_app.in_(apps))
+
     @staticmethod
     def count_aliases(credentials):
         """Set ``alias_count`` on each of `credentials` (a page of them), in one query; return them as a list."""

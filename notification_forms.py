@@ -42,12 +42,12 @@ class ChannelForm(ModelForm):
     kind = SelectField("Kind", [Length(max=CHOICE_LENGTH)], id="channel-kind", validate_choice=False,
                        choices=[SelectChoice(NotificationChannel.WEBHOOK, "Webhook (JSON, signed)"),
                                 SelectChoice(NotificationChannel.EMAIL, "Email")])
-    # Bounded whatever the kind: notifications.create_channel checks only the field its kind uses.
-    url = URLField("Webhook URL", [Length(max=notifications.URL_LENGTH)], id="channel-url", default="",
+    # Bounded by notifications.create_channel, which keeps only the one of these two its kind uses.
+    url = URLField("Webhook URL", id="channel-url", default="", render_kw={"maxlength": notifications.URL_LENGTH},
                    description="For a webhook. Private addresses only when MAILKEEP_ALLOWED_NETWORKS allows them; "
                                "never link-local or metadata addresses.")
-    recipients = StringField("Email recipients", [Length(max=notifications.RECIPIENTS_LENGTH)],
-                             id="channel-recipients", default="")
+    recipients = StringField("Email recipients", id="channel-recipients", default="",
+                             render_kw={"maxlength": notifications.RECIPIENTS_LENGTH})
     scope = RadioField("Hears about", choices=[SelectChoice(ALL_GROUPS, "Every group"),
                                                SelectChoice(CHOSEN_GROUPS, "Only these groups:")],
                        default=ALL_GROUPS)

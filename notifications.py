@@ -494,8 +494,11 @@ def create_channel(kind, name, *, url="", recipients="", group_ids=(), actor):
         raise ChannelError(errors)
     secret = new_signing_secret() if kind == NotificationChannel.WEBHOOK else None
     with db.atomic():
-        channel = NotificationChannel(name=name, kind=kind, url=url.strip(), all_groups=not group_ids,
-                                      recipients=", ".join(split_recipients(recipients)))
+        # Only what its kind uses is kept (and was checked above): a webhook's URL, an email's recipients.
+        webhook = kind == NotificationChannel.WEBHOOK
+        channel = NotificationChannel(name=name, kind=kind, url=url.strip() if webhook else "",
+                                      all_groups=not group_ids,
+                                      recipients="" if webhook else ", ".join(split_recipients(recipients)))
         channel.save()
         if secret:
             channel.seal(keys.ring(), "signing_secret", secret)

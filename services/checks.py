@@ -200,7 +200,7 @@ def expiring_condition(now=None):
     return ((Credential.certificate_not_after.is_null(False) & (Credential.certificate_not_after <= horizon))
             | (Credential.client_secret_expires_on.is_null(False)
                & (Credential.client_secret_expires_on <= horizon.date()))
-            | Credential.oauth_app.in_(expiring_apps))
+            | Credential.signing_in_with(expiring_apps))
 
 
 def summary_condition(name, now=None):

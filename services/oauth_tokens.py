@@ -350,8 +350,7 @@ def refresh_due(now=None, *, margin_days=None):
             continue
         unused_since = now - after
         due = Credential.select().where(
-            (Credential.oauth_app == app.id) & (Credential.auth == protocols.OAUTH2_SIGN_IN)
-            & Credential.refresh_token_ciphertext.is_null(False)
+            Credential.signing_in_with(app.id) & Credential.refresh_token_ciphertext.is_null(False)
             & (Credential.oauth_used_at.is_null(True) | (Credential.oauth_used_at < unused_since))
         ).order_by(Credential.id)
         for credential in due:

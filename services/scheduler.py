@@ -305,7 +305,7 @@ def _warn_of_app_secrets(now, horizon, warning_days):
                                         app.secret_warned_days)
         if warn_at is None:
             continue
-        users = Credential.select().where(Credential.oauth_app == app.id).count()
+        users = Credential.select().where(Credential.signing_in_with(app.id)).count()
         notifications.publish(health.SECRET_EXPIRING, actor=checks.SCHEDULER, at=now, details={
             "oauth_app": {"id": app.id, "name": app.name}, "expires_on": app.client_secret_expires_on.isoformat(),
             "warning_days": warn_at, "credentials": users,

@@ -30,5 +30,7 @@ def serve_axe(page):
 
 def violations(page):
     """axe-core's serious and critical violations on `page` as it is now, one line each (empty when none).
-    Needs ``serve_axe`` first."""
+    Needs ``serve_axe`` first. Waits for the page to have loaded: until then the browser tests keep it hidden
+    (clients.ACT_ONCE_LOADED), and axe passes over what is hidden."""
+    page.wait_for_load_state("load")
     return page.evaluate(RUN_AXE, list(BLOCKING_IMPACTS))

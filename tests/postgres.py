@@ -32,6 +32,9 @@ STARTUP_TIMEOUT = 30.0
 
 SUPERUSER = "mailkeep"
 
+LOCK_TIMEOUT = "10s"
+"""How long ``restore`` waits for a lock before it fails."""
+
 KEEP_WAL = "256MB"
 """How much write-ahead log the server keeps after a checkpoint (wal_keep_size), so ``wal_since`` can read a
 test's part of it."""
@@ -193,10 +196,18 @@ class PostgreSQL:
     def restore(self, name, contents):
         """Give the database `name` back the rows and sequences of `contents` (from ``contents``), in one
         transaction: every row of its tables deleted, the saved ones inserted, each sequence set back. The
-        schema itself is not touched: a test that changes it must use a database of its own."""
+        schema itself is not touched: a test that changes it must use a database of its own.
+
+        Every other connection to `name` is ended first (a process a test left behind must neither hold a
+        lock the deletes wait for nor write into the next test), and a lock still in the way fails the
+        restore after LOCK_TIMEOUT rather than hanging.
+        """
+        self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                     "AND pid <> pg_backend_pid()", parameters=(name,))
         connection = psycopg2.connect(self.url(name))
         try:
             with connection, connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
                 # Foreign keys are triggers: as a replica, the session deletes and inserts in any order.
                 cursor.execute("SET LOCAL session_replication_role = replica")
                 cursor.execute("; ".join(f'DELETE FROM "{table}"' for table in contents.rows))
@@ -225,8 +236,10 @@ class PostgreSQL:
         self.checkpoint()
         (first, offset), = self.execute("SELECT file_name, file_offset FROM pg_walfile_name_offset(%s)",
                                         parameters=(lsn,))
+        # Up to what is on disk (the checkpoint wrote all the test's log): beyond it a recycled segment
+        # still holds old bytes.
         (last, end), = self.execute("SELECT file_name, file_offset FROM pg_walfile_name_offset("
-                                    "pg_current_wal_insert_lsn())")
+                                    "pg_current_wal_flush_lsn())")
         wal = self.data / "pg_wal"
         names = sorted(path.name for path in wal.iterdir() if first <= path.name <= last and len(path.name) == 24)
         if not names or names[0] != first or names[-1] != last:

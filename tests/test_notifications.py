@@ -90,13 +90,20 @@ def test_a_channel_the_page_refuses_says_why_at_the_field_and_keeps_what_was_typ
     assert f'value="{long_name}"' in html and 'value="https://hooks.example.com/mailkeep"' in html
     assert re.search(r'<input checked [^>]*name="scope" type="radio" value="chosen">', html)
     assert re.search(rf'<input checked [^>]*name="groups" type="checkbox" value="{customers.id}">', html)
-    too_long = client.post("/notifications/channels", data={  # a URL is bounded whatever the kind
-        "kind": "email", "name": "Mail", "url": "https://hooks.example.com/" + "a" * 2000,
+    too_long = client.post("/notifications/channels", data={
+        "kind": "webhook", "name": "Hook", "url": "https://hooks.example.com/" + "a" * 2000,
         "recipients": "ops@example.test", "scope": "all"}).get_data(as_text=True)
-    assert '<small id="channel-url-error">Field cannot be longer than 2000 characters.</small>' in too_long
-    assert 'value="ops@example.test"' in too_long and 'value="Mail"' in too_long
+    assert '<small id="channel-url-error">Give the webhook&#39;s https:// URL.</small>' in too_long
+    assert 'value="ops@example.test"' in too_long and 'value="Hook"' in too_long
     with models.db.connection_context():
         assert NotificationChannel.select().count() == 0
+    # A channel keeps only what its kind uses: an email channel never stores a URL typed beside it.
+    assert client.post("/notifications/channels", data={
+        "kind": "email", "name": "Mail", "url": "https://hooks.example.com/" + "a" * 2000,
+        "recipients": "ops@example.test", "scope": "all"}).status_code == 303
+    with models.db.connection_context():
+        assert [(channel.url, channel.recipients) for channel in NotificationChannel.select()] == [
+            ("", "ops@example.test")]
 
 
 def test_a_relay_the_page_refuses_keeps_what_was_typed_but_never_the_password(app, client):

@@ -141,6 +141,10 @@ def test_a_sign_in_whose_apps_client_secret_expires_soon_counts_as_expiring_soon
             assert checks.summary(fresh=True)["expiring"] == int(expiring)
         listed = client.get("/credentials/?health=expiring").get_data(as_text=True)
         assert (f'id="credential-{credential.id}"' in listed) == expiring
+    with models.db.connection_context():  # switched to a password, it no longer signs in with the app
+        Credential.update(auth=protocols.PASSWORD).where(Credential.id == credential.id).execute()
+    with app.app_context(), models.db.connection_context():
+        assert checks.summary(fresh=True)["expiring"] == 0
 
 
 def test_an_app_credentials_sign_in_with_is_not_deleted(app, client, token_server, dovecot):

@@ -5,7 +5,9 @@ walk a credential's whole life and check that the check itself can fail.
 """
 
 import logging
+import os
 import sqlite3
+import time
 
 import pytest
 
@@ -36,6 +38,20 @@ def test_a_credential_saved_edited_retested_and_deleted_never_shows_its_password
     client.post(f"/credentials/{credential_id}/delete")
     database = b"".join(path.read_bytes() for path in tmp_path.glob("mailkeep.db*"))
     assert database and CANARY.encode() not in database
+
+
+@pytest.mark.postgresql_only
+def test_the_postgresql_check_reads_what_the_test_wrote(db, app_config, postgresql_server):
+    """What the check reads of PostgreSQL after a test (conftest.database_url): the write-ahead log from the
+    test's own start, and the data files changed since. A marker written meanwhile (not the canary, so this test
+    does not fail the check) is in both; a sure miss of the log's range or of the files would show here."""
+    marker = f"written-by-this-test-{os.urandom(8).hex()}".encode()
+    name = app_config["DATABASE_URL"].rsplit("/", 1)[1]
+    start, since = postgresql_server.wal_position(), time.time()
+    before = postgresql_server.wal_since(start)
+    models.Setting.write("probe", marker.decode())
+    assert marker not in before and marker in postgresql_server.wal_since(start)  # wal_since checkpoints
+    assert any(marker in path.read_bytes() for path in postgresql_server.files_of(name, since=since, wal=False))
 
 
 def test_the_canary_check_finds_a_planted_secret(tmp_path):
