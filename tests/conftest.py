@@ -10,7 +10,6 @@ import os
 import shutil
 import threading
 import time
-import uuid
 
 import pytest
 from flask import request
