@@ -83,6 +83,19 @@ def loaded(page):
     page.wait_for_load_state("load")
 
 
+def fill_username(page, username):
+    """Type `username` into a credential form's Username and, with JavaScript, wait for the answer to the
+    server lookup it starts (400 ms later). A Save pressed meanwhile would race it: the lookup's answer
+    renews the session cookie (a sliding idle timeout) with the session as it was before the save, and the
+    save's "Saved ..." message, kept in that cookie until the next page shows it, is lost."""
+    field = page.get_by_label("Username", exact=True)
+    if not page.evaluate("() => typeof htmx !== 'undefined'"):  # without JavaScript there is no lookup
+        field.fill(username)
+        return
+    with page.expect_response(lambda response: "/credentials/autodetect" in response.url):
+        field.fill(username)
+
+
 def settled(page):
     """Wait until the htmx requests `page` has started are answered and swapped in, and the new content has
     settled: no element carries htmx's htmx-request, htmx-swapping or htmx-settling class any more.

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 import models
 from accessibility import serve_axe, violations
-from clients import loaded, sign_in, start_session, watch
+from clients import fill_username, loaded, sign_in, start_session, watch
 from servers import SocketServer, never_greet
 from sign_in import registered_app
 from testdata import CANARY, MAILBOX_USER
@@ -29,7 +29,7 @@ def fill_credential(page, port, name="Support desk", password=CANARY, host="loca
     label(page, "Description").fill("Tickets from the helpdesk")
     label(page, "Host").fill(host)
     label(page, "Port").fill(str(port))
-    label(page, "Username").fill(MAILBOX_USER)
+    fill_username(page, MAILBOX_USER)
     label(page, "Password").fill(password)
 
 
