@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -62,6 +63,13 @@ def _free_port():
         return probe.getsockname()[1]
 
 
+def _execute(connection, sql, parameters):
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        return cursor.fetchall() if cursor.description else None
+
+
 def _modified_since(path, moment):
     try:
         return path.stat().st_mtime >= moment
@@ -85,6 +93,10 @@ class PostgreSQL:
         self.port = _free_port()
         self.process = None
         self._as_user = []
+        # One connection to the "postgres" database for execute(), kept open: a new one is a new server
+        # process, and the fixtures run several statements around every test.
+        self._admin = None
+        self._admin_lock = threading.Lock()
         if os.geteuid() == 0:
             owner = pwd.getpwnam("postgres")
             os.chown(self.root, owner.pw_uid, owner.pw_gid)
@@ -126,6 +138,9 @@ class PostgreSQL:
 
     def stop(self):
         """Stop the server (fast shutdown) and remove its directory."""
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
         stop_process(self.process, STARTUP_TIMEOUT)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -141,15 +156,18 @@ class PostgreSQL:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
     def execute(self, sql, database="postgres", parameters=None):
-        """Run one statement outside a transaction (CREATE DATABASE needs that); return its rows or None."""
-        connection = psycopg2.connect(self.url(database))
-        connection.autocommit = True
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, parameters)
-                return cursor.fetchall() if cursor.description else None
-        finally:
-            connection.close()
+        """Run one statement outside a transaction (CREATE DATABASE needs that); return its rows or None.
+        Statements on the "postgres" database share one kept connection (opened again if it was closed)."""
+        if database != "postgres":
+            connection = psycopg2.connect(self.url(database))
+            try:
+                return _execute(connection, sql, parameters)
+            finally:
+                connection.close()
+        with self._admin_lock:
+            if self._admin is None or self._admin.closed:
+                self._admin = psycopg2.connect(self.url("postgres"))
+            return _execute(self._admin, sql, parameters)
 
     def create_database(self, name, template=None):
         """Create the database `name` (a copy of `template` when given, copied file by file rather than
