@@ -13,10 +13,12 @@ from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from flask import current_app, g, jsonify, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from itsdangerous import BadSignature
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import audit
@@ -85,6 +87,7 @@ def init_app(app):
     # CSRF is checked in check_access, where API token requests (which carry no cookies) are told apart.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
+    app.session_interface = SlidingSessionCookie()
     login_manager.init_app(app)
     login_manager.user_loader(_load_user)
     app.before_request(read_body_within_limits)  # before the rate limits, whose keys read the form
@@ -95,6 +98,55 @@ def init_app(app):
     app.register_error_handler(RequestEntityTooLarge, too_large)
     app.register_error_handler(HTTPException, http_error)
     app.jinja_env.globals.update(may=may)
+
+
+class SlidingSessionCookie(SecureCookieSessionInterface):
+    """Flask's signed session cookie, with the idle timeout (PERMANENT_SESSION_LIFETIME, from
+    SESSION_IDLE_MINUTES) sliding on activity, but the cookie renewed at most once every ``renew_after``
+    seconds when the request did not change the session.
+
+    Flask renews it on every response (SESSION_REFRESH_EACH_REQUEST), each time
+    with the session as that request read it. A cookie holds the whole session,
+    so the response to a request the page makes by itself (the server lookup as
+    a username is typed) that ends after a save could put back the session as it
+    was before the save, and the save's "Saved ..." message was lost. Now a
+    request that changes nothing sends no cookie unless the one it carried was
+    signed more than ``renew_after`` seconds ago: a session still ends
+    SESSION_IDLE_MINUTES after its last renewal, which is at most that long
+    before its last request. Follows Flask's ``SessionInterface``
+    (flask.sessions) and itsdangerous's ``TimedSerializer.loads(...,
+    return_timestamp=True)``.
+    """
+
+    RENEW_AFTER = 60.0
+    """Seconds: renew an unchanged session's cookie only when it is older (or a tenth of the idle timeout, when
+    that is shorter)."""
+
+    def open_session(self, app, request):
+        """The session the request's cookie holds (empty when none, expired or forged), knowing when its cookie
+        was signed (``signed_at``, a timezone-aware datetime)."""
+        serializer = self.get_signing_serializer(app)
+        value = request.cookies.get(self.get_cookie_name(app))
+        if serializer is None or not value:
+            return super().open_session(app, request)
+        try:
+            data, signed_at = serializer.loads(value, max_age=int(app.permanent_session_lifetime.total_seconds()),
+                                               return_timestamp=True)
+        except BadSignature:
+            return self.session_class()
+        opened = self.session_class(data)
+        opened.signed_at = signed_at
+        return opened
+
+    def should_set_cookie(self, app, session):
+        """True when the session changed, or when it is permanent and its cookie is due for renewal."""
+        if session.modified:
+            return True
+        if not session.permanent:
+            return False
+        signed_at = getattr(session, "signed_at", None)
+        renew_after = min(self.RENEW_AFTER, app.permanent_session_lifetime.total_seconds() / 10)
+        return signed_at is None or time.time() - signed_at.timestamp() >= renew_after
 
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")

@@ -85,9 +85,9 @@ def loaded(page):
 
 def fill_username(page, username):
     """Type `username` into a credential form's Username and, with JavaScript, wait for the answer to the
-    server lookup it starts (400 ms later). A Save pressed meanwhile would race it: the lookup's answer
-    renews the session cookie (a sliding idle timeout) with the session as it was before the save, and the
-    save's "Saved ..." message, kept in that cookie until the next page shows it, is lost."""
+    server lookup it starts (400 ms later), so the suggestion it swaps in under the field is in place before
+    the test goes on. (Its answer once renewed the session cookie with the session as it was before a Save
+    pressed meanwhile, losing the save's "Saved ..." message; access.SlidingSessionCookie ended that.)"""
     field = page.get_by_label("Username", exact=True)
     if not page.evaluate("() => typeof htmx !== 'undefined'"):  # without JavaScript there is no lookup
         field.fill(username)

@@ -11,7 +11,7 @@ import redis
 import access
 import models
 from app import create_app
-from clients import at_once_past_the_check, signed_in, signed_in_through_form
+from clients import HTMX, at_once_past_the_check, signed_in, signed_in_through_form
 from config import ConfigurationError
 from models import ApiToken, AuditEvent, User
 from testdata import USER_PASSWORD
@@ -60,6 +60,39 @@ def test_sign_in_starts_a_new_session_with_safe_cookie_flags(app):
     assert "Expires=" in cookie and app.permanent_session_lifetime.total_seconds() == 30 * 60  # the idle timeout
     assert client.get_cookie("session").value != before
     assert response.headers["Location"] == "/credentials/"
+
+
+def test_a_request_that_changes_nothing_cannot_put_back_an_older_session(app):
+    # A cookie holds the whole session. The lookup a page makes by itself as a username is typed, answered
+    # after a save, renewed the cookie with the session it had read, from before the save: "Saved ..." was lost.
+    editor = signed_in_through_form(app, "editor")
+    assert "Set-Cookie" in editor.get("/credentials/new").headers  # the session's first form: its CSRF token
+    assert "Set-Cookie" not in editor.get("/credentials/new").headers  # nothing changed, the cookie is new
+    before_save = editor.get_cookie("session").value
+    saved = editor.post("/groups/", data={"name": "Helpdesk"})
+    assert saved.status_code == 303 and "Set-Cookie" in saved.headers  # the notice, kept in the session
+    lookup = app.test_client()
+    lookup.set_cookie("session", before_save)
+    answer = lookup.get("/credentials/autodetect?username=someone@gmail.com", headers=HTMX)
+    assert answer.status_code == 200 and "Set-Cookie" not in answer.headers
+    assert "Added the group Helpdesk." in editor.get("/groups/").get_data(as_text=True)
+
+
+def test_a_session_ends_after_the_idle_timeout_and_activity_renews_it_once_a_minute(app, monkeypatch):
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now)
+    viewer = signed_in_through_form(app, "viewer")
+    viewer.get("/credentials/")  # the session's first page gives it its CSRF token: a change, a new cookie
+    idle = app.permanent_session_lifetime.total_seconds()
+    now += 59
+    assert "Set-Cookie" not in viewer.get("/credentials/").headers
+    now += 2  # a minute after the cookie was signed: this request renews it, with a new expiry
+    renewed = viewer.get("/credentials/")
+    assert renewed.status_code == 200 and "Expires=" in renewed.headers.get("Set-Cookie", "")
+    now += idle - 1  # busy a minute ago, idle since: still signed in, counted from the renewal
+    assert viewer.get("/credentials/").status_code == 200
+    now += idle + 1  # idle for longer than the timeout
+    assert viewer.get("/credentials/").headers["Location"].startswith("/login")
 
 
 def test_the_session_cookie_is_secure_behind_https(app_config):
