@@ -9,7 +9,7 @@ WORKERS ?= 2
 # More threads than connection-test slots (8), so a busy worker can still answer "try again".
 THREADS ?= 16
 # Debian packages the tests run against for real (make test installs them when root).
-TEST_PACKAGES := dovecot-imapd dovecot-pop3d chromium postgresql redis-server
+TEST_PACKAGES := dovecot-imapd dovecot-pop3d chromium-headless-shell postgresql redis-server
 
 .PHONY: run test demo system-packages
 
@@ -61,7 +61,7 @@ system-packages:
 	@missing=""; \
 	[ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || missing="$$missing dovecot-imapd"; \
 	[ -x /usr/lib/dovecot/pop3 ] || missing="$$missing dovecot-pop3d"; \
-	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/lib/chromium/chromium-headless-shell ] || missing="$$missing chromium-headless-shell"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	[ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then $(call apt_install,$$missing); fi

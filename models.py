@@ -707,8 +707,8 @@ class User(BaseModel):
         return user
 
     def set_password(self, password):
-        """Keep only a salted hash of `password` (Werkzeug's default, scrypt)."""
-        self.password_hash = generate_password_hash(password)
+        """Keep only a salted hash of `password`, made with ``PASSWORD_HASH_METHOD``."""
+        self.password_hash = generate_password_hash(password, method=PASSWORD_HASH_METHOD)
 
     def check_password(self, password):
         return check_password_hash(self.password_hash, password)
@@ -725,6 +725,15 @@ class User(BaseModel):
         """True when this user, as stored now, is the only active admin (to be kept so: see database.exclusive)."""
         stored = User.get_by_id(self.id)
         return stored.role == "admin" and stored.active and User.active_admins().count() == 1
+
+
+DEFAULT_PASSWORD_HASH_METHOD = "scrypt"
+"""How passwords are hashed: a method of werkzeug.security's ``generate_password_hash``, its default scrypt (N =
+2**15, r = 8, p = 1; about 0.1 s of CPU a hash or a check here)."""
+PASSWORD_HASH_METHOD = DEFAULT_PASSWORD_HASH_METHOD
+"""The method ``User.set_password`` uses: the default, but in the tests, which choose a cheap one for the users
+they make and prove the default in a test of their own. A hash names its method, so each stored one is checked
+as it was made."""
 
 
 class BearerToken:

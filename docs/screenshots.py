@@ -1,4 +1,4 @@
-"""Take the README's screenshots: runs the demo, drives Debian's Chromium through Playwright, writes docs/*.png.
+"""Take the README's screenshots: runs the demo, drives Debian's headless Chromium (chromium-headless-shell) through Playwright, writes docs/*.png.
 
 Run from the project folder after ``make test`` has set up .venv:
 ``.venv/bin/python docs/screenshots.py``.
@@ -38,7 +38,7 @@ def main():
 def shoot(base):
     """Write docs/credentials.png (every credential tested) and docs/failed-test.png (a failed test's timeline)."""
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(executable_path="/usr/lib/chromium/chromium-headless-shell", args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 720})
         page.goto(f"{base}/login")
         page.get_by_label("Username", exact=True).fill(ADMIN)

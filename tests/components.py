@@ -6,7 +6,12 @@ import subprocess
 import pytest
 
 DOVECOT = "/usr/sbin/dovecot"
-CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium-headless-shell: Chromium's own headless browser (Blink and V8 as in the full browser, without
+# its windowing and browser UI), the one Playwright itself runs for headless tests. The full browser in its headless
+# mode took 40% more CPU for the same browser tests (101 against 169 CPU seconds here), on a machine the suite keeps
+# busy.
+CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
+CHROMIUM_PACKAGE = "chromium-headless-shell"
 REDIS = "/usr/bin/redis-server"
 
 

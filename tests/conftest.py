@@ -24,7 +24,7 @@ import migrations
 import models
 from app import create_app
 from clients import signed_in
-from components import CHROMIUM, DOVECOT, REDIS, require_executable, require_postgresql
+from components import CHROMIUM, CHROMIUM_PACKAGE, DOVECOT, REDIS, require_executable, require_postgresql
 from dovecot import Dovecot, MailUser, write_certificates
 from postgres import PostgreSQL
 from redis_server import RedisServer
@@ -49,7 +49,7 @@ from token_server import OAuthClient, TokenServer
 from views import serving as serving_views
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 
@@ -183,8 +183,8 @@ def app_config(tmp_path, database_url):
 
 @pytest.fixture(scope="session")
 def user_password_hash():
-    """USER_PASSWORD hashed the way Mailkeep hashes passwords, once for the whole run (a hash takes 0.1 s)."""
-    return generate_password_hash(USER_PASSWORD)
+    """USER_PASSWORD hashed the way the tests' users are (models.PASSWORD_HASH_METHOD), once for the run."""
+    return generate_password_hash(USER_PASSWORD, method=models.PASSWORD_HASH_METHOD)
 
 
 class CompiledTemplates(BytecodeCache):
@@ -233,6 +233,10 @@ def share_url_builders():
 
 
 share_url_builders()
+
+# The users the tests make, and sign in as through the form, get a cheap hash: scrypt costs 0.1 s of CPU a hash
+# and a check, several hundred times a run. test_accounts proves the default (models.DEFAULT_PASSWORD_HASH_METHOD).
+models.PASSWORD_HASH_METHOD = "pbkdf2:sha256:1"
 
 
 @pytest.fixture
@@ -420,6 +424,7 @@ def browser_context_args(browser_context_args):
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
-    """Debian's Chromium, never a downloaded browser (pytest-playwright's launch hook)."""
-    require_executable(CHROMIUM, "chromium")
+    """Debian's headless Chromium (components.CHROMIUM), never a downloaded browser (pytest-playwright's launch
+    hook)."""
+    require_executable(CHROMIUM, CHROMIUM_PACKAGE)
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_FLAGS}

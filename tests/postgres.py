@@ -70,9 +70,15 @@ def _execute(connection, sql, parameters):
         return cursor.fetchall() if cursor.description else None
 
 
+MTIME_SLACK = 1.0
+"""Seconds: a file's modification time comes from the kernel's coarse clock, which runs up to a tick behind
+time.time(); a file written just after `since` may carry a time just before it. Reading a few more files
+costs little; missing one would miss a leak."""
+
+
 def _modified_since(path, moment):
     try:
-        return path.stat().st_mtime >= moment
+        return path.stat().st_mtime >= moment - MTIME_SLACK
     except FileNotFoundError:  # a temporary file the server removed meanwhile
         return False
 

@@ -112,3 +112,12 @@ def test_two_admins_deleting_each_other_at_once_leave_one_admin(app, monkeypatch
     assert sorted(answer.status_code for answer in answers) == [303, 409]
     with models.db.connection_context():
         assert User.active_admins().count() == 1
+
+
+def test_passwords_are_hashed_with_scrypt_outside_the_tests(db, monkeypatch):
+    # The tests hash their users' passwords cheaply (conftest); Mailkeep itself uses scrypt.
+    monkeypatch.setattr(models, "PASSWORD_HASH_METHOD", models.DEFAULT_PASSWORD_HASH_METHOD)
+    user = User.add("hashed", USER_PASSWORD, "viewer")
+    assert models.DEFAULT_PASSWORD_HASH_METHOD == "scrypt" and user.password_hash.startswith("scrypt:32768:8:1$")
+    assert user.check_password(USER_PASSWORD) and not user.check_password(USER_PASSWORD + "x")
+    assert USER_PASSWORD not in user.password_hash

@@ -31,27 +31,31 @@ START_TIMEOUT = 30.0
 CSRF = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _listening_socket():
+    """A socket listening on a free loopback port. gunicorn serves on it (``--bind fd://N``): a port found
+    free and then closed could be taken by any other connection before gunicorn bound it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    return listener
 
 
 class Instance:
     """One Mailkeep served by gunicorn on a free loopback port, with the environment given."""
 
     def __init__(self, environment, workdir):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(workdir / f"instance-{self.port}.log", "wb")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            # As make run serves: the app built in the master (--preload), then forked into two workers.
-            [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2", "--threads", "4",
-             "--bind", f"127.0.0.1:{self.port}", "--no-control-socket", "app:create_app()"],
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-            env={**os.environ, **environment, "MAILKEEP_INSTANCE_PATH": str(workdir / f"instance-{self.port}")},
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        with _listening_socket() as listener:
+            self.port = listener.getsockname()[1]
+            self.url = f"http://127.0.0.1:{self.port}"
+            self.log = open(workdir / f"instance-{self.port}.log", "wb")  # noqa: SIM115 (closed in stop)
+            self.process = subprocess.Popen(
+                # As make run serves: the app built in the master (--preload), then forked into two workers.
+                [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2", "--threads", "4",
+                 "--bind", f"fd://{listener.fileno()}", "--no-control-socket", "app:create_app()"],
+                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                env={**os.environ, **environment, "MAILKEEP_INSTANCE_PATH": str(workdir / f"instance-{self.port}")},
+                stdout=self.log, stderr=subprocess.STDOUT, pass_fds=(listener.fileno(),),
+            )
 
     def wait_until_serving(self):
         """Wait until it answers; raise AssertionError with its log if it stopped or never answered."""

@@ -1,4 +1,4 @@
-"""Browser tests: Debian's Chromium driven by Playwright against the app served on loopback."""
+"""Browser tests: Debian's headless Chromium driven by Playwright against the app served on loopback."""
 
 import pytest
 from playwright.sync_api import expect
