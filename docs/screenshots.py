@@ -1,4 +1,5 @@
-"""Take the README's screenshots: runs the demo, drives Debian's headless Chromium (chromium-headless-shell) through Playwright, writes docs/*.png.
+"""Take the README's screenshots: runs the demo, drives Debian's headless Chromium (chromium-headless-shell)
+through Playwright, writes docs/*.png.
 
 Run from the project folder after ``make test`` has set up .venv:
 ``.venv/bin/python docs/screenshots.py``.
@@ -17,6 +18,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent.parent))
 from demo import ADMIN, ADMIN_PASSWORD  # noqa: E402
 
 DOCS = pathlib.Path(__file__).parent
+CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]
 
@@ -38,7 +40,7 @@ def main():
 def shoot(base):
     """Write docs/credentials.png (every credential tested) and docs/failed-test.png (a failed test's timeline)."""
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/lib/chromium/chromium-headless-shell", args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 720})
         page.goto(f"{base}/login")
         page.get_by_label("Username", exact=True).fill(ADMIN)

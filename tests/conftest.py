@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import threading
-import time
 
 import pytest
 from flask import request
@@ -143,7 +142,7 @@ def database_url(request, database_kind, tmp_path):
     # of the template, at a tenth of the cost (a new database's first connections build its caches anew).
     server = request.getfixturevalue("postgresql_server")
     server.restore(TEST_DATABASE, server.template_contents)
-    started, wal_start = time.time(), server.wal_position()
+    started, wal_start = server.file_clock(), server.wal_position()
     yield server.url(TEST_DATABASE)
     database.unbind()
     wal = server.wal_since(wal_start)  # checkpoints first, so the data files hold what the test wrote

@@ -70,15 +70,9 @@ def _execute(connection, sql, parameters):
         return cursor.fetchall() if cursor.description else None
 
 
-MTIME_SLACK = 1.0
-"""Seconds: a file's modification time comes from the kernel's coarse clock, which runs up to a tick behind
-time.time(); a file written just after `since` may carry a time just before it. Reading a few more files
-costs little; missing one would miss a leak."""
-
-
 def _modified_since(path, moment):
     try:
-        return path.stat().st_mtime >= moment - MTIME_SLACK
+        return path.stat().st_mtime >= moment
     except FileNotFoundError:  # a temporary file the server removed meanwhile
         return False
 
@@ -188,11 +182,19 @@ class PostgreSQL:
 
     def files_of(self, name, since=0.0, wal=True):
         """The paths of the files that may hold `name`'s data: its own relation files, and (unless `wal` is
-        false) the write-ahead log segments, those written since `since` (a time.time() value). Call
+        false) the write-ahead log segments, those written since `since` (a ``file_clock()`` value). Call
         ``checkpoint()`` first."""
         (oid,), = self.execute("SELECT oid FROM pg_database WHERE datname = %s", parameters=(name,))
         files = [*(self.data / "base" / str(oid)).iterdir(), *((self.data / "pg_wal").iterdir() if wal else ())]
         return [path for path in files if path.is_file() and _modified_since(path, since)]
+
+    def file_clock(self):
+        """Now, as the file system tells time (a file touched now, its modification time): what ``files_of``
+        compares with. time.time() will not do: file times come from the kernel's coarse clock, up to a tick
+        behind it, so a file written just after a time.time() may carry a time before it."""
+        marker = self.root / "now"
+        marker.touch()
+        return marker.stat().st_mtime
 
     def checkpoint(self):
         """Write every changed page to the data files (CHECKPOINT)."""

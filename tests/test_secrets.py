@@ -7,7 +7,6 @@ walk a credential's whole life and check that the check itself can fail.
 import logging
 import os
 import sqlite3
-import time
 
 import pytest
 
@@ -47,7 +46,7 @@ def test_the_postgresql_check_reads_what_the_test_wrote(db, app_config, postgres
     does not fail the check) is in both; a sure miss of the log's range or of the files would show here."""
     marker = f"written-by-this-test-{os.urandom(8).hex()}".encode()
     name = app_config["DATABASE_URL"].rsplit("/", 1)[1]
-    start, since = postgresql_server.wal_position(), time.time()
+    start, since = postgresql_server.wal_position(), postgresql_server.file_clock()
     before = postgresql_server.wal_since(start)
     models.Setting.write("probe", marker.decode())
     assert marker not in before and marker in postgresql_server.wal_since(start)  # wal_since checkpoints
