@@ -8,8 +8,6 @@ PORT ?= 5000
 WORKERS ?= 2
 # More threads than connection-test slots (8), so a busy worker can still answer "try again".
 THREADS ?= 16
-# Debian packages the tests run against for real (make test installs them when root).
-TEST_PACKAGES := dovecot-imapd dovecot-pop3d chromium-headless-shell postgresql redis-server
 
 .PHONY: run test demo system-packages
 

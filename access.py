@@ -102,8 +102,8 @@ def init_app(app):
 
 class SlidingSessionCookie(SecureCookieSessionInterface):
     """Flask's signed session cookie, with the idle timeout (PERMANENT_SESSION_LIFETIME, from
-    SESSION_IDLE_MINUTES) sliding on activity, but the cookie renewed at most once every ``renew_after``
-    seconds when the request did not change the session.
+    SESSION_IDLE_MINUTES) sliding on activity, but the cookie renewed at most once every ``RENEW_AFTER``
+    seconds (or a tenth of the idle timeout, if shorter) when the request did not change the session.
 
     Flask renews it on every response (SESSION_REFRESH_EACH_REQUEST), each time
     with the session as that request read it. A cookie holds the whole session,
@@ -111,9 +111,11 @@ class SlidingSessionCookie(SecureCookieSessionInterface):
     a username is typed) that ends after a save could put back the session as it
     was before the save, and the save's "Saved ..." message was lost. Now a
     request that changes nothing sends no cookie unless the one it carried was
-    signed more than ``renew_after`` seconds ago: a session still ends
-    SESSION_IDLE_MINUTES after its last renewal, which is at most that long
-    before its last request. Follows Flask's ``SessionInterface``
+    signed more than that long ago, so only a request carrying a cookie over a
+    minute old can still do so. A session ends SESSION_IDLE_MINUTES after its
+    last renewal, which is at most that long before its last request. With
+    SESSION_REFRESH_EACH_REQUEST off, an unchanged session is never renewed, as
+    in Flask. Follows Flask's ``SessionInterface``
     (flask.sessions) and itsdangerous's ``TimedSerializer.loads(...,
     return_timestamp=True)``.
     """
@@ -142,7 +144,7 @@ class SlidingSessionCookie(SecureCookieSessionInterface):
         """True when the session changed, or when it is permanent and its cookie is due for renewal."""
         if session.modified:
             return True
-        if not session.permanent:
+        if not (session.permanent and app.config["SESSION_REFRESH_EACH_REQUEST"]):
             return False
         signed_at = getattr(session, "signed_at", None)
         renew_after = min(self.RENEW_AFTER, app.permanent_session_lifetime.total_seconds() / 10)

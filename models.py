@@ -727,13 +727,11 @@ class User(BaseModel):
         return stored.role == "admin" and stored.active and User.active_admins().count() == 1
 
 
-DEFAULT_PASSWORD_HASH_METHOD = "scrypt"
-"""How passwords are hashed: a method of werkzeug.security's ``generate_password_hash``, its default scrypt (N =
-2**15, r = 8, p = 1; about 0.1 s of CPU a hash or a check here)."""
-PASSWORD_HASH_METHOD = DEFAULT_PASSWORD_HASH_METHOD
-"""The method ``User.set_password`` uses: the default, but in the tests, which choose a cheap one for the users
-they make and prove the default in a test of their own. A hash names its method, so each stored one is checked
-as it was made."""
+PASSWORD_HASH_METHOD = "scrypt"
+"""How ``User.set_password`` hashes: a method of werkzeug.security's ``generate_password_hash``, its default scrypt
+(N = 2**15, r = 8, p = 1; about 0.1 s of CPU a hash or a check here). The tests choose a cheap one for the users
+they make (tests/conftest.py) and prove this one in a process of its own. A hash names its method, so each stored
+one is checked as it was made."""
 
 
 class BearerToken:

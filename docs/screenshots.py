@@ -14,13 +14,12 @@ import sys
 
 from playwright.sync_api import sync_playwright
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent.parent))
+ROOT = pathlib.Path(__file__).parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from components import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402 (the tests' browser, tests/components.py)
 from demo import ADMIN, ADMIN_PASSWORD  # noqa: E402
 
 DOCS = pathlib.Path(__file__).parent
-CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"]
 
 
 def main():

@@ -8,6 +8,7 @@ cannot both pass it. Errors are AccountError subclasses whose message the
 pages and the command line show as they are.
 """
 
+import functools
 import secrets
 
 import audit
@@ -40,9 +41,13 @@ class SetupDone(AccountError):
         super().__init__("Mailkeep is set up already.")
 
 
-# Checked against when the username is unknown, so a wrong name takes as long as a wrong password.
-_UNKNOWN_USER = User()
-_UNKNOWN_USER.set_password(secrets.token_hex(16))
+@functools.cache
+def _unknown_user():
+    """Checked against when the username is unknown, so a wrong name takes as long as a wrong password: hashed
+    on first use, the way passwords are hashed then (models.PASSWORD_HASH_METHOD)."""
+    user = User()
+    user.set_password(secrets.token_hex(16))
+    return user
 
 
 def create_first_admin(username, password):
@@ -163,7 +168,7 @@ def sign_in(username, password):
     wrong box.
     """
     user = User.matching(User.username_key, username)
-    accepted = (user or _UNKNOWN_USER).check_password(password) and user is not None and user.active
+    accepted = (user or _unknown_user()).check_password(password) and user is not None and user.active
     with db.atomic():
         if accepted:
             audit.record("login", user, actor=user.username)

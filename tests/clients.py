@@ -86,8 +86,9 @@ def loaded(page):
 def fill_username(page, username):
     """Type `username` into a credential form's Username and, with JavaScript, wait for the answer to the
     server lookup it starts (400 ms later), so the suggestion it swaps in under the field is in place before
-    the test goes on. (Its answer once renewed the session cookie with the session as it was before a Save
-    pressed meanwhile, losing the save's "Saved ..." message; access.SlidingSessionCookie ended that.)"""
+    the test goes on. (Its answer renewed the session cookie with the session as it was before a Save pressed
+    meanwhile, losing the save's "Saved ..." message; access.SlidingSessionCookie now renews an unchanged
+    session's cookie only once it is a minute old.)"""
     field = page.get_by_label("Username", exact=True)
     if not page.evaluate("() => typeof htmx !== 'undefined'"):  # without JavaScript there is no lookup
         field.fill(username)

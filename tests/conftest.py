@@ -23,7 +23,15 @@ import migrations
 import models
 from app import create_app
 from clients import signed_in
-from components import CHROMIUM, CHROMIUM_PACKAGE, DOVECOT, REDIS, require_executable, require_postgresql
+from components import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    CHROMIUM_PACKAGE,
+    DOVECOT,
+    REDIS,
+    require_executable,
+    require_postgresql,
+)
 from dovecot import Dovecot, MailUser, write_certificates
 from postgres import PostgreSQL
 from redis_server import RedisServer
@@ -46,11 +54,6 @@ from testdata import (
 )
 from token_server import OAuthClient, TokenServer
 from views import serving as serving_views
-
-CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 
 RESPONSE_BODIES = []
 # Places a test's PostgreSQL database leaked the canary to, found before the database is dropped.
@@ -209,8 +212,9 @@ def share_url_builders():
     """Werkzeug compiles two URL-building functions for every route of every application (Python source
     through ``ast`` and ``compile``): 26 ms of the 35 ms an application takes to build here, and each test
     builds its own. A builder depends only on the rule's parts, its defaults and whether unknown arguments
-    go to the query string (werkzeug/routing/rules.py, ``Rule._compile_builder``; it reaches the rule's
-    converters through its first argument, the rule), so the applications of a run share them.
+    go to the query string, and a default named in the rule as its converter writes it
+    (werkzeug/routing/rules.py, ``Rule._compile_builder``; it reaches the rule's converters through its first
+    argument, the rule), so the applications of a run share them.
 
     Raises AssertionError when werkzeug no longer has the method, so a new release is looked at, not
     silently slower."""
@@ -221,7 +225,8 @@ def share_url_builders():
     builders = {}
 
     def shared(rule, append_unknown=True):
-        defaults = tuple((name, type(rule._converters.get(name)).__name__, repr(value))
+        # Each default becomes an argument; one named in the rule is baked in as its converter writes it.
+        defaults = tuple((name, rule._converters[name].to_url(value) if name in rule._converters else None)
                          for name, value in (rule.defaults or {}).items())
         key = (tuple(rule._trace), defaults, append_unknown)
         if key not in builders:

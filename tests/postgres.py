@@ -167,7 +167,13 @@ class PostgreSQL:
         with self._admin_lock:
             if self._admin is None or self._admin.closed:
                 self._admin = psycopg2.connect(self.url("postgres"))
-            return _execute(self._admin, sql, parameters)
+            try:
+                return _execute(self._admin, sql, parameters)
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                if not self._admin.closed:
+                    raise  # the statement failed, not the connection
+                self._admin = psycopg2.connect(self.url("postgres"))  # ended meanwhile: once more, on a new one
+                return _execute(self._admin, sql, parameters)
 
     def create_database(self, name, template=None):
         """Create the database `name` (a copy of `template` when given, copied file by file rather than

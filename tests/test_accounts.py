@@ -1,6 +1,9 @@
 """Account self-service and its administration: your own password, an admin setting someone's password and
 deleting users, each logged, with the same last-admin rule as roles (services/accounts.py)."""
 
+import subprocess
+import sys
+from pathlib import Path
 
 import models
 from clients import HTMX, at_once_past_the_check, signed_in, signed_in_through_form
@@ -8,6 +11,7 @@ from models import ApiToken, AuditEvent, User
 from testdata import USER_PASSWORD
 
 NEW_PASSWORD = "a new and longer password"
+PROJECT = Path(__file__).parent.parent
 
 
 def change(client, current=USER_PASSWORD, new=NEW_PASSWORD, confirm=None):
@@ -115,9 +119,12 @@ def test_two_admins_deleting_each_other_at_once_leave_one_admin(app, monkeypatch
 
 
 def test_passwords_are_hashed_with_scrypt_outside_the_tests(db, monkeypatch):
-    # The tests hash their users' passwords cheaply (conftest); Mailkeep itself uses scrypt.
-    monkeypatch.setattr(models, "PASSWORD_HASH_METHOD", models.DEFAULT_PASSWORD_HASH_METHOD)
+    # The tests hash their users' passwords cheaply (conftest); what Mailkeep itself uses is read in a process
+    # that never loaded the tests' configuration.
+    method = subprocess.run([sys.executable, "-c", "import models; print(models.PASSWORD_HASH_METHOD)"],
+                            cwd=PROJECT, capture_output=True, text=True, check=True).stdout.strip()
+    assert method == "scrypt"
+    monkeypatch.setattr(models, "PASSWORD_HASH_METHOD", method)
     user = User.add("hashed", USER_PASSWORD, "viewer")
-    assert models.DEFAULT_PASSWORD_HASH_METHOD == "scrypt" and user.password_hash.startswith("scrypt:32768:8:1$")
+    assert user.password_hash.startswith("scrypt:32768:8:1$") and USER_PASSWORD not in user.password_hash
     assert user.check_password(USER_PASSWORD) and not user.check_password(USER_PASSWORD + "x")
-    assert USER_PASSWORD not in user.password_hash

@@ -62,7 +62,8 @@ def logout():
 def _start_session(user):
     # A new session on every sign-in: nothing from before it (a planted session, an old CSRF token) survives.
     session.clear()
-    session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME without a request: the idle timeout
+    # Expires PERMANENT_SESSION_LIFETIME after its cookie's last renewal (access.SlidingSessionCookie): idle timeout.
+    session.permanent = True
     mark_signed_in()  # and SESSION_MAX_HOURS after now, whatever happens
     login_user(user)
 

@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 from clients import start_session, watch
 
 # How long an expectation waits for the page (milliseconds), like the page's own actions below: under CI's
-# load (two test workers, Chromium, PostgreSQL) a swap can take longer than Playwright's default 5 seconds.
+# load (several test workers, Chromium, PostgreSQL) a swap can take longer than Playwright's default 5 seconds.
 EXPECT_TIMEOUT_MS = 10_000
 expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
