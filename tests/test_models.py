@@ -77,3 +77,25 @@ def test_search_matches_name_description_host_and_username(db):
     assert names("help@") == ["Support"]
     assert names("100%") == ["Billing"]
     assert names("%") == ["Billing"]  # LIKE wildcards are matched literally
+
+
+def test_a_search_counts_what_it_finds_after_changes_and_deletes(db):
+    # The count of a text search is read from the search index alone on SQLite (count_containing): it must agree
+    # with the rows the search returns, as rows are added, changed and deleted.
+    support = make_credential(name="Support", username="help@example.com")
+    make_credential(name="Billing", description='Says "support" too', username="bills@example.org")
+    make_credential(name="Sales", username="sales@example.net")
+    Alias.create(address="support@example.com", credential=support)
+    Alias.create(address="sales@example.com", credential=support)
+
+    def agree(text):
+        found = len(list(Credential.search(text)))
+        assert Credential.count_matching(text) == found, text
+        assert Alias.count_matching(text) == len(list(Alias.search(text))), text
+        return found
+    texts = ("support", "SUPPORT", '"support"', "su", "example", "nothing")
+    assert [agree(text) for text in texts] == [2, 2, 1, 2, 3, 0]
+    support.name, support.description = "Helpdesk", "Front desk"
+    support.save()
+    Credential.get(Credential.name == "Billing").delete_instance()
+    assert [agree(text) for text in ("support", "helpdesk", "example", "x")] == [0, 2, 2, 2]
