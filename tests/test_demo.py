@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 
 import pytest
@@ -24,13 +25,33 @@ def demo():
         stderr=subprocess.DEVNULL, text=True,
     ) as process:
         try:
-            first_line = process.stdout.readline()
+            first_line, second_line = _first_lines(process, 2, timeout=START_TIMEOUT)
             assert re.match(rf"Mailkeep demo: http://127\.0\.0\.1:{port}/ ", first_line), first_line
-            token = re.search(r"API token: (\S+)", process.stdout.readline()).group(1)
+            token = re.search(r"API token: (\S+)", second_line).group(1)
             yield f"http://127.0.0.1:{port}", token
         finally:
             process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=15) == 0
+            try:
+                assert process.wait(timeout=15) == 0
+            except subprocess.TimeoutExpired:
+                process.kill()  # so the test ends, failing, rather than waiting for it forever
+                raise
+
+
+# Seconds the demo may take to start its servers, seed and print its address.
+START_TIMEOUT = 60
+
+
+def _first_lines(process, count, timeout):
+    """The first `count` lines `process` prints, read within `timeout` seconds (a thread reads them, so a demo
+    that hangs before printing fails the test instead of hanging it). Raises AssertionError."""
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout.readline() for _ in range(count)),
+                              daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert not reader.is_alive(), f"the demo printed nothing within {timeout} s"
+    return lines
 
 
 def test_the_demo_shows_both_outcomes_and_stops_on_ctrl_c(demo):
