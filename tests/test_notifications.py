@@ -104,6 +104,11 @@ def test_a_channel_the_page_refuses_says_why_at_the_field_and_keeps_what_was_typ
     with models.db.connection_context():
         assert [(channel.url, channel.recipients) for channel in NotificationChannel.select()] == [
             ("", "ops@example.test")]
+    # A channel for chosen groups names them in its row.
+    assert client.post("/notifications/channels", data={
+        "kind": "email", "name": "Customers' mail", "recipients": "ops@example.test", "scope": "chosen",
+        "groups": [str(customers.id)]}).status_code == 303
+    assert '<td data-label="Groups">Customers</td>' in client.get("/notifications/").get_data(as_text=True)
 
 
 def test_a_relay_the_page_refuses_keeps_what_was_typed_but_never_the_password(app, client):

@@ -10,7 +10,7 @@ from playhouse.flask_utils import get_object_or_404
 
 import notifications
 from access import actor_name, requires
-from models import Group, NotificationChannel, SmtpRelay
+from models import NotificationChannel, SmtpRelay
 from notification_forms import ChannelForm, RelayForm, SendTestEmailForm
 from web import after_change
 
@@ -23,11 +23,13 @@ def _page(channel_form=None, relay_form=None, test_form=None, new_secret=None, n
     if relay_form is None:
         relay = SmtpRelay.current()
         relay_form = RelayForm(formdata=None, obj=relay, instance=relay)
+    channel_form = ChannelForm(formdata=None) if channel_form is None else channel_form
     deliveries = notifications.recent_deliveries()
     return render_template(
         "notifications/index.html", channels=list(NotificationChannel.select().order_by(NotificationChannel.name_key)),
-        group_names={group.id: group.name for group in Group.select(Group.id, Group.name)},
-        channel_form=ChannelForm(formdata=None) if channel_form is None else channel_form, relay_form=relay_form,
+        # The groups the channel form offers (every group, read once) name the groups a channel hears about.
+        group_names={choice.value: choice.label for choice in channel_form.groups.choices},
+        channel_form=channel_form, relay_form=relay_form,
         test_form=SendTestEmailForm(formdata=None) if test_form is None else test_form, new_secret=new_secret,
         new_channel=new_channel, test_message=test_message, deliveries=deliveries,
         attempts=notifications.attempts_of([delivery.id for delivery in deliveries]),
