@@ -34,3 +34,13 @@ def violations(page):
     (clients.ACT_ONCE_LOADED), and axe passes over what is hidden."""
     page.wait_for_load_state("load")
     return page.evaluate(RUN_AXE, list(BLOCKING_IMPACTS))
+
+
+def screen_problems(page, where, viewport):
+    """What is wrong with `page` as it is now, each line starting with `where`: scrolling sideways beyond
+    `viewport`'s width (a dict with "width", in CSS pixels), and axe-core's serious or critical findings
+    (``violations``; needs ``serve_axe`` first)."""
+    page.wait_for_load_state("load")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    wide = [f"{where}: {width} px wide at {viewport['width']} px"] if width > viewport["width"] else []
+    return wide + [f"{where}: {finding}" for finding in violations(page)]

@@ -149,7 +149,7 @@ def database_url(request, database_kind, tmp_path):
     yield server.url(TEST_DATABASE)
     database.unbind()
     wal = server.wal_since(wal_start)  # checkpoints first, so the data files hold what the test wrote
-    leaks = canary_leaks([], "", files=server.files_of(TEST_DATABASE, since=started, wal=False))
+    leaks = canary_leaks([], "", files=server.files_of(TEST_DATABASE, since=started))
     if holds_canary(wal):
         leaks.append("the write-ahead log")
     if leaks:
@@ -239,7 +239,7 @@ def share_url_builders():
 share_url_builders()
 
 # The users the tests make, and sign in as through the form, get a cheap hash: scrypt costs 0.1 s of CPU a hash
-# and a check, several hundred times a run. test_accounts proves the default (models.DEFAULT_PASSWORD_HASH_METHOD).
+# and a check, several hundred times a run. test_accounts proves Mailkeep's own, read in a process of its own.
 models.PASSWORD_HASH_METHOD = "pbkdf2:sha256:1"
 
 

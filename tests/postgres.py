@@ -186,13 +186,12 @@ class PostgreSQL:
         """Drop the database `name`, ending any connection still open to it."""
         self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    def files_of(self, name, since=0.0, wal=True):
-        """The paths of the files that may hold `name`'s data: its own relation files, and (unless `wal` is
-        false) the write-ahead log segments, those written since `since` (a ``file_clock()`` value). Call
-        ``checkpoint()`` first."""
+    def files_of(self, name, since=0.0):
+        """The paths of `name`'s own relation files written since `since` (a ``file_clock()`` value). Call
+        ``checkpoint()`` (or ``wal_since``, which does) first; the write-ahead log is ``wal_since``'s."""
         (oid,), = self.execute("SELECT oid FROM pg_database WHERE datname = %s", parameters=(name,))
-        files = [*(self.data / "base" / str(oid)).iterdir(), *((self.data / "pg_wal").iterdir() if wal else ())]
-        return [path for path in files if path.is_file() and _modified_since(path, since)]
+        return [path for path in (self.data / "base" / str(oid)).iterdir()
+                if path.is_file() and _modified_since(path, since)]
 
     def file_clock(self):
         """Now, as the file system tells time (a file touched now, its modification time): what ``files_of``

@@ -50,7 +50,7 @@ def test_the_postgresql_check_reads_what_the_test_wrote(db, app_config, postgres
     before = postgresql_server.wal_since(start)
     models.Setting.write("probe", marker.decode())
     assert marker not in before and marker in postgresql_server.wal_since(start)  # wal_since checkpoints
-    assert any(marker in path.read_bytes() for path in postgresql_server.files_of(name, since=since, wal=False))
+    assert any(marker in path.read_bytes() for path in postgresql_server.files_of(name, since=since))
 
 
 def test_the_canary_check_finds_a_planted_secret(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 import models
-from accessibility import serve_axe, violations
+from accessibility import screen_problems, serve_axe, violations
 from testdata import USER_PASSWORD
 
 
@@ -82,11 +82,7 @@ def test_the_account_pages_fit_the_screen_and_pass_axe(page, live_server, viewpo
     for path in ("/account/", f"/users/{editor_id}/password", f"/users/{editor_id}/delete", "/users/", "/tokens/",
                  "/credentials/?auth=password"):
         page.goto(f"{live_server}{path}")
-        page.wait_for_load_state("load")
-        width = page.evaluate("document.documentElement.scrollWidth")
-        if width > viewport["width"]:
-            problems.append(f"{path}: {width} px wide at {viewport['width']} px")
-        problems.extend(f"{path}: {finding}" for finding in violations(page))
+        problems.extend(screen_problems(page, path, viewport))
     page.goto(f"{live_server}/account/")
     page.get_by_role("button", name="Change password").click()  # nothing typed: the form shows its errors
     problems.extend(f"/account/ with errors: {finding}" for finding in violations(page))

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 import models
-from accessibility import serve_axe, violations
+from accessibility import screen_problems, serve_axe
 from clients import fill_username, loaded, sign_in, start_session, watch
 from servers import SocketServer, never_greet
 from sign_in import registered_app
@@ -272,13 +272,8 @@ def test_keyboard_focus_is_always_visible_and_a_skip_link_leads_to_the_content(p
 # 4 and 17. Every page and state: no sideways scrolling on a phone, and nothing axe-core calls serious.
 
 def check(page, live_server, where, problems, viewport):
-    """Record what is wrong with `page` as it is now: axe-core's serious or critical findings, and any
-    sideways scrolling beyond the viewport's width."""
-    page.wait_for_load_state("load")
-    width = page.evaluate("document.documentElement.scrollWidth")
-    if width > viewport["width"]:
-        problems.append(f"{where}: {width} px wide at {viewport['width']} px")
-    problems.extend(f"{where}: {finding}" for finding in violations(page))
+    """Record what is wrong with `page` as it is now (accessibility.screen_problems)."""
+    problems.extend(screen_problems(page, where, viewport))
 
 
 @pytest.mark.parametrize("viewport", [PHONE, TABLET, DESKTOP], ids=["phone", "tablet", "desktop"])
