@@ -12,12 +12,16 @@ from pathlib import Path
 
 AXE_VERSION = "4.14.1"
 AXE_FILE = Path(__file__).parent / "e2e" / f"axe-{AXE_VERSION}.min.js"
-# What counts: axe's two highest impacts (its others are "moderate" and "minor").
+# What counts: axe's two highest impacts (its others are "moderate" and "minor"), and the rules named here
+# whatever impact axe gives them: a role an element may not have (role="alert" on an <article> hides the
+# article's own meaning from screen readers, issue 8 item 17; axe rates it "minor").
 BLOCKING_IMPACTS = ("serious", "critical")
+BLOCKING_RULES = ("aria-allowed-role",)
 
-RUN_AXE = """async (impacts) => {
+RUN_AXE = """async ([impacts, rules]) => {
   const results = await axe.run(document, {resultTypes: ["violations"]});
-  return results.violations.filter((violation) => impacts.includes(violation.impact)).map((violation) =>
+  return results.violations.filter((violation) =>
+    impacts.includes(violation.impact) || rules.includes(violation.id)).map((violation) =>
     `${violation.id} (${violation.impact}): ${violation.help}; ` +
     violation.nodes.slice(0, 3).map((node) => node.target.join(" ") + " " + node.failureSummary).join(" | "));
 }"""
@@ -29,18 +33,33 @@ def serve_axe(page):
 
 
 def violations(page):
-    """axe-core's serious and critical violations on `page` as it is now, one line each (empty when none).
+    """axe-core's serious and critical violations on `page` as it is now, and those of BLOCKING_RULES, one
+    line each (empty when none).
     Needs ``serve_axe`` first. Waits for the page to have loaded: until then the browser tests keep it hidden
     (clients.ACT_ONCE_LOADED), and axe passes over what is hidden."""
     page.wait_for_load_state("load")
-    return page.evaluate(RUN_AXE, list(BLOCKING_IMPACTS))
+    return page.evaluate(RUN_AXE, [list(BLOCKING_IMPACTS), list(BLOCKING_RULES)])
+
+
+# The visible selects too narrow to show their chosen option's text (a filter squeezed to its arrow on a
+# phone, issue 8 item 4): the text measured in the select's own font against its room inside the padding.
+SQUEEZED_SELECTS = """() => [...document.querySelectorAll("select")].filter((select) => select.offsetParent !== null)
+  .filter((select) => {
+    const style = getComputedStyle(select), pen = document.createElement("canvas").getContext("2d");
+    pen.font = style.font;
+    const text = select.selectedOptions.length ? select.selectedOptions[0].text : "";
+    const room = select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    return pen.measureText(text).width > room + 1;
+  }).map((select) => select.id || select.name)"""
 
 
 def screen_problems(page, where, viewport):
     """What is wrong with `page` as it is now, each line starting with `where`: scrolling sideways beyond
-    `viewport`'s width (a dict with "width", in CSS pixels), and axe-core's serious or critical findings
-    (``violations``; needs ``serve_axe`` first)."""
+    `viewport`'s width (a dict with "width", in CSS pixels), a select too narrow to show its chosen option,
+    and axe-core's findings that count (``violations``; needs ``serve_axe`` first)."""
     page.wait_for_load_state("load")
     width = page.evaluate("document.documentElement.scrollWidth")
     wide = [f"{where}: {width} px wide at {viewport['width']} px"] if width > viewport["width"] else []
-    return wide + [f"{where}: {finding}" for finding in violations(page)]
+    squeezed = [f"{where}: the select {name} is too narrow to show its choice"
+                for name in page.evaluate(SQUEEZED_SELECTS)]
+    return wide + squeezed + [f"{where}: {finding}" for finding in violations(page)]

@@ -30,6 +30,20 @@ def test_the_form_has_the_promised_labels(client, credential):
     assert "Support desk" in html
 
 
+def test_a_new_alias_starts_with_no_credential_chosen_and_must_be_given_one(client, credential):
+    """Issue 8 item 9: the form never preselects a credential; leaving it unchosen is refused by name."""
+    Credential.create(name="Another desk", description="", group=Group.default(), host="imap.example.com", port=993,
+                      username="another@example.com")
+    html = client.get("/aliases/new").get_data(as_text=True)
+    radios = re.findall(r'<input type="radio" name="credential"[^>]*>', html)
+    assert len(radios) == 2 and not any("checked" in radio for radio in radios)
+    values = alias_values(credential)
+    del values["credential"]
+    refused = client.post("/aliases/new", data=values).get_data(as_text=True)
+    assert re.search(r'id="credential-error"[^>]*>Choose a credential\.<', refused)
+    assert Alias.select().count() == 0
+
+
 def test_add_edit_and_delete_an_alias(client, credential):
     assert client.post("/aliases/new", data=alias_values(credential)).status_code == 303
     alias = Alias.get()

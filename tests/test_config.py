@@ -66,6 +66,16 @@ def test_a_malformed_key_stops_start_up_with_a_clear_message(bare_config, monkey
     assert "tooshort" not in str(raised.value)
 
 
+def test_a_greeting_has_five_seconds_of_the_fifteen_unless_configured(bare_config, monkeypatch):
+    """Issue 8 item 33: a silent server is named after the greeting's own budget, not the whole deadline."""
+    prober = create_app(bare_config).extensions["mailkeep.prober"]
+    assert (prober.greeting_timeout, prober.deadline) == (5.0, 15.0)
+    monkeypatch.setenv("MAILKEEP_GREETING_TIMEOUT", "2.5")
+    assert create_app(bare_config).extensions["mailkeep.prober"].greeting_timeout == 2.5
+    monkeypatch.setenv("MAILKEEP_GREETING_TIMEOUT", "30")  # never beyond the whole test's deadline
+    assert create_app(bare_config).extensions["mailkeep.prober"].greeting_timeout == 15.0
+
+
 def test_a_bad_deadline_stops_start_up(bare_config, monkeypatch):
     monkeypatch.setenv("MAILKEEP_CONNECTION_TEST_DEADLINE", "-1")
     with pytest.raises(ConfigurationError, match="positive number of seconds"):

@@ -17,7 +17,7 @@ from clients import HTMX
 from config import ConfigurationError
 from encryption import KeyRing, UndecryptableSecret, parse_keys
 from models import Credential
-from testdata import CANARY, LogRecorder, canary_leaks, stored_credential
+from testdata import CANARY, LEAK_RUN, LogRecorder, canary_leaks, stored_credential
 
 
 @pytest.mark.sqlite_only
@@ -62,6 +62,16 @@ def test_the_canary_check_finds_a_planted_secret(tmp_path):
     leaks = canary_leaks([b"<p>" + CANARY.encode() + b"</p>"], f"DEBUG {CANARY}", files=tmp_path.glob("*.db"))
     assert leaks == [f"response {b'<p>' + CANARY.encode() + b'</p>'!r}", "the log", "planted.db"]
     (tmp_path / "planted.db").unlink()
+
+
+@pytest.mark.parametrize("start", [0, 9, len(CANARY) - LEAK_RUN])
+def test_the_canary_check_finds_any_four_characters_of_the_secret(start):
+    """Issue 8 item 20: a secret cut short by a reply's truncation still leaks; any run of LEAK_RUN of its
+    characters counts, wherever it sits in the secret, and three characters do not."""
+    piece = CANARY[start:start + LEAK_RUN].encode()
+    assert canary_leaks([b"<p>" + piece + b"</p>"], f"DEBUG {piece.decode()}") == [
+        f"response {b'<p>' + piece + b'</p>'!r}", "the log"]
+    assert canary_leaks([piece[:-1]], piece[1:].decode()) == []
 
 
 def test_the_log_check_sees_what_the_test_itself_logs():

@@ -3,6 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
+from accessibility import screen_problems, serve_axe
 from clients import start_session, watch
 
 # How long an expectation waits for the page (milliseconds), like the page's own actions below: under CI's
@@ -29,11 +30,16 @@ def page(page, app, live_server):
     """A page signed in as the admin; every confirmation (hx-confirm) is accepted, as a user who means it would.
 
     When the test ends, the page must have logged no console error, thrown no
-    uncaught exception and met no Content-Security-Policy violation.
+    uncaught exception and met no Content-Security-Policy violation, and the
+    state it ends in must fit its screen and pass axe-core
+    (accessibility.screen_problems): every browser test adds its last state
+    to those the sweeps in test_interface.py visit.
     """
     problems = watch(page)
+    serve_axe(page)
     page.on("dialog", lambda dialog: dialog.accept())
     page.set_default_timeout(EXPECT_TIMEOUT_MS)
     start_session(page, app, live_server, "admin")
     yield page
     assert problems == [], "console errors or CSP violations"
+    assert screen_problems(page, f"the last state of the test ({page.url})", page.viewport_size) == []

@@ -269,6 +269,35 @@ def test_keyboard_focus_is_always_visible_and_a_skip_link_leads_to_the_content(p
     assert style == "solid" and float(width.removesuffix("px")) >= 2 and not color.startswith("rgba"), color
 
 
+# 15. An error sits below its control, clear of the border; the signed-in label lines up with Sign out.
+
+ERROR_GAPS = """() => [...document.querySelectorAll("[aria-describedby]")].flatMap((control) =>
+  control.getAttribute("aria-describedby").split(" ").filter((id) => id.endsWith("-error")).map((id) => {
+    const error = document.getElementById(id).getBoundingClientRect();
+    return [control.id, error.top - control.getBoundingClientRect().bottom];
+  }))"""
+
+
+def middle(locator):
+    box = locator.bounding_box()
+    return box["y"] + box["height"] / 2
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_errors_sit_clear_of_their_fields_and_the_account_bar_lines_up(page, live_server, viewport):
+    page.set_viewport_size(viewport)
+    page.goto(f"{live_server}/credentials/new")
+    label(page, "Port").fill("70000")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#port-error")).to_be_visible()
+    gaps = dict(page.evaluate(ERROR_GAPS))
+    assert {"name", "host", "port"} <= gaps.keys(), gaps
+    assert all(gap >= 1 for gap in gaps.values()), f"an error touches or overlaps its control: {gaps}"
+
+    signed_in, sign_out = page.locator(".signed-in-as"), page.get_by_role("button", name="Sign out")
+    assert abs(middle(signed_in) - middle(sign_out)) <= 2, "the signed-in label and Sign out line up"
+
+
 # 4 and 17. Every page and state: no sideways scrolling on a phone, and nothing axe-core calls serious.
 
 def check(page, live_server, where, problems, viewport):
