@@ -4,7 +4,9 @@
 with them and the saved credential they belong to (or None); it finds the
 secret to use (logins.py's rule), runs probe with the application's settings,
 writes the audit event, and, when what was tested is exactly the saved
-credential, records the outcome on it in the same transaction. It answers a
+credential, records the outcome on it in the same transaction, with the new
+refresh token a sign-in's provider sent (kept even when the rest cannot be
+written: services.oauth_tokens.storing_rotated). It answers a
 ``TestOutcome`` that each caller renders in its own terms.
 
 A test of values not yet saved also gets a *receipt*: a signed note of its
@@ -111,12 +113,12 @@ def test(values, typed=None, saved=None, *, actor, list_folders=False, slots=Non
             settings, result = again, run(again, list_folders=list_folders, slots=slots)
     except probe.Busy:
         return TestOutcome(busy=True)
-    with db.atomic():
+    # A refresh token the provider replaced is stored with the outcome, and on its own should the outcome fail
+    # to be written: the old one may work no more.
+    with oauth_tokens.storing_rotated(saved, settings, result.grant, now):
         if as_saved:
             saved.record_test(result.ok, result.summary, at=now)
             checks.record_result(saved, result, actor=actor, run_id=run_id, now=now)
-        # A refresh token the provider replaced is stored with the outcome: the old one may work no more.
-        oauth_tokens.keep_rotated(saved, settings, result.grant, now)
         if audited:
             audit.record(
                 "connection_test", saved, actor=actor, outcome=_outcome(result),

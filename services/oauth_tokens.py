@@ -14,7 +14,9 @@ So the rules are written once:
 - A provider may answer a refresh with a new refresh token (Microsoft always
   does; an authorization server with rotation accepts each refresh token once).
   The new one is stored, sealed to the row, in the same transaction as
-  whatever the token was for (``keep_rotated``). The write is conditional on
+  whatever the token was for (``keep_rotated``, inside ``storing_rotated``);
+  should writing that fail, the new one is stored on its own all the same
+  (the provider may accept the old one no more). The write is conditional on
   the stored ciphertext still being the one that was used, so a refresh racing
   another (a second process, a new sign-in) never writes an older token over a
   newer one; and a refresh refused with ``invalid_grant`` because another
@@ -32,6 +34,7 @@ import hashlib
 import logging
 import re
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
@@ -181,12 +184,12 @@ def keep_rotated(credential, settings, grant, now=None):
     """Store what a refresh granted: the new refresh token (if the provider sent one) and the time of use.
 
     Call it inside the transaction of what the token was for (a test's
-    outcome). `credential` is the row whose stored refresh token `settings`
-    used, as it was read then (its ciphertext is compared: the new token is
-    written only if the stored one is still that, see the module's notes);
-    `grant` is the probe.Grant (None: nothing was granted, nothing happens).
-    `now` is a naive UTC datetime (now unless given). Returns True when a new
-    refresh token was stored.
+    outcome), through ``storing_rotated``. `credential` is the row whose
+    stored refresh token `settings` used, as it was read then (its ciphertext
+    is compared: the new token is written only if the stored one is still
+    that, see the module's notes); `grant` is the probe.Grant (None: nothing
+    was granted, nothing happens). `now` is a naive UTC datetime (now unless
+    given). Returns True when a new refresh token was stored.
     """
     if grant is None or settings.auth != protocols.OAUTH2_SIGN_IN or credential is None:
         return False
@@ -209,6 +212,41 @@ def keep_rotated(credential, settings, grant, now=None):
         Credential.update(oauth_used_at=now).where(Credential.id == credential.id).execute()
     credential.oauth_used_at = now
     return stored
+
+
+@contextmanager
+def storing_rotated(credential, settings, grant, now=None):
+    """A transaction for what a refresh was for (a test's outcome, written in the ``with`` block) that stores
+    what the refresh granted with it (``keep_rotated``, same arguments).
+
+    Should the block (or the commit) fail, the rest is rolled back but the new
+    refresh token is still stored, in a transaction of its own, before the
+    error goes on: the provider may accept the used one no more (rotation), and
+    losing the new one would leave the credential asking to sign in again
+    (``invalid_grant``) for nothing. (Inside a caller's own transaction this is
+    a savepoint, kept only if that transaction is.)
+    """
+    if credential is None:
+        with db.atomic():
+            yield
+        return
+    used, used_at = credential.refresh_token_ciphertext, credential.oauth_used_at
+    try:
+        with db.atomic():
+            keep_rotated(credential, settings, grant, now)
+            yield
+    except Exception:
+        # What keep_rotated noted on the row object was rolled back with the rest.
+        credential.refresh_token_ciphertext, credential.oauth_used_at = used, used_at
+        try:
+            with db.atomic():
+                if keep_rotated(credential, settings, grant, now):
+                    log.warning("credential %s: what its test came to could not be written; the refresh token the "
+                                "provider sent with it was stored on its own", credential.id)
+        except Exception as problem:
+            log.error("credential %s: the refresh token the provider sent could not be stored either (%s)",
+                      credential.id, type(problem).__name__)
+        raise
 
 
 def retry_settings(credential, settings, cause):

@@ -79,6 +79,19 @@ def test_a_microsoft_app_keeps_its_secret_sealed_and_never_shows_it(app, client)
     assert details == [("create", "client secret set"), ("update", ""), ("update", "client secret set")]
 
 
+@pytest.mark.parametrize("tenant", ["contoso.onmicrosoft.com", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"])
+def test_a_microsoft_app_of_one_tenant_gets_that_tenants_endpoints(app, client, api, tenant):
+    """A single-tenant app registration takes sign-ins and tokens only at its own tenant's endpoints (Microsoft
+    refuses ``organizations`` for it): the tenant given, a domain or the Directory (tenant) ID, is in both."""
+    assert client.post("/oauth-apps/new", data=app_form(tenant=tenant)).status_code == 303
+    saved = stored_app()
+    base = f"https://login.microsoftonline.com/{tenant}/oauth2/v2.0"
+    assert (saved.tenant, saved.authorization_endpoint, saved.token_endpoint) == (
+        tenant, f"{base}/authorize", f"{base}/token")
+    listed = matches_spec(api.get("/api/v1/oauth-apps"), "/oauth-apps", "get").get_json()
+    assert [(item["tenant"], item["token_endpoint"]) for item in listed["items"]] == [(tenant, f"{base}/token")]
+
+
 def test_google_asks_for_offline_access_and_consent(app, client):
     client.post("/oauth-apps/new", data=app_form(kind="google", name="Gmail"))
     google = stored_app("Gmail")

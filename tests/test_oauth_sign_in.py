@@ -5,18 +5,22 @@ new refresh token with its outcome; a refused refresh token asks to sign in agai
 
 import base64
 import hashlib
+import html
 import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
+from peewee import OperationalError
 
+import audit
 import models
 import probe
 from clients import HTMX, signed_in
-from models import AuditEvent, Credential, OAuthSignIn
-from services import connection_tests, oauth_tokens
+from models import AuditEvent, Credential, CredentialCheck, OAuthSignIn
+from services import checks, connection_tests, oauth_sign_in, oauth_tokens
 from sign_in import (
     credential_form,
     local_path,
@@ -27,6 +31,9 @@ from sign_in import (
     stored_refresh_token,
 )
 from testdata import CANARY, CLIENT_SECRET, MAILBOX_USER, SIGN_IN_CLIENT_ID
+
+NOT_FOR_THIS_SIGN_IN = ("The provider's ID Token was not issued for this sign-in (audience or nonce differs); nothing "
+                        "was stored.")
 
 
 def query_of(url):
@@ -92,6 +99,115 @@ def test_a_shared_mailbox_typed_as_username_stays(app, client, token_server, dov
     credential = stored(1)
     assert (credential.username, credential.oauth_account) == ("shared@example.test", MAILBOX_USER)
     assert credential.last_test_ok is False  # Dovecot lets alice's token read alice's mailbox only
+
+
+def test_a_failed_login_keeps_the_refresh_token_the_provider_replaced(app, client, token_server, dovecot):
+    """The test after the sign-in refreshes (the provider takes the sign-in's refresh token back and answers
+    a new one), then the mailbox refuses the login: the new refresh token is stored all the same, so the next
+    test is refused by the mailbox again, not told to sign in again (invalid_grant) for a used-up token."""
+    oauth_app = registered_app(app, token_server)
+    issued = len(token_server.refresh_tokens)
+    sign_in(client, token_server, credential_form(dovecot, username="shared@example.test"), oauth_app)
+    signed_in_with, rotated = token_server.refresh_tokens[issued:]  # the code's, then the test's refresh
+    assert stored(1).last_test_ok is False
+    assert stored_refresh_token(app, 1) == rotated
+    assert token_server.refresh_token_works(rotated) and not token_server.refresh_token_works(signed_in_with)
+    html = client.post("/credentials/1/test", headers=HTMX).get_data(as_text=True)
+    assert "Failing" in html and "oauth_consent_required" not in html
+    with models.db.connection_context():
+        causes = [check.cause_code for check in CredentialCheck.of(1).order_by(CredentialCheck.id)]
+    assert causes == ["auth_failed", "auth_failed"]
+    assert token_server.refresh_token_works(stored_refresh_token(app, 1))
+
+
+def edit_page(client, credential_id=1):
+    """The credential's edit page as text, HTML entities read (the sign-in's outcome is said there)."""
+    return html.unescape(client.get(f"/credentials/{credential_id}/edit").get_data(as_text=True))
+
+
+@pytest.mark.parametrize("misanswer", [{"audience": "another-client"}, {"audience": ["another-client", "an-api"]},
+                                       {"nonce": "the-nonce-of-another-sign-in"}])
+def test_an_id_token_not_issued_for_this_sign_in_is_refused_and_nothing_is_stored(
+        app, client, token_server, dovecot, misanswer):
+    """OpenID Connect Core 1.0 section 3.1.3.7: the ID Token must name this client in ``aud`` and carry the
+    nonce this sign-in sent; one that does not (a token meant for another client, or replayed from another
+    sign-in) names no account Mailkeep may trust, so its refresh token is not kept either."""
+    oauth_app = registered_app(app, token_server)
+    token_server.misanswer_next_code(**misanswer)
+    response = sign_in(client, token_server, credential_form(dovecot), oauth_app)
+    assert response.status_code == 303 and response.headers["Location"].endswith("/credentials/1/edit")
+    assert NOT_FOR_THIS_SIGN_IN in edit_page(client)
+    credential = stored(1)
+    assert credential.stored_secrets == [] and (credential.username, credential.oauth_account) == ("", "")
+    assert credential.oauth_signed_in_at is None and credential.last_test_at is None
+    assert [(event.outcome, event.details) for event in events("oauth_sign_in")] == [("failed", NOT_FOR_THIS_SIGN_IN)]
+    assert OAuthSignIn.select().count() == 0
+
+
+def test_an_id_token_for_several_audiences_this_client_among_them_is_taken(app, client, token_server, dovecot):
+    oauth_app = registered_app(app, token_server)
+    token_server.misanswer_next_code(audience=["an-api", SIGN_IN_CLIENT_ID])
+    sign_in(client, token_server, credential_form(dovecot), oauth_app)
+    credential = stored(1)
+    assert credential.oauth_account == MAILBOX_USER and credential.last_test_ok is True
+
+
+def test_a_provider_that_sends_no_refresh_token_is_told_apart_and_nothing_is_stored(app, client, token_server,
+                                                                                     dovecot):
+    """Without a refresh token the sign-in could not be used past its first access token: Mailkeep says what
+    the app lacks (for a custom provider, the scope that gives refresh tokens) instead of storing half a
+    sign-in."""
+    oauth_app = registered_app(app, token_server)
+    issued = len(token_server.refresh_tokens)
+    token_server.misanswer_next_code(refresh_token=False)
+    response = sign_in(client, token_server, credential_form(dovecot), oauth_app)
+    assert response.status_code == 303 and len(token_server.refresh_tokens) == issued  # none was issued
+    said = oauth_sign_in.NO_REFRESH_TOKEN["custom"]
+    assert said.startswith("The provider sent no refresh token: add the scope") and said in edit_page(client)
+    credential = stored(1)
+    assert credential.stored_secrets == [] and credential.oauth_account == "" and credential.last_test_at is None
+    assert [(event.outcome, event.details) for event in events("oauth_sign_in")] == [("failed", said)]
+
+
+def add_app(client, **values):
+    """Add an OAuth app on the OAuth apps page; return it as stored."""
+    form = {"name": "Work mail", "client_id": "11111111-2222", "client_secret": CLIENT_SECRET, **values}
+    assert client.post("/oauth-apps/new", data=form).status_code == 303
+    with models.db.connection_context():
+        return models.OAuthApp.get(models.OAuthApp.name == form["name"])
+
+
+def elsewhere(**overrides):
+    """A credential form for a provider's own mail server (not the test Dovecot: nothing is dialled)."""
+    return credential_form(SimpleNamespace(imaps_port=993), **overrides)
+
+
+def test_microsoft_sign_in_goes_to_the_apps_tenant_and_the_button_says_microsoft(app, client):
+    tenant = "contoso.onmicrosoft.com"
+    oauth_app = add_app(client, kind="microsoft", tenant=tenant)
+    form_page = client.get("/credentials/new").get_data(as_text=True)
+    assert ">Sign in with Microsoft</button>" in form_page
+    location = start(client, elsewhere(host="outlook.office365.com"), oauth_app)
+    assert location.startswith(f"https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize?")
+    asked = query_of(location)
+    assert asked["client_id"] == "11111111-2222" and asked["prompt"] == "select_account"
+    assert asked["scope"] == "openid email https://outlook.office.com/IMAP.AccessAsUser.All offline_access"
+    assert asked["code_challenge_method"] == "S256" and asked["redirect_uri"].endswith("/oauth/callback")
+    pop = start(client, elsewhere(host="outlook.office365.com", protocol="POP3", port="995", name="POP3"), oauth_app)
+    assert query_of(pop)["scope"] == "openid email https://outlook.office.com/POP.AccessAsUser.All offline_access"
+
+
+def test_google_sign_in_asks_for_offline_access_and_consent_every_time(app, client):
+    """Google sends a refresh token only for ``access_type=offline``, and on a later sign-in (Sign in again)
+    only with ``prompt=consent``: both are in the URL the browser is sent to, with the sign-in's own."""
+    oauth_app = add_app(client, kind="google", name="Gmail")
+    assert ">Sign in with Google</button>" in client.get("/credentials/new").get_data(as_text=True)
+    location = start(client, elsewhere(host="imap.gmail.com", username="someone@gmail.com"), oauth_app)
+    assert location.startswith("https://accounts.google.com/o/oauth2/v2/auth?")
+    asked = query_of(location)
+    assert (asked["access_type"], asked["prompt"]) == ("offline", "consent")
+    assert asked["scope"] == "openid email https://mail.google.com/" and asked["response_type"] == "code"
+    assert asked["code_challenge_method"] == "S256" and asked["state"] and asked["nonce"]
 
 
 def test_a_wrong_foreign_or_replayed_state_is_refused_and_changes_nothing(app, client, token_server, dovecot):
@@ -174,6 +290,35 @@ def test_a_test_stores_the_new_refresh_token_with_its_outcome(app, client, token
     assert stored_refresh_token(app, credential.id) not in (before, after)
     assert token_server.refresh_token_works(stored_refresh_token(app, credential.id))
     assert stored(credential.id).oauth_used_at is not None
+
+
+@pytest.mark.parametrize("failing", ["outcome", "audit event"])
+def test_a_replaced_refresh_token_is_kept_even_when_the_tests_outcome_cannot_be_written(
+        app, client, token_server, dovecot, monkeypatch, failing):
+    """The provider took the old refresh token back when it answered the new one: should writing the test's
+    outcome (or its audit event) fail, the new refresh token is stored all the same, on its own, and the error
+    goes on. The outcome is not written; the next test works instead of asking to sign in again."""
+    credential, _ = signed_in_credential(app, client, token_server, dovecot)
+    before, tested = stored_refresh_token(app, credential.id), stored(credential.id)
+
+    def refused(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(*((checks, "record_result") if failing == "outcome" else (audit, "record")), refused)
+    with app.test_request_context(), models.db.connection_context():
+        checks_before = CredentialCheck.of(credential.id).count()
+        with pytest.raises(OperationalError, match="database is locked"):
+            connection_tests.test_saved(Credential.get_by_id(credential.id), actor="tests",
+                                        now=models.utcnow() + timedelta(hours=1))
+        assert CredentialCheck.of(credential.id).count() == checks_before
+    after = stored_refresh_token(app, credential.id)
+    assert after != before
+    assert token_server.refresh_token_works(after) and not token_server.refresh_token_works(before)
+    untouched = stored(credential.id)
+    assert (untouched.last_test_at, untouched.last_test_summary) == (tested.last_test_at, tested.last_test_summary)
+    monkeypatch.undo()
+    assert "Working" in client.post(f"/credentials/{credential.id}/test", headers=HTMX).get_data(as_text=True)
+    assert token_server.refresh_token_works(stored_refresh_token(app, credential.id))
 
 
 def test_a_refused_refresh_token_asks_to_sign_in_again_for_that_credential(app, client, token_server, dovecot):

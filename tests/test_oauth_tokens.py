@@ -15,7 +15,7 @@ import worker
 from models import AuditEvent, Credential, CredentialCheck, NotificationEvent, OAuthApp
 from probe import protocols
 from readers import account, client_of
-from services import oauth_tokens, scheduler
+from services import checks, oauth_tokens, scheduler
 from sign_in import credential_form, registered_app, signed_in_credential, start, stored_refresh_token
 from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER, holds_canary, stored_credential
 
@@ -182,6 +182,29 @@ def test_the_worker_keeps_sign_ins_alive_in_one_worker_at_a_time(app, client, to
         assert keep_alive.call_local() is None  # another worker is at it
     assert keep_alive.call_local() == 1
     assert keep_alive.call_local() == 0  # used just now: not due again
+
+
+def test_a_scheduled_check_that_works_stores_the_refresh_token_the_provider_replaced(
+        app, client, token_server, dovecot):
+    """``flask checks run`` (the worker's checks too: services.scheduler) refreshes with the stored refresh
+    token and keeps the one the provider answered, so the next check is not refused as a used-up token."""
+    credential, _ = signed_in_credential(app, client, token_server, dovecot)
+    before = stored_refresh_token(app, credential.id)
+    with models.db.connection_context():
+        used_before = Credential.get_by_id(credential.id).oauth_used_at
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["checks", "run", "--all"])
+    assert first.exit_code == 0 and first.output.startswith("1 ok, 0 failing"), first.output
+    after = stored_refresh_token(app, credential.id)
+    assert after != before
+    assert token_server.refresh_token_works(after) and not token_server.refresh_token_works(before)
+    with models.db.connection_context():
+        check = CredentialCheck.of(credential.id).get()
+        assert (check.ok, check.actor) == (True, checks.SCHEDULER)
+        assert Credential.get_by_id(credential.id).oauth_used_at > used_before
+    again = runner.invoke(args=["checks", "run", "--all"])
+    assert again.output.startswith("1 ok, 0 failing"), again.output
+    assert stored_refresh_token(app, credential.id) not in (before, after)
 
 
 def test_a_scheduled_check_of_a_sign_in_whose_consent_is_gone_alerts_at_once(app, client, token_server, dovecot):

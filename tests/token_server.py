@@ -98,8 +98,9 @@ class TokenServer:
     - ``/token``: ``grant_type=client_credentials`` (optional ``scope``); ``authorization_code``
       (``code``, ``redirect_uri``, ``code_verifier``: each code works once, within CODE_LIFETIME, for
       its redirect URI and verifier; 200 with ``access_token``, ``refresh_token``, ``id_token``,
-      ``scope``); ``refresh_token`` (each refresh token works once and is answered with a new one;
-      ``invalid_grant`` for a used, unknown or revoked one, or one ``fail_next_refresh`` set up).
+      ``scope``, unless ``misanswer_next_code`` set up a wrong answer); ``refresh_token`` (each refresh
+      token works once and is answered with a new one; ``invalid_grant`` for a used, unknown or revoked
+      one, or one ``fail_next_refresh`` set up).
       The client authenticates by HTTP Basic (client_secret_basic; id and secret form-urlencoded
       first, RFC 6749 section 2.3.1) or form fields ``client_id``/``client_secret``
       (client_secret_post). 401 ``invalid_client`` for an unknown client or wrong secret (checked
@@ -132,6 +133,7 @@ class TokenServer:
         self._pending: dict[str, _Request] = {}  # consent page id -> request
         self._codes: dict[str, _Request] = {}
         self._failures: list[tuple[str, str]] = []
+        self._misanswers: list[dict] = []  # what the next authorization-code redemptions get wrong, in order
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -212,6 +214,14 @@ class TokenServer:
         """Answer the next refresh-token request with 400 `error` (whatever the token)."""
         with self._lock:
             self._failures.append((error, description))
+
+    def misanswer_next_code(self, *, audience: str | list | None = None, nonce: str | None = None,
+                            refresh_token: bool = True) -> None:
+        """Answer the next authorization-code redemption as a broken or hostile provider would: an ID Token
+        whose ``aud`` is `audience` or whose ``nonce`` is `nonce` instead of the request's, or (`refresh_token`
+        False) a token response without a refresh token. The code is spent as usual."""
+        with self._lock:
+            self._misanswers.append({"audience": audience, "nonce": nonce, "refresh_token": refresh_token})
 
     def refresh_token_works(self, token: str) -> bool:
         """True when `token` would be accepted by the next refresh request."""
@@ -301,8 +311,10 @@ class TokenServer:
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
         if not verifier or not hmac.compare_digest(challenge, request.challenge):
             return 400, {"error": "invalid_grant", "error_description": "PKCE verification failed."}
-        body = self._tokens_for(request.consent)
-        body["id_token"] = self._id_token(request)
+        with self._lock:
+            wrong = self._misanswers.pop(0) if self._misanswers else {}
+        body = self._tokens_for(request.consent, refresh_token=wrong.get("refresh_token", True))
+        body["id_token"] = self._id_token(request, audience=wrong.get("audience"), nonce=wrong.get("nonce"))
         return 200, body
 
     def _refresh_grant(self, client_id: str, form: dict[str, str]) -> tuple[int, dict]:
@@ -320,24 +332,28 @@ class TokenServer:
             info["used"] = True
         return 200, self._tokens_for(info["consent"])
 
-    def _tokens_for(self, consent: _Consent) -> dict:
-        """A new access token and refresh token of `consent`, as a token response (RFC 6749 section 5.1)."""
+    def _tokens_for(self, consent: _Consent, refresh_token: bool = True) -> dict:
+        """A new access token and (unless `refresh_token` is False) refresh token of `consent`, as a token
+        response (RFC 6749 section 5.1)."""
         access_token = self.issue_token(consent.client_id, consent.scope, consent.username, consent)
-        refresh_token = self._new("rt")
-        with self._lock:
-            self._refresh[refresh_token] = {"consent": consent, "used": False}
-            self.refresh_tokens.append(refresh_token)
-        return {"access_token": access_token, "token_type": "Bearer", "expires_in": TOKEN_LIFETIME,
-                "refresh_token": refresh_token, "scope": consent.scope}
+        body = {"access_token": access_token, "token_type": "Bearer", "expires_in": TOKEN_LIFETIME,
+                "scope": consent.scope}
+        if refresh_token:
+            body["refresh_token"] = self._new("rt")
+            with self._lock:
+                self._refresh[body["refresh_token"]] = {"consent": consent, "used": False}
+                self.refresh_tokens.append(body["refresh_token"])
+        return body
 
-    def _id_token(self, request: _Request) -> str:
-        """An OpenID Connect ID Token (HS256 with the client secret, OpenID Connect Core 1.0 section 10.1)."""
+    def _id_token(self, request: _Request, audience: str | list | None = None, nonce: str | None = None) -> str:
+        """An OpenID Connect ID Token (HS256 with the client secret, OpenID Connect Core 1.0 section 10.1), for
+        `audience` and with `nonce` when given (a misanswer), else the request's client and nonce."""
         now = int(time.time())
         claims = {"iss": self.url, "sub": hashlib.sha256(request.username.encode()).hexdigest()[:16],
-                  "aud": request.client_id, "iat": now, "exp": now + TOKEN_LIFETIME, "email": request.username,
-                  "email_verified": True}
-        if request.nonce:
-            claims["nonce"] = request.nonce
+                  "aud": request.client_id if audience is None else audience, "iat": now,
+                  "exp": now + TOKEN_LIFETIME, "email": request.username, "email_verified": True}
+        if nonce is not None or request.nonce:
+            claims["nonce"] = request.nonce if nonce is None else nonce
         parts = [_b64(json.dumps(part).encode()) for part in ({"alg": "HS256", "typ": "JWT"}, claims)]
         key = self.clients[request.client_id].secret.encode()
         signature = hmac.new(key, ".".join(parts).encode(), hashlib.sha256).digest()
