@@ -39,7 +39,8 @@ class OAuthAppForm(ModelForm):
                                             for name, label in identity_providers.KIND_LABELS.items()],
                        default=identity_providers.MICROSOFT)
     tenant = StringField("Tenant", [Length(max=255), no_control_characters, tenant_name], filters=[strip], default="",
-                         description="Your Directory (tenant) ID, or organizations for any work or school account.")
+                         description="Your Directory (tenant) ID; organizations only for an app registered as "
+                                     "multitenant.")
     issuer = StringField("OpenID Connect issuer", [Length(max=URL_LENGTH), no_control_characters,
                                                    https_endpoint("issuer")], filters=[strip], default="",
                          description="Its discovery document gives the endpoints when they are left empty.")
