@@ -211,6 +211,17 @@ class Group(BaseModel):
         return (count, "it holds credentials") if count else None
 
 
+# A credential's revision as a client sends it back (an If-Match tag, a form's hidden field): digits only, few
+# enough to be a number the database keeps.
+REVISION_TEXT = re.compile(r"[0-9]{1,18}")
+
+
+def revision_from_text(text):
+    """The revision `text` (a str) names, as an int; None when it names none (empty, not ASCII digits, too
+    long), so a check-and-set against it fails instead of raising."""
+    return int(text) if REVISION_TEXT.fullmatch(text.strip()) else None
+
+
 class StaleRevision(Exception):
     """A check-and-set named a revision of a credential that is no longer its revision (HTTP 412):
     someone changed it meanwhile. `current` is the revision it has now (None when it is gone)."""

@@ -5,6 +5,7 @@ import ipaddress
 
 from wtforms import (
     BooleanField,
+    HiddenField,
     IntegerField,
     PasswordField,
     SelectChoice,
@@ -18,7 +19,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 import logins
 from config import MAX_GRACE_SECONDS
 from forms import MAX_SECRET_LENGTH, ModelForm, no_control_characters, only_line_breaks, strip, unique
-from models import SCOPES, Credential, Group, ServiceAccount
+from models import SCOPES, Credential, Group, ServiceAccount, revision_from_text
 from services.versions import MAX_NOTE_LENGTH
 
 # The most networks one service account may list.
@@ -102,9 +103,34 @@ class ServiceAccountForm(ModelForm):
         return values
 
 
-class RotationForm(ModelForm):
+class CheckAndSetForm(ModelForm):
+    """A change made on a credential's page against the revision the page showed (models.Credential.revision,
+    carried in a hidden field): the change passes ``expected_revision()`` on, so services.versions refuses
+    it (models.StaleRevision) when someone changed the credential after the page was rendered.
+
+    A form made for rendering (``formdata=None``) takes the revision of
+    `instance`; a submitted one holds only what was sent, never the stored
+    revision, so a submission without one is refused rather than waved through.
+    """
+
+    revision = HiddenField()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if kwargs.get("formdata", False) is None and self.instance is not None:
+            self.revision.data = str(self.instance.revision)
+
+    def expected_revision(self):
+        """The revisions the change may be made against, as services.versions takes `expected_revision`: a list
+        of the one revision sent, or [] (no revision passes) when none or no number was sent."""
+        revision = revision_from_text(self.revision.data or "")
+        return [] if revision is None else [revision]
+
+
+class RotationForm(CheckAndSetForm):
     """Rotate a credential's secret on its page: the new secret (typed twice), a note, how long the previous
-    one stays readable (hours), and whether to save it although its test fails."""
+    one stays readable (hours), whether to save it although its test fails, and the revision the page showed
+    (CheckAndSetForm)."""
 
     new_secret = PasswordField("New password", [DataRequired(), Length(max=MAX_SECRET_LENGTH),
                                                 no_control_characters])
@@ -129,6 +155,11 @@ class RotationForm(ModelForm):
         """The two typings must match."""
         if field.data != self.new_secret.data:
             raise ValidationError(f"The two {self.secret.noun}s do not match.")
+
+
+class RestoreForm(CheckAndSetForm):
+    """Restore a kept version on the credential's page: nothing to type, only the revision the page showed
+    (CheckAndSetForm), so a restore made against a page someone changed meanwhile changes nothing."""
 
 
 class RotationInput(ModelForm):

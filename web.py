@@ -25,7 +25,7 @@ from werkzeug.formparser import FormDataParser
 from werkzeug.routing import IntegerConverter
 
 from database import LARGEST_ID
-from models import sortable
+from models import revision_from_text, sortable
 
 UNPROCESSABLE = HTTPStatus.UNPROCESSABLE_ENTITY
 CONFLICT = HTTPStatus.CONFLICT
@@ -124,7 +124,8 @@ def expected_revisions():
     tags = request.if_match
     if tags.star_tag:
         return None
-    return [int(tag) for tag in tags.as_set(include_weak=True) if tag.isdigit()]
+    revisions = (revision_from_text(tag) for tag in tags.as_set(include_weak=True))
+    return [revision for revision in revisions if revision is not None]
 
 
 def stale(error):

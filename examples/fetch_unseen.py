@@ -20,10 +20,12 @@ How it keeps working through a rotation:
 * On an authentication failure it reads the connection at once and, when Mailkeep now serves another
   version, logs in again with it (once). So a rotation done in another order (the server changed before
   Mailkeep) costs one failed login, not a stop.
-* Listening for ``secret.rotated``: Mailkeep announces every rotation on its notification channels (a
-  webhook with ``{"event": "secret.rotated", "credential": {...}, "details": {"version": n}}``). A tool that
-  receives it calls ``Connection.refresh()`` (here: send the process SIGHUP, which this script takes as
-  "read the connection again before the next round"), so it switches at once instead of within --refresh.
+* Listening for ``secret.rotated``: Mailkeep announces every rotation on its notification channels, a
+  webhook with the body ``{"type": "secret.rotated", "timestamp": "...Z", "data": {"credential": {"id": 7,
+  "name": ..., "url": ...}, "actor": ..., "version": n, "secret": "password", "previous_version": n - 1 or null,
+  "previous_readable_until": "...Z" or null}}`` (never a secret). A tool that receives it calls
+  ``Connection.refresh()`` (here: send the process SIGHUP, which this script takes as "read the connection
+  again before the next round"), so it switches at once instead of within --refresh.
 
 The token comes from the environment (``MAILKEEP_TOKEN``) or a file (``--token-file``), never from the
 command line, where other users of the machine could read it. Mailkeep is reached over https (plain http

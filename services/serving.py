@@ -105,9 +105,12 @@ def read(caller, credential, *, which=CURRENT, alias=None):
     the secret in exactly one of SECRET_FIELDS.
 
     `which` is "current" or "previous" (the version a rotation replaced, during
-    its grace period). The secret_read event (account, token, credential,
-    version, client address) and the day's read count are committed before the
-    secret is read; ReadNotRecorded if they cannot be. Raises NoSecret,
+    its grace period). The versions are read once: the version number and
+    set-at time answered and logged, and the secret sent (or granted with),
+    all come from the one version picked, whatever commits meanwhile. The
+    secret_read event (account, token, credential, version, client address)
+    and the day's read count are committed before the secret is read;
+    ReadNotRecorded if they cannot be. Raises NoSecret,
     versions.NoReadableVersion (410), SecretUnavailable.
     """
     needed = logins.login_for(credential.auth).secret
@@ -131,7 +134,10 @@ def read(caller, credential, *, which=CURRENT, alias=None):
     answer = _settings(credential, served)
     if credential.auth in protocols.TOKEN_LOGINS:
         # A fresh access token, never the client secret or the refresh token (services.oauth_tokens decides how).
-        secrets = {needed.name: _plaintext(caller, credential, needed, served)} if which == PREVIOUS else None
+        # A typed secret (a client secret) is the served version's own; a refresh token stays the stored one,
+        # which the grant may replace (and which must then be stored, as only the stored one is).
+        own = served is not None and (which == PREVIOUS or needed.typed)
+        secrets = {needed.name: _plaintext(caller, credential, needed, served)} if own else None
         try:
             # Fresh for every read (as a tool that failed to log in and reads again expects), within the slots
             # of connection tests: the read rate limit bounds each account, the slots all of them together.
@@ -148,7 +154,7 @@ def read(caller, credential, *, which=CURRENT, alias=None):
                       access_token_expires_at=token.expires_at.isoformat().replace("+00:00", "Z")
                       if token.expires_at else None)
     else:
-        answer["password"] = _plaintext(caller, credential, needed, served if which == PREVIOUS else None)
+        answer["password"] = _plaintext(caller, credential, needed, served)
     if alias is not None:
         answer["alias"] = {"id": alias.id, "address": alias.address, "workspace": alias.workspace,
                            "project_type": alias.project_type, "client": alias.client}
@@ -179,17 +185,23 @@ def _failed(caller, credential, outcome, why):
         log.exception("could not record the failure of a read of credential %s", credential.id)
 
 
-def _plaintext(caller, credential, needed, previous=None):
-    """The stored secret `needed` (a logins.SecretRule) of `credential`: its current value, or the value of the
-    served previous version `previous` (a versions.VersionState). Raises versions.NoReadableVersion when that
-    version was forgotten meanwhile, SecretUnavailable (500, after logging the failed read) when the keys
-    cannot open it."""
+def _plaintext(caller, credential, needed, served=None):
+    """The secret `needed` (a logins.SecretRule) of `credential` that an answer naming `served` (the
+    versions.VersionState read once by ``read``, current or previous) sends: that version's own value, so the
+    version number, the time it was set and the secret always agree, even when a rotation committed since it
+    was read (a version's value never changes). Without a version (None: a secret stored before versions were
+    kept), the stored secret of `credential` as ``read`` was given it.
+
+    Raises versions.NoReadableVersion when that version was forgotten meanwhile,
+    SecretUnavailable (500, after logging the failed read) when the keys cannot open it.
+    """
     try:
-        if previous is not None:
+        if served is not None:
             # The listed version holds no ciphertext; its own row does (if it was not forgotten meanwhile).
-            stored = SecretVersion.get_or_none(SecretVersion.id == previous.version.id)
+            stored = SecretVersion.get_or_none(SecretVersion.id == served.version.id)
             if stored is None:
-                raise versions.NoReadableVersion("The previous version was forgotten meanwhile.")
+                raise versions.NoReadableVersion(f"Version {served.version.number} was forgotten meanwhile; "
+                                                 "read the connection again.")
             return stored.unseal(keys.ring(), "value")
         return credential.unseal(keys.ring(), needed.name)
     except UndecryptableSecret:

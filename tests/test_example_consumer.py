@@ -4,9 +4,13 @@ with no failed login; a rotation done in the wrong order costs one failed login,
 
 import importlib.util
 import os
+import queue
+import re
+import signal
 import ssl
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -57,9 +61,22 @@ def imap_context(server):
 
 
 def rotate_through_the_page(app, credential, password):
-    answer = signed_in(app, "editor").post(f"/credentials/{credential.id}/rotate", data={
-        "new_secret": password, "confirm_secret": password, "note": "new app password", "grace_hours": "24"})
+    """Rotate as an editor does: open the credential's page, type the new password into its Rotate form (which
+    carries the revision the page shows) and send it."""
+    editor = signed_in(app, "editor")
+    page = editor.get(f"/credentials/{credential.id}").text
+    [revision] = set(re.findall(r'<input[^>]*name="revision"[^>]*value="([0-9]+)"', page))
+    answer = editor.post(f"/credentials/{credential.id}/rotate", data={
+        "new_secret": password, "confirm_secret": password, "note": "new app password", "grace_hours": "24",
+        "revision": revision})
     assert answer.status_code == 303, answer.get_data(as_text=True)
+
+
+def secret_reads():
+    """What each secret_read in the audit log says it served ("current version 2"), oldest first."""
+    with models.db.connection_context():
+        return [event.details.split(" of ")[0] for event in AuditEvent.select().where(
+            AuditEvent.action == "secret_read").order_by(AuditEvent.id)]
 
 
 def test_the_example_counts_unseen_messages_across_a_rotation_with_no_failed_login(app, live_server, mailbox):
@@ -78,10 +95,7 @@ def test_the_example_counts_unseen_messages_across_a_rotation_with_no_failed_log
     assert [(count, settings["version"]) for count, settings in rounds] == [
         (INBOX_MESSAGE_COUNT, 1), (INBOX_MESSAGE_COUNT, 1), (INBOX_MESSAGE_COUNT, 2), (INBOX_MESSAGE_COUNT, 2)]
     assert failed_logins(server, log_start) == []
-    with models.db.connection_context():
-        reads = [event.details.split(" of ")[0] for event in AuditEvent.select().where(
-            AuditEvent.action == "secret_read").order_by(AuditEvent.id)]
-    assert reads == ["current version 1", "current version 1", "current version 2", "current version 2"]
+    assert secret_reads() == ["current version 1", "current version 1", "current version 2", "current version 2"]
 
 
 def test_a_rotation_in_the_wrong_order_costs_one_failed_login_and_no_stop(app, live_server, mailbox):
@@ -127,3 +141,33 @@ def test_the_example_runs_as_a_program_and_prints_no_secret(app, live_server, ma
     assert plain.returncode != 0 and "https://" in plain.stderr
     for output in (by_id, by_alias, refused):
         assert FIRST not in output.stdout + output.stderr and token not in output.stdout + output.stderr
+
+
+def test_the_program_reads_the_connection_again_on_sighup_and_logs_in_with_no_failure(app, live_server, mailbox):
+    server, log_start = mailbox
+    credential = saved(app, host="localhost", port=server.imaps_port, username=ROTATING_USER, password=FIRST)
+    token = token_of(account(groups=["Default"]))
+    command = [sys.executable, str(EXAMPLE), "--mailkeep", live_server, "--imap-ca", str(server.ca_file),
+               "--credential", str(credential.id), "--every", "0.2", "--refresh", "3600"]  # it would keep what it read
+    with subprocess.Popen(command, env={**os.environ, "MAILKEEP_TOKEN": token}, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as program:
+        printed = queue.Queue()
+        reader = threading.Thread(target=lambda: [printed.put(line) for line in program.stdout])
+        reader.start()
+        try:
+            assert printed.get(timeout=30) == "INBOX: 3 unseen (version 1)\n"
+            server.set_password(ROTATING_USER, SECOND, keep_previous=True)  # the provider's new one, the old kept
+            rotate_through_the_page(app, credential, SECOND)
+            program.send_signal(signal.SIGHUP)  # what a listener for secret.rotated does
+            while (line := printed.get(timeout=30)) != "INBOX: 3 unseen (version 2)\n":
+                assert line == "INBOX: 3 unseen (version 1)\n"
+            server.forget_previous_password(ROTATING_USER)  # the grace period is over: the old one is revoked
+            assert [printed.get(timeout=30) for _ in range(3)] == ["INBOX: 3 unseen (version 2)\n"] * 3
+        finally:
+            program.terminate()
+            program.wait(timeout=30)
+            reader.join(timeout=30)  # the pipe is at its end once the program is gone
+        errors = program.stderr.read()  # a few lines at most: it never filled the pipe
+    assert errors == "" and failed_logins(server, log_start) == []
+    # One read at the start and one on SIGHUP: nothing else (no refresh, no failed login) made it read again.
+    assert secret_reads() == ["current version 1", "current version 2"]

@@ -18,7 +18,7 @@ from app import create_app
 from clients import signed_in
 from models import AuditEvent, Credential, NotificationEvent, SecretVersion, StaleRevision
 from readers import account, client_of, saved
-from services import versions
+from services import connection_tests, versions
 from testdata import CANARY, MAILBOX_USER
 
 START = datetime(2030, 1, 1, 12, 0, 0)
@@ -163,7 +163,8 @@ def test_a_stale_if_match_changes_nothing(app, api):
         stale = api.open(url, method=method, json=body, headers={"If-Match": tag})
         assert stale.status_code == 412, (method, url, stale.status_code)
         assert "changed since" in stale.get_json()["error"] and stale.headers["ETag"] == etag(api, credential.id)
-    assert api.patch(path, json={"folder": "INBOX"}, headers={"If-Match": "W/\"junk\""}).status_code == 412
+    for junk in ('W/"junk"', '"\u00b2"', '"12345678901234567890"'):  # not a revision: a superscript two, too long
+        assert api.patch(path, json={"folder": "INBOX"}, headers={"If-Match": junk}).status_code == 412, junk
     now = api.get(path)
     assert now.get_json()["folder"] == "Archive" and [item["number"] for item in listed(api, credential.id)] == [1]
     assert api.patch(path, json={"folder": "INBOX"}, headers={"If-Match": "*"}).status_code == 200
@@ -259,13 +260,26 @@ def test_a_rotation_is_announced_once_committed(app, api, dovecot, monkeypatch):
     assert {(event.credential_id, event.actor) for event in events} == {(credential.id, "admin")}
 
 
+def revisions_on(html):
+    """The revisions a credential's page carries in its check-and-set forms (Rotate, each Restore)."""
+    return re.findall(r'<input[^>]*name="revision"[^>]*value="([0-9]+)"', html)
+
+
+def revision_of(html):
+    """The one revision the page was rendered with (every form of it carries the same)."""
+    [revision] = set(revisions_on(html))
+    return revision
+
+
 def test_the_page_rotates_tested_first_and_restores(app, dovecot):
     credential = saved(app, password="an old password", host="localhost", port=dovecot.imaps_port,
                        username=MAILBOX_USER)
     editor, viewer = signed_in(app, "editor"), signed_in(app, "viewer")
     page = f"/credentials/{credential.id}"
-    assert "Rotate the password" in editor.get(page).text and "Rotate the password" not in viewer.get(page).text
-    form = {"new_secret": "not-the-password", "confirm_secret": "not-the-password", "note": "", "grace_hours": "24"}
+    shown = editor.get(page).text
+    assert "Rotate the password" in shown and "Rotate the password" not in viewer.get(page).text
+    form = {"new_secret": "not-the-password", "confirm_secret": "not-the-password", "note": "", "grace_hours": "24",
+            "revision": revision_of(shown)}
     refused = editor.post(f"{page}/rotate", data=form)
     assert refused.status_code == 200 and "Not rotated: the new secret did not work." in refused.text
     assert "Authentication failed" in refused.text and "not-the-password" not in refused.text
@@ -276,12 +290,116 @@ def test_the_page_rotates_tested_first_and_restores(app, dovecot):
     assert "Rotated the password of Support: version 2 is current." in rotated.text
     assert re.search(r'class="badge untested">previous</span><span class="until">, readable until', rotated.text)
     assert "new app password" in rotated.text
-    restored = editor.post(f"{page}/secret-versions/1/restore", follow_redirects=True)
+    restored = editor.post(f"{page}/secret-versions/1/restore", data={"revision": revision_of(rotated.text)},
+                           follow_redirects=True)
     assert "Restored version 1 of Support as version 3." in restored.text
     assert viewer.post(f"{page}/secret-versions/2/restore").status_code == 403
     with models.db.connection_context():
         assert Credential.get_by_id(credential.id).unseal(app.extensions["mailkeep.keyring"], "password") == \
             "an old password"
+
+
+def test_the_page_saves_a_rotation_whose_test_failed_only_when_asked(app, dovecot):
+    credential = saved(app, password="an old password", host="localhost", port=dovecot.imaps_port,
+                       username=MAILBOX_USER)
+    editor, page = signed_in(app, "editor"), f"/credentials/{credential.id}"
+    form = {"new_secret": "wrong-but-wanted", "confirm_secret": "wrong-but-wanted", "note": "the provider is down",
+            "grace_hours": "0", "revision": revision_of(editor.get(page).text)}
+    assert "Not rotated: the new secret did not work." in editor.post(f"{page}/rotate", data=form).text
+    anyway = editor.post(f"{page}/rotate", data={**form, "save_anyway": "y"}, follow_redirects=True)
+    assert "Rotated the password of Support: version 2 is current." in anyway.text
+    assert "wrong-but-wanted" not in anyway.text
+    with models.db.connection_context():
+        stored = Credential.get_by_id(credential.id)
+        assert stored.unseal(app.extensions["mailkeep.keyring"], "password") == "wrong-but-wanted"
+        assert stored.last_test_ok is False  # the failed test of exactly what is now saved counts
+        [rotation] = AuditEvent.select().where(AuditEvent.action == "secret_rotation")
+        assert rotation.details == "password rotated to version 2; tested: failing (auth_failed), saved anyway"
+        assert [(version.number, version.note, version.retired) for version in SecretVersion.of(stored)] == [
+            (2, "the provider is down", False), (1, "", True)]
+
+
+def page_rotation_notes(credential):
+    """(number, who, note) of each version of `credential`, newest first."""
+    with models.db.connection_context():
+        return [(version.number, version.created_by, version.note) for version in SecretVersion.of(credential)]
+
+
+def test_of_two_rotations_from_pages_rendered_at_the_same_revision_exactly_one_applies(app, dovecot):
+    credential = saved(app, password="an old password", host="localhost", port=dovecot.imaps_port,
+                       username=MAILBOX_USER)
+    alice, bob = signed_in(app, "editor"), signed_in(app, "admin")
+    page = f"/credentials/{credential.id}"
+    seen = revision_of(alice.get(page).text)
+    assert revision_of(bob.get(page).text) == seen
+    form = {"new_secret": CANARY, "confirm_secret": CANARY, "grace_hours": "24"}
+    unnamed = bob.post(f"{page}/rotate", data={**form, "note": "from no page"})  # a form without its revision
+    assert unnamed.status_code == 409 and "This credential was changed meanwhile" in unnamed.text
+    assert alice.post(f"{page}/rotate", data={**form, "note": "from Alice", "revision": seen}).status_code == 303
+    late = bob.post(f"{page}/rotate", data={**form, "note": "from Bob", "grace_hours": "5", "save_anyway": "y",
+                                             "revision": seen})
+    assert late.status_code == 409
+    assert "This credential was changed meanwhile, so nothing was rotated" in late.text
+    assert page_rotation_notes(credential) == [(2, "editor", "from Alice"), (1, "admin", "")]
+    # What Bob typed is still there (never the secret), and the form now carries the revision the page shows.
+    assert re.search(r'name="note"[^>]*value="from Bob"', late.text)
+    assert re.search(r'name="grace_hours"[^>]*value="5"', late.text)
+    assert re.search(r'name="save_anyway"[^>]*checked|checked[^>]*name="save_anyway"', late.text)
+    assert CANARY not in late.text
+    with models.db.connection_context():
+        current = str(Credential.get_by_id(credential.id).revision)
+    assert current != seen and revision_of(late.text) == current
+    # Typing the secret again on the page that shows Alice's version is a decision of its own.
+    again = bob.post(f"{page}/rotate", data={**form, "note": "from Bob", "revision": revision_of(late.text)})
+    assert again.status_code == 303
+    assert page_rotation_notes(credential)[0] == (3, "admin", "from Bob")
+
+
+def test_a_page_rotation_is_refused_when_the_credential_changes_while_its_test_runs(app, api, dovecot, monkeypatch):
+    credential = saved(app, password="an old password", host="localhost", port=dovecot.imaps_port,
+                       username=MAILBOX_USER)
+    editor, page = signed_in(app, "editor"), f"/credentials/{credential.id}"
+    revision = revision_of(editor.get(page).text)
+    test = connection_tests.test
+
+    def changed_meanwhile(*args, **kwargs):
+        # Someone changes the secret while the new one is being tested: the early check passed already.
+        assert api.put(f"/api/v1/credentials/{credential.id}/secrets/password",
+                       json={"value": "set meanwhile"}).status_code == 204
+        return test(*args, **kwargs)
+
+    monkeypatch.setattr(connection_tests, "test", changed_meanwhile)
+    refused = editor.post(f"{page}/rotate", data={"new_secret": CANARY, "confirm_secret": CANARY,
+                                                   "note": "rotated", "grace_hours": "24", "revision": revision})
+    assert refused.status_code == 409 and "This credential was changed meanwhile" in refused.text
+    assert [number for number, _, _ in page_rotation_notes(credential)] == [2, 1]
+    with models.db.connection_context():
+        assert Credential.get_by_id(credential.id).unseal(app.extensions["mailkeep.keyring"], "password") == \
+            "set meanwhile"
+        assert AuditEvent.select().where(AuditEvent.action == "secret_rotation").count() == 0
+
+
+def test_a_restore_from_a_page_out_of_date_changes_nothing(app, api):
+    credential = saved(app, password="first password")
+    secret_route = f"/api/v1/credentials/{credential.id}/secrets/password"
+    assert api.put(secret_route, json={"value": "second password"}).status_code == 204
+    editor, page = signed_in(app, "editor"), f"/credentials/{credential.id}"
+    shown = editor.get(page).text
+    assert 'aria-label="Restore version 1"' in shown
+    assert api.put(secret_route, json={"value": "third password"}).status_code == 204  # meanwhile
+    refused = editor.post(f"{page}/secret-versions/1/restore", data={"revision": revision_of(shown)},
+                          follow_redirects=True)
+    assert "This credential was changed meanwhile, so version 1 was not restored" in refused.text
+    assert [number for number, _, _ in page_rotation_notes(credential)] == [3, 2, 1]
+    assert editor.post(f"{page}/secret-versions/1/restore").status_code == 303  # no revision: refused too
+    assert [number for number, _, _ in page_rotation_notes(credential)] == [3, 2, 1]
+    with models.db.connection_context():
+        keyring = app.extensions["mailkeep.keyring"]
+        assert Credential.get_by_id(credential.id).unseal(keyring, "password") == "third password"
+        assert AuditEvent.select().where(AuditEvent.action == "secret_restore").count() == 0
+    restored = editor.post(f"{page}/secret-versions/1/restore", data={"revision": revision_of(refused.text)},
+                           follow_redirects=True)
+    assert "Restored version 1 of Support as version 4." in restored.text
 
 
 def test_key_rotation_re_encrypts_the_versions_too(app_config, tmp_path):

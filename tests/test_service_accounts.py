@@ -146,6 +146,30 @@ def test_used_by_shows_who_read_a_credential_when_last_and_how_often_this_week(a
     assert "elsewhere" not in html
 
 
+def used_by_section(html):
+    """The "Used by" section of a credential's page (templates/credentials/_used_by.html)."""
+    return re.search(r'<section[^>]*id="used-by">(.*?)</section>', html, re.S).group(1)
+
+
+def test_used_by_lists_the_aliases_that_route_mail_through_the_credential(app, client):
+    credential = saved(app)  # its username is help@example.com: no alias below is named alike
+    other = saved(app, name="Other", username="other@example.com")
+    page = f"/credentials/{credential.id}"
+    assert "No alias routes mail through this credential." in used_by_section(client.get(page).text)
+    with models.db.connection_context():
+        support = models.Alias.create(address="support@example.com", credential=credential, workspace="Helpdesk")
+        billing = models.Alias.create(address="billing@example.com", credential=credential)
+        models.Alias.create(address="sales@example.com", credential=other, workspace="Sales")
+    section = used_by_section(client.get(page).text)
+    assert [item.strip() for item in re.findall(r"<li>(.*?)</li>", section, re.S)] == [
+        f'<a href="/aliases/{billing.id}/edit">billing@example.com</a>',
+        f'<a href="/aliases/{support.id}/edit">support@example.com</a> · Helpdesk']
+    assert "sales@example.com" not in section and "Sales" not in section and "No alias routes" not in section
+    # A viewer sees the same aliases, without links to pages it may not open.
+    seen = used_by_section(signed_in(app, "viewer").get(page).text)
+    assert re.findall(r"<li>(.*?)</li>", seen, re.S) == ["billing@example.com", "support@example.com · Helpdesk"]
+
+
 def test_an_editor_sees_used_by_without_links_to_the_admins_pages(app):
     credential = saved(app)
     account("helpdesk", groups=["Default"])

@@ -12,10 +12,11 @@ from peewee import OperationalError
 import audit
 import database
 import models
+import sealing
 from api_spec import matches_spec
-from models import AuditEvent, Credential, SecretRead
+from models import AuditEvent, Credential, SecretRead, SecretVersion
 from readers import READ, TEST, account, client_of, saved
-from services import serving
+from services import serving, versions
 from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER, holds_canary, recorded_body
 from views import serving as serving_views
 
@@ -147,7 +148,8 @@ def test_a_read_that_cannot_be_audited_sends_no_secret(app, monkeypatch):
 
     unsealed = []
     monkeypatch.setattr(audit, "record", failing)
-    monkeypatch.setattr(Credential, "unseal", lambda self, *args, **kwargs: unsealed.append(self) or CANARY)
+    # Every stored secret (a credential's, a version's) is opened through sealing.Sealed.unseal.
+    monkeypatch.setattr(sealing.Sealed, "unseal", lambda self, *args, **kwargs: unsealed.append(self) or CANARY)
     response = client.get(f"/api/v1/credentials/{credential.id}/connection")
     assert response.status_code == 503 and "no secret was sent" in response.get_json()["error"]
     assert set(response.get_json()) == {"error"} and unsealed == []
@@ -160,7 +162,7 @@ def test_the_read_is_committed_before_the_secret_is_read(app, monkeypatch):
     credential = saved(app)
     client = client_of(app, account(groups=["Default"]))
     seen_by_another_connection = []
-    unseal = Credential.unseal
+    unseal = sealing.Sealed.unseal
 
     def look_first(self, *args, **kwargs):
         # What another connection sees now is what is committed: the read must be there already.
@@ -169,9 +171,28 @@ def test_the_read_is_committed_before_the_secret_is_read(app, monkeypatch):
         thread.join()
         return unseal(self, *args, **kwargs)
 
-    monkeypatch.setattr(Credential, "unseal", look_first)
+    monkeypatch.setattr(sealing.Sealed, "unseal", look_first)
     assert client.get(f"/api/v1/credentials/{credential.id}/connection").status_code == 200
     assert seen_by_another_connection == [1]
+
+
+def test_a_rotation_between_reading_the_credential_and_its_versions_sends_the_version_it_names(app, monkeypatch):
+    credential = saved(app)
+    client = client_of(app, account(groups=["Default"]))
+    serving_version = versions.serving
+
+    def rotated_in_between(read, which, at=None):
+        # Another request's rotation commits after `read` (the credential's row) was read, before its versions.
+        versions.change_secret(Credential.get_by_id(read.id), "password", "rotated in between", actor="admin")
+        return serving_version(read, which, at)
+
+    monkeypatch.setattr(versions, "serving", rotated_in_between)
+    answer = client.get(f"/api/v1/credentials/{credential.id}/connection").get_json()
+    with models.db.connection_context():
+        second = SecretVersion.get((SecretVersion.credential == credential.id) & (SecretVersion.number == 2))
+    assert (answer["version"], answer["set_at"], answer["password"]) == (
+        2, second.created_at.isoformat() + "Z", "rotated in between")
+    assert reads_of(credential.id)[0].details.startswith("current version 2 of the password")
 
 
 def test_reads_are_rate_limited_per_service_account(app):
@@ -187,9 +208,11 @@ def test_reads_are_rate_limited_per_service_account(app):
 
 def test_a_secret_that_cannot_be_read_is_an_error_without_it(app):
     credential = saved(app)
-    with models.db.connection_context():
+    with models.db.connection_context():  # the stored secret and its version alike
         Credential.update(password_ciphertext="mk1$0000000000000000$AAAA").where(
             Credential.id == credential.id).execute()
+        SecretVersion.update(value_ciphertext="mk1$0000000000000000$AAAA").where(
+            SecretVersion.credential == credential.id).execute()
     response = client_of(app, account(groups=["Default"])).get(f"/api/v1/credentials/{credential.id}/connection")
     assert response.status_code == 500 and "cannot be read" in response.get_json()["error"]
     assert [event.outcome for event in reads_of(credential.id)] == ["ok", "failed"]
@@ -255,14 +278,25 @@ def test_the_canary_may_be_only_in_the_secret_of_a_connection_answer_to_a_servic
 
 
 def test_the_canary_is_nowhere_else_after_reads_of_every_kind(app, tmp_path):
-    """After reads (current, previous, by alias) the canary check of this test runs over the log, the audit
-    log and the database files: only the connection answers' secret fields may have held it."""
-    credential = saved(app)
-    with models.db.connection_context():
-        models.Alias.create(address="support@example.com", credential=credential)
+    """After reads (current, previous, by alias id and address) the canary check of this test runs over the
+    log, the audit log and the database files: only the connection answers' secret fields may have held it."""
+    credential = saved(app)  # the canary is version 1...
+    rotated = f"next-{CANARY}"  # ...and in version 2 too, so every read below sends it
+    with app.app_context(), models.db.connection_context():
+        alias = models.Alias.create(address="support@example.com", credential=credential)
+        versions.change_secret(Credential.get_by_id(credential.id), "password", rotated, actor="admin",
+                               grace_seconds=3600)
     client = client_of(app, account(groups=["Default"]))
-    client.get(f"/api/v1/credentials/{credential.id}/connection")
-    client.get("/api/v1/aliases/1/connection")
+    sent = {}
+    for path in (f"/api/v1/credentials/{credential.id}/connection", f"/api/v1/aliases/{alias.id}/connection",
+                 "/api/v1/aliases/by-address/support@example.com/connection"):
+        for which in ("current", "previous"):
+            answer = client.get(f"{path}?version={which}")
+            assert answer.status_code == 200, (path, which)
+            sent[path, which] = answer.get_json()["version"], answer.get_json()["password"]
+    assert set(sent.values()) == {(2, rotated), (1, CANARY)} and len(sent) == 6
+    assert [event.details.split(" of ")[0] for event in reads_of(credential.id)] == [
+        "current version 2", "previous version 1"] * 3
     with models.db.connection_context():
         details = " ".join(event.details for event in AuditEvent.select())
     assert not holds_canary(details.encode())
