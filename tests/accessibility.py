@@ -63,3 +63,15 @@ def screen_problems(page, where, viewport):
     squeezed = [f"{where}: the select {name} is too narrow to show its choice"
                 for name in page.evaluate(SQUEEZED_SELECTS)]
     return wide + squeezed + [f"{where}: {finding}" for finding in violations(page)]
+
+
+def problems_on_screens(page, where, screens):
+    """``screen_problems`` of `page` as it is now at each of `screens` (viewport dicts, CSS pixels, the first
+    being the one the page has), each line naming the width: the page is resized, not loaded again, so a
+    sweep reaches each state once for every screen size. The page is left at the first size."""
+    problems = []
+    for screen in screens:
+        page.set_viewport_size(screen)
+        problems.extend(screen_problems(page, f"{where} at {screen['width']} px", screen))
+    page.set_viewport_size(screens[0])
+    return problems

@@ -3,11 +3,10 @@ user, the Login filter and a token's expiry; the page fixture asserts no console
 
 from datetime import timedelta
 
-import pytest
 from playwright.sync_api import expect
 
 import models
-from accessibility import screen_problems, serve_axe, violations
+from accessibility import problems_on_screens, violations
 from testdata import USER_PASSWORD
 
 
@@ -69,11 +68,9 @@ def test_the_login_filter_and_a_token_expiry_in_the_browser(page, live_server):
 
 
 
-@pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}, {"width": 1280, "height": 800}],
-                         ids=["phone", "desktop"])
-def test_the_account_pages_fit_the_screen_and_pass_axe(page, live_server, viewport):
-    page.set_viewport_size(viewport)
-    serve_axe(page)
+def test_the_account_pages_fit_the_screen_and_pass_axe(page, live_server):
+    screens = ({"width": 390, "height": 844}, {"width": 1280, "height": 800})
+    page.set_viewport_size(screens[0])
     with models.db.connection_context():
         editor_id = models.User.get(models.User.username == "editor").id
         models.ApiToken.issue(models.User.get(models.User.username == "admin"), "nightly",
@@ -82,7 +79,7 @@ def test_the_account_pages_fit_the_screen_and_pass_axe(page, live_server, viewpo
     for path in ("/account/", f"/users/{editor_id}/password", f"/users/{editor_id}/delete", "/users/", "/tokens/",
                  "/credentials/?auth=password"):
         page.goto(f"{live_server}{path}")
-        problems.extend(screen_problems(page, path, viewport))
+        problems.extend(problems_on_screens(page, path, screens))
     page.goto(f"{live_server}/account/")
     page.get_by_role("button", name="Change password").click()  # nothing typed: the form shows its errors
     problems.extend(f"/account/ with errors: {finding}" for finding in violations(page))

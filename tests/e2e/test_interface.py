@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 import models
-from accessibility import screen_problems, serve_axe
+from accessibility import problems_on_screens, serve_axe
 from clients import fill_username, loaded, sign_in, start_session, watch
 from servers import SocketServer, never_greet
 from sign_in import registered_app
@@ -283,31 +283,31 @@ def middle(locator):
     return box["y"] + box["height"] / 2
 
 
-@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
-def test_errors_sit_clear_of_their_fields_and_the_account_bar_lines_up(page, live_server, viewport):
-    page.set_viewport_size(viewport)
+def test_errors_sit_clear_of_their_fields_and_the_account_bar_lines_up(page, live_server):
     page.goto(f"{live_server}/credentials/new")
     label(page, "Port").fill("70000")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#port-error")).to_be_visible()
-    gaps = dict(page.evaluate(ERROR_GAPS))
-    assert {"name", "host", "port"} <= gaps.keys(), gaps
-    assert all(gap >= 1 for gap in gaps.values()), f"an error touches or overlaps its control: {gaps}"
-
-    signed_in, sign_out = page.locator(".signed-in-as"), page.get_by_role("button", name="Sign out")
-    assert abs(middle(signed_in) - middle(sign_out)) <= 2, "the signed-in label and Sign out line up"
+    for screen in (PHONE, DESKTOP):
+        page.set_viewport_size(screen)
+        gaps = dict(page.evaluate(ERROR_GAPS))
+        assert {"name", "host", "port"} <= gaps.keys(), gaps
+        assert all(gap >= 1 for gap in gaps.values()), f"an error touches its control at {screen}: {gaps}"
+        signed_in, sign_out = page.locator(".signed-in-as"), page.get_by_role("button", name="Sign out")
+        assert abs(middle(signed_in) - middle(sign_out)) <= 2, f"the signed-in label and Sign out at {screen}"
 
 
 # 4 and 17. Every page and state: no sideways scrolling on a phone, and nothing axe-core calls serious.
 
-def check(page, live_server, where, problems, viewport):
-    """Record what is wrong with `page` as it is now (accessibility.screen_problems)."""
-    problems.extend(screen_problems(page, where, viewport))
+def check(page, where, problems, screens):
+    """Record what is wrong with `page` as it is now at each of `screens`, the first its present size
+    (accessibility.problems_on_screens)."""
+    problems.extend(problems_on_screens(page, where, screens))
 
 
-@pytest.mark.parametrize("viewport", [PHONE, TABLET, DESKTOP], ids=["phone", "tablet", "desktop"])
-def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_server, app, dovecot, viewport):
-    context = browser.new_context(viewport=viewport, reduced_motion="reduce")
+def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_server, app, dovecot):
+    screens = (PHONE, TABLET, DESKTOP)
+    context = browser.new_context(viewport=PHONE, reduced_motion="reduce")
     page = context.new_page()
     seen = watch(page)
     page.on("dialog", lambda dialog: dialog.accept())
@@ -316,31 +316,31 @@ def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_serve
 
     def visit(path, where=None):
         page.goto(f"{live_server}{path}")
-        check(page, live_server, where or path, problems, viewport)
+        check(page, where or path, problems, screens)
 
     with models.db.connection_context():  # the set-up page shows only while nobody can sign in
         users = list(models.User.select().dicts())
         models.User.delete().execute()
     page.goto(f"{live_server}/setup")
     label(page, "Username").fill("root")
-    check(page, live_server, "set-up", problems, viewport)
+    check(page, "set-up", problems, screens)
     with models.db.connection_context():
         models.User.insert_many(users).execute()
     start_session(page, app, live_server, "admin")
     visit("/credentials/", "credentials, none yet")
     page.goto(f"{live_server}/credentials/new")
     page.get_by_role("button", name="Save", exact=True).click()
-    check(page, live_server, "a new credential with errors", problems, viewport)
+    check(page, "a new credential with errors", problems, screens)
     fill_credential(page, dovecot.imaps_port, password="not-the-password")
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator(".test-result")).to_be_visible()
-    check(page, live_server, "a failed test", problems, viewport)
+    check(page, "a failed test", problems, screens)
     label(page, "Password").fill(CANARY)
     page.get_by_role("button", name="Add row").click()
     page.get_by_label("Key", exact=True).fill("a-rather-long-key-for-a-phone")
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator(".test-result.ok")).to_be_visible()
-    check(page, live_server, "a green test with the folder picker", problems, viewport)
+    check(page, "a green test with the folder picker", problems, screens)
     save(page)
     page.goto(f"{live_server}/credentials/new")
     fill_credential(page, dovecot.imaps_port, name="Wrong password", password="wrong")
@@ -348,39 +348,39 @@ def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_serve
     save(page, "Wrong password")
     page.get_by_role("button", name="Test Wrong password").click()
     expect(page.locator("tr", has_text="Wrong password")).to_contain_text("Failing")
-    check(page, live_server, "credentials with badges", problems, viewport)
+    check(page, "credentials with badges", problems, screens)
     page.get_by_role("searchbox").fill("nothing like this")
     expect(page.locator(".empty")).to_be_visible()
-    check(page, live_server, "credentials, none matching", problems, viewport)
+    check(page, "credentials, none matching", problems, screens)
 
     page.goto(f"{live_server}/aliases/new")
     label(page, "Address").fill("a-long-address-for-the-helpdesk@example.com")
     with page.expect_response(lambda response: "credential-choices" in response.url):
         label(page, "Credential").fill("Support")
     expect(page.get_by_role("radio", name="Support desk")).to_have_count(1)
-    check(page, live_server, "the alias form's credential search", problems, viewport)
+    check(page, "the alias form's credential search", problems, screens)
     page.get_by_role("radio", name="Support desk").check()
     page.get_by_role("button", name="Save", exact=True).click()
-    check(page, live_server, "aliases", problems, viewport)
+    check(page, "aliases", problems, screens)
     page.goto(f"{live_server}/credentials/")
     page.get_by_role("button", name="Delete Support desk").click()
     expect(page.locator("#messages")).to_contain_text("was not deleted")
-    check(page, live_server, "a refused delete", problems, viewport)
+    check(page, "a refused delete", problems, screens)
 
     page.goto(f"{live_server}/credentials/1/edit")
     label(page, "Username").fill("someone@outlook.com")
     expect(page.locator(".suggestion")).to_be_visible()
     label(page, "Host").fill("elsewhere.example.com")
-    check(page, live_server, "a provider's suggestion", problems, viewport)
+    check(page, "a provider's suggestion", problems, screens)
     page.goto(f"{live_server}/credentials/1/edit")
     label(page, "Port").fill("1")
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator("#test-secret")).to_be_visible()
-    check(page, live_server, "the prompt for a password to test with", problems, viewport)
+    check(page, "the prompt for a password to test with", problems, screens)
     page.goto(f"{live_server}/credentials/1/edit")
     page.get_by_role("link", name="Change password").click()
     expect(page.get_by_role("dialog")).to_be_visible()
-    check(page, live_server, "the change-password dialog", problems, viewport)
+    check(page, "the change-password dialog", problems, screens)
 
     for path in ("/credentials/1/password", "/credentials/1/delete", "/aliases/", "/aliases/1/edit", "/groups/",
                  "/groups/1/edit", "/tokens/", "/users/", "/audit/", "/audit/?action=nothing", "/no-such-page",
@@ -389,29 +389,29 @@ def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_serve
     page.goto(f"{live_server}/credentials/")
     page.get_by_role("button", name="Test all").click()
     expect(page.locator(".check-run")).to_contain_text("checked")
-    check(page, live_server, "Test all's progress", problems, viewport)
+    check(page, "Test all's progress", problems, screens)
     page.goto(f"{live_server}/notifications/")
     label(page, "Name").fill("Ops")
     label(page, "Webhook URL").fill("https://hooks.example.com/mailkeep")
     page.get_by_role("button", name="Add channel").click()
     expect(page.locator(".new-secret")).to_be_visible()
-    check(page, live_server, "a new webhook's signing secret", problems, viewport)
+    check(page, "a new webhook's signing secret", problems, screens)
     page.get_by_role("button", name="Save relay").click()
-    check(page, live_server, "the relay with errors", problems, viewport)
+    check(page, "the relay with errors", problems, screens)
     page.goto(f"{live_server}/tokens/")
     label(page, "Name").fill("phone")
     page.get_by_role("button", name="Make token").click()
-    check(page, live_server, "a new token", problems, viewport)
+    check(page, "a new token", problems, screens)
 
     # Service accounts and secret versions (issue 11).
     visit("/service-accounts/", "service accounts, none yet")
     label(page, "Name").fill("helpdesk")
     page.get_by_label("Default", exact=True).check()
     page.get_by_role("button", name="Add service account").click()
-    check(page, live_server, "a service account", problems, viewport)
+    check(page, "a service account", problems, screens)
     label(page, "Token name").fill("production")
     page.get_by_role("button", name="Make token").click()
-    check(page, live_server, "a new service token", problems, viewport)
+    check(page, "a new service token", problems, screens)
     visit("/service-accounts/1?credential_query=support", "the service account's credential search")
     visit("/service-accounts/", "service accounts")
     page.goto(f"{live_server}/credentials/1")
@@ -420,12 +420,12 @@ def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_serve
     label(page, "Confirm it").fill("not-the-password")
     page.get_by_role("button", name="Test and rotate").click()
     expect(page.locator("#secret-versions .refused")).to_be_visible()
-    check(page, live_server, "a refused rotation", problems, viewport)
+    check(page, "a refused rotation", problems, screens)
     label(page, "New password").fill(CANARY)
     label(page, "Confirm it").fill(CANARY)
     page.get_by_role("button", name="Test and rotate").click()
     expect(page.locator("#secret-versions")).to_contain_text("previous")
-    check(page, live_server, "a credential with versions and its users", problems, viewport)
+    check(page, "a credential with versions and its users", problems, screens)
 
     start_session(page, app, live_server, "viewer")
     for path in ("/credentials/", "/aliases/", "/groups/", "/tokens/", "/credentials/1/edit", "/credentials/1"):
@@ -452,14 +452,13 @@ def test_a_swap_keeps_the_policy_when_a_swapped_element_carries_a_style(page, li
     expect(page.locator("#credential-1")).not_to_have_attribute("style", re.compile(".*"))
 
 
-@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
-def test_the_oauth_pages_and_states_fit_the_screen_and_pass_axe(browser, live_server, app, dovecot, token_server,
-                                                                viewport):
+def test_the_oauth_pages_and_states_fit_the_screen_and_pass_axe(browser, live_server, app, dovecot, token_server):
     """OAuth2 sign-in's pages and states: the OAuth apps page and form, the sign-in in the credential form,
     a test asking to sign in, consent gone with "Sign in again", the credential's sign-in section, a refused
     return, and the Microsoft 365 preset of client credentials."""
     app.config["BASE_URL"] = live_server
-    context = browser.new_context(viewport=viewport, reduced_motion="reduce")
+    screens = (PHONE, DESKTOP)
+    context = browser.new_context(viewport=PHONE, reduced_motion="reduce")
     page = context.new_page()
     seen = watch(page)
     page.on("dialog", lambda dialog: dialog.accept())
@@ -469,13 +468,13 @@ def test_the_oauth_pages_and_states_fit_the_screen_and_pass_axe(browser, live_se
 
     def visit(path, where=None):
         page.goto(f"{live_server}{path}")
-        check(page, live_server, where or path, problems, viewport)
+        check(page, where or path, problems, screens)
 
     visit("/oauth-apps/", "OAuth apps, none yet")
     page.goto(f"{live_server}/oauth-apps/new")
     label(page, "Provider").select_option("custom")
     page.get_by_role("button", name="Save", exact=True).click()
-    check(page, live_server, "a new custom OAuth app with errors", problems, viewport)
+    check(page, "a new custom OAuth app with errors", problems, screens)
     label(page, "Provider").select_option("microsoft")
     label(page, "Name").fill("Contoso mail with a rather long name")
     label(page, "Tenant").fill("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
@@ -497,25 +496,25 @@ def test_the_oauth_pages_and_states_fit_the_screen_and_pass_axe(browser, live_se
     label(page, "Username").fill(MAILBOX_USER)
     label(page, "Authentication").select_option("oauth2_client_credentials")
     page.locator("details.preset summary").click()
-    check(page, live_server, "the Microsoft 365 app-only preset", problems, viewport)
+    check(page, "the Microsoft 365 app-only preset", problems, screens)
     label(page, "Authentication").select_option("oauth2_sign_in")
-    check(page, live_server, "the sign-in buttons", problems, viewport)
+    check(page, "the sign-in buttons", problems, screens)
     page.get_by_role("button", name="Save", exact=True).click()
     page.goto(f"{live_server}/credentials/1/edit")
-    check(page, live_server, "a credential waiting for its sign-in", problems, viewport)
+    check(page, "a credential waiting for its sign-in", problems, screens)
     page.get_by_role("button", name="Sign in with Test provider").click()
     page.get_by_role("button", name="Approve").click()
     expect(page.locator("#messages")).to_contain_text("Tested: working.")
-    check(page, live_server, "signed in and tested", problems, viewport)
+    check(page, "signed in and tested", problems, screens)
     token_server.revoke_consent(MAILBOX_USER)
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator("#test-result .cause-code")).to_have_text("Cause: oauth_consent_required")
-    check(page, live_server, "consent gone: Sign in again", problems, viewport)
+    check(page, "consent gone: Sign in again", problems, screens)
     visit("/credentials/1", "a credential's sign-in")
     page.goto(f"{live_server}/oauth-apps/")
     page.get_by_role("button", name="Delete Test provider").click()
     expect(page.locator("#messages")).to_contain_text("was not deleted")
-    check(page, live_server, "an OAuth app still in use", problems, viewport)
+    check(page, "an OAuth app still in use", problems, screens)
     visit("/oauth/callback?state=not-a-sign-in&code=x", "a refused return from the provider")
     context.close()
     assert problems == []
