@@ -160,23 +160,41 @@ def test_the_table_names_every_route(app):
     assert routes(app) == set(LEAST_ROLE)
 
 
-@pytest.mark.parametrize(("rule", "method"), sorted(LEAST_ROLE), ids=lambda value: str(value))
-def test_every_route_lets_in_exactly_the_roles_it_should(app, rule, method):
-    least = LEAST_ROLE[(rule, method)]
-    url = example_url(rule)  # no such row: nothing is changed, the check still runs
-    api = rule.startswith("/api/") or rule in TOKEN_ROUTES
-    for identity in IDENTITIES:
-        response = _client(app, identity, api).open(url, method=method, json={} if api else None,
-                                                     data=None if api else {"name": "x"})
-        allowed = ROLE_ORDER.index(identity if identity != "anonymous" else "public") >= ROLE_ORDER.index(least)
-        if allowed:
-            assert response.status_code not in (401, 403), (identity, response.status_code)
-            if not api and least != "public":
-                assert not _to_login(response), identity
-        elif identity == "anonymous":
-            assert response.status_code == 401 if api else _to_login(response), (identity, response.status_code)
-        else:
-            assert response.status_code == 403, (identity, response.status_code)
+def route_family(rule):
+    """The family `rule` belongs to: ``/api/v1/<resource>`` for the API, else its first path segment
+    (``/credentials``). The route tables' tests take a family at a time: one application and database for
+    its routes instead of one for each route (each route still checked on its own, named in each message)."""
+    parts = rule.strip("/").split("/")
+    return "/" + "/".join(parts[:3] if parts[0] == "api" else parts[:1])
+
+
+FAMILIES = sorted({route_family(rule) for rule, _ in LEAST_ROLE})
+
+
+def family_routes(family):
+    """The (rule, method) pairs of LEAST_ROLE in `family` (see route_family), sorted."""
+    return sorted(route for route in LEAST_ROLE if route_family(route[0]) == family)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_route_lets_in_exactly_the_roles_it_should(app, family):
+    for rule, method in family_routes(family):
+        least = LEAST_ROLE[(rule, method)]
+        url = example_url(rule)  # no such row: nothing is changed, the check still runs
+        api = rule.startswith("/api/") or rule in TOKEN_ROUTES
+        for identity in IDENTITIES:
+            response = _client(app, identity, api).open(url, method=method, json={} if api else None,
+                                                         data=None if api else {"name": "x"})
+            allowed = ROLE_ORDER.index(identity if identity != "anonymous" else "public") >= ROLE_ORDER.index(least)
+            said = (method, rule, identity, response.status_code)
+            if allowed:
+                assert response.status_code not in (401, 403), said
+                if not api and least != "public":
+                    assert not _to_login(response), said
+            elif identity == "anonymous":
+                assert response.status_code == 401 if api else _to_login(response), said
+            else:
+                assert response.status_code == 403, said
 
 
 def _to_login(response):
@@ -224,10 +242,15 @@ def _reading_rows(app):
     return rows
 
 
-def _service_request(app, rows, rule, method, caller):
-    scopes, where, expired, network_allowed = SERVICE_CALLERS[caller]
-    made = readers.account(f"{caller}", scopes=scopes, groups=["Readable"],
-                           networks="" if network_allowed else "10.0.0.0/8")
+def _service_accounts():
+    """One service account for each kind of caller in SERVICE_CALLERS: {caller: account}."""
+    return {caller: readers.account(caller, scopes=scopes, groups=["Readable"],
+                                    networks="" if network_allowed else "10.0.0.0/8")
+            for caller, (scopes, _, _, network_allowed) in SERVICE_CALLERS.items()}
+
+
+def _service_request(app, rows, rule, method, caller, made):
+    _, where, expired, _ = SERVICE_CALLERS[caller]
     client = readers.client_of(app, made, expired=expired)
     row = rows[where]
     row_id = row["alias"] if rule.startswith("/api/v1/aliases/") else row["credential"]
@@ -237,13 +260,20 @@ def _service_request(app, rows, rule, method, caller):
     return client.open(url, method=method, json=body if api else None, data=None if api else {"name": "x"})
 
 
-@pytest.mark.parametrize(("rule", "method"), sorted(LEAST_ROLE), ids=lambda value: str(value))
-def test_every_route_lets_in_exactly_the_service_accounts_it_should(app, rule, method):
-    rows = _reading_rows(app)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_route_lets_in_exactly_the_service_accounts_it_should(app, family):
+    rows, accounts = _reading_rows(app), _service_accounts()
+    for rule, method in family_routes(family):
+        _check_service_accounts(app, rows, accounts, rule, method)
+
+
+def _check_service_accounts(app, rows, accounts, rule, method):
+    """Every kind of service-account caller on the route (rule, method), and, where it matters, an expired
+    personal token and people's sessions and personal tokens."""
     least, scope = LEAST_ROLE[(rule, method)], SERVICE_SCOPE.get((rule, method))
     api = rule.startswith("/api/") or rule in TOKEN_ROUTES
     for caller, (scopes, where, expired, network_allowed) in SERVICE_CALLERS.items():
-        status = _service_request(app, rows, rule, method, caller).status_code
+        status = _service_request(app, rows, rule, method, caller, accounts[caller]).status_code
         if least == "public":
             expected = "not refused"
         elif not api:
@@ -256,24 +286,26 @@ def test_every_route_lets_in_exactly_the_service_accounts_it_should(app, rule, m
             expected = 404  # it must not learn what exists
         else:
             expected = 200
+        said = (method, rule, caller, status)
         if expected == "not refused":
-            assert status not in (401, 403), (caller, status)
+            assert status not in (401, 403), said
         elif expected == "sign in":
-            assert status == 302, (caller, status)
+            assert status == 302, said
         else:
-            assert status == expected, (caller, status)
+            assert status == expected, said
     if api and least != "public":  # an expired personal token is no token, on every route
         with models.db.connection_context():
             _, expired = models.ApiToken.issue(models.User.get(models.User.username == "admin"), "old",
                                                expires_at=models.utcnow() - timedelta(minutes=1))
         client = app.test_client()
         client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {expired}"
-        assert client.open(example_url(rule), method=method, json={}).status_code == 401
+        assert client.open(example_url(rule), method=method, json={}).status_code == 401, (method, rule)
     if least == "service":  # no person, with a session or a personal token, reads a connection
         for identity in IDENTITIES[1:]:
             url = example_url(rule, str(rows["inside"]["credential"]), address=rows["inside"]["address"])
-            assert signed_in(app, identity).open(url, method=method).status_code == 403, identity
-            assert _client(app, identity, api=True).open(url, method=method).status_code == 403, identity
+            assert signed_in(app, identity).open(url, method=method).status_code == 403, (method, rule, identity)
+            assert _client(app, identity, api=True).open(url, method=method).status_code == 403, (
+                method, rule, identity)
 
 
 def test_an_htmx_request_without_a_session_says_so_and_leaves_the_page_where_it_is(app):
