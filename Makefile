@@ -46,12 +46,16 @@ $(VENV)/bin/python:
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(call apt_install,python3-venv)
 	$(PYTHON) -m venv $(VENV)
 
+# --no-compile: modules are compiled when first imported, only those used, instead of every installed one (a
+# quarter of the install's time).
+PIP_INSTALL := $(VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile
+
 $(VENV)/.installed: requirements.txt | $(VENV)/bin/python
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
 $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	$(PIP_INSTALL) -r requirements-test.txt
 	touch $@
 
 # Dovecot, Chromium, PostgreSQL and Redis come from Debian; without them the tests skip (or fail under CI=true).
