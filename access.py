@@ -282,7 +282,7 @@ def check_access():
     view = current_app.view_functions.get(request.endpoint)
     if view is None or request.endpoint == "static":
         return None
-    if not _set_up() and not getattr(view, "before_set_up", False):
+    if not getattr(view, "before_set_up", False) and not _set_up():
         if request.endpoint != "auth.setup":
             return _deny(503, "Mailkeep is not set up yet.", url_for("auth.setup"))
         return _protect()

@@ -93,8 +93,19 @@ def create_app(test_config=None):
 
     @app.before_request
     def open_database():
-        """Take a connection from the pool for this request's thread (peewee connections are per thread)."""
-        g.opened_database = database.db.connect(reuse_if_open=True)
+        """Take a connection from the pool for this request's thread (peewee connections are per thread).
+
+        When none can be opened, a view marked ``monitoring.answers_without_database`` (/healthz) gets its own
+        answer, before the other hooks (sign-in reads the database); any other request fails as before.
+        """
+        try:
+            g.opened_database = database.db.connect(reuse_if_open=True)
+        except Exception:
+            answer = monitoring.answer_without_database(app.view_functions.get(request.endpoint))
+            if answer is None:
+                raise
+            return answer
+        return None
 
     @app.teardown_request
     def close_database(exc):

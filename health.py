@@ -171,7 +171,7 @@ def uptime(outcomes, since, now):
     if total <= 0:
         return 1.0 if outcomes[-1][1] else 0.0
     up = 0.0
-    for (at, ok), following in zip(outcomes, [*outcomes[1:], (now, None)]):
+    for (at, ok), following in zip(outcomes, [*outcomes[1:], (now, None)], strict=True):
         if ok:
             up += (following[0] - max(at, start)).total_seconds()
     return max(0.0, min(up / total, 1.0))

@@ -43,7 +43,7 @@ import database
 import notifications
 from database import db, exclusive
 from models import Credential, NotificationEvent, utcnow
-from services import oauth_tokens, scheduler
+from services import checks, oauth_tokens, scheduler
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def _register(queue, app):
         now = utcnow()
         scheduler.sweep(now)
         scheduler.schedule_new(now)
-        if app.config["CHECK_INTERVAL"]:
+        if checks.scheduled_checks_on():
             due = (Credential.select(Credential.id, Credential.check_due_at)
                    .where((Credential.check_paused == False) & (Credential.check_due_at <= now + HORIZON))  # noqa: E712
                    .tuples())
@@ -173,7 +173,9 @@ def _register(queue, app):
 def claim_one(credential_id, now):
     """Claim one credential for a scheduled check: "claimed", "busy" (its host has PER_HOST_LIMIT checks
     running), its due time when that is a moment away (less than EARLY_MARGIN), or "skip" (not due, paused,
-    gone, or another worker holds it)."""
+    gone, another worker holds it, or scheduled checks are off: a task queued before they were turned off)."""
+    if not checks.scheduled_checks_on():
+        return "skip"
     with exclusive("check-claims"):
         row = (Credential.select(Credential.host, Credential.check_due_at, Credential.check_paused,
                                  Credential.check_claimed_until).where(Credential.id == credential_id).first())

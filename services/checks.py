@@ -18,6 +18,7 @@ import audit
 import health
 import logins
 import notifications
+from config import MINIMUM_CHECK_INTERVAL
 from database import db
 from models import CheckRun, CheckRunItem, Credential, CredentialCheck, HealthChange, OAuthApp, utcnow
 
@@ -45,14 +46,24 @@ def settings():
             "retention_days": config["CHECK_RETENTION_DAYS"]}
 
 
-def interval_for(credential):
-    """Seconds between scheduled checks of `credential`: its group's interval, else MAILKEEP_CHECK_INTERVAL;
-    0 when scheduled checks are off."""
-    default = current_app.config["CHECK_INTERVAL"]
-    if not default:
+def scheduled_checks_on():
+    """False when MAILKEEP_CHECK_INTERVAL is 0: nothing is then scheduled, claimed or checked on a schedule
+    (tests people start still run, and are kept)."""
+    return bool(current_app.config["CHECK_INTERVAL"])
+
+
+def group_interval(own):
+    """Seconds between scheduled checks of a group's credentials: `own` (the group's interval in seconds, or
+    None) when set, at least config.MINIMUM_CHECK_INTERVAL, else MAILKEEP_CHECK_INTERVAL; 0 when scheduled
+    checks are off, whatever the group says."""
+    if not scheduled_checks_on():
         return 0
-    own = credential.group.check_interval if credential.group_id else None
-    return max(own, 5) if own else default
+    return max(own, MINIMUM_CHECK_INTERVAL) if own else current_app.config["CHECK_INTERVAL"]
+
+
+def interval_for(credential):
+    """Seconds between scheduled checks of `credential` (``group_interval`` of its group); 0 when off."""
+    return group_interval(credential.group.check_interval if credential.group_id else None)
 
 
 def record_result(credential, result, *, actor, run_id=None, now=None):

@@ -66,15 +66,13 @@ def check_slots():
 def schedule_new(now):
     """Give every credential without a due time one, spread over its interval (health.first_check); return
     how many. A no-op when scheduled checks are off."""
-    interval = current_app.config["CHECK_INTERVAL"]
-    if not interval:
+    if not checks.scheduled_checks_on():
         return 0
     rows = list(Credential.select(Credential.id, Credential.uid, Credential.group)
                 .where(Credential.check_due_at.is_null()).limit(5000))
     intervals = {group.id: group.check_interval for group in Group.select(Group.id, Group.check_interval)}
     for row in rows:
-        own = intervals.get(row.group_id)
-        due = health.first_check(now, max(own, 5) if own else interval, row.uid)
+        due = health.first_check(now, checks.group_interval(intervals.get(row.group_id)), row.uid)
         Credential.update(check_due_at=due).where(
             (Credential.id == row.id) & Credential.check_due_at.is_null()).execute()
     return len(rows)
@@ -87,7 +85,7 @@ def _free(now):
 def claim_due(now, limit):
     """Claim up to `limit` credentials whose scheduled check is due (not paused), oldest due first, at most
     PER_HOST_LIMIT held per host across all workers; return their ids."""
-    if not current_app.config["CHECK_INTERVAL"] or limit <= 0:
+    if not checks.scheduled_checks_on() or limit <= 0:
         return []
     with exclusive("check-claims"):
         held = dict(Credential.select(Credential.host, fn.COUNT(Credential.id))

@@ -2,22 +2,30 @@
 "Test all" and its progress, the list's summary and filters, the history section, pausing, the command line
 for cron, two worker processes on one database, /metrics and /healthz."""
 
+import ipaddress
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import threading
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+import peewee
 import pytest
 
+import database
 import health
 import models
+import notifications
 from clients import HTMX, signed_in
 from models import CheckRun, Credential, CredentialCheck, HealthChange, utcnow
 from servers import SocketServer, never_greet
-from services import scheduler
+from services import checks, scheduler
 from testdata import CANARY, MAILBOX_USER, stored_credential
+from webhook_receiver import WebhookReceiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -194,8 +202,43 @@ def test_metrics_need_a_token_or_an_allowed_network(app, api, dovecot):
     assert 'mailkeep_credentials{state="failing"} 1.0' in text
     assert 'mailkeep_checks_total{cause="auth_failed",outcome="failed"} 1.0' in text
     assert "mailkeep_check_duration_seconds_bucket" in text and "mailkeep_worker_heartbeat_age_seconds" in text
-    app.config["METRICS_NETWORKS"] = (__import__("ipaddress").ip_network("127.0.0.0/8"),)
+    app.config["METRICS_NETWORKS"] = (ipaddress.ip_network("127.0.0.0/8"),)
     assert app.test_client().get("/metrics").status_code == 200
+
+
+def test_metrics_count_notification_deliveries_by_outcome_and_refuse_addresses_outside_the_networks(app, api):
+    now = utcnow()
+    with WebhookReceiver() as receiver, app.test_request_context(), models.db.connection_context():
+        _, receiver.secret = notifications.create_channel("webhook", "Hook", url=receiver.url, actor="admin")
+        notifications.create_channel("webhook", "Metadata", url="http://169.254.169.254/latest", actor="admin")
+        notifications.publish("test", details={"message": "hello"}, actor="admin", at=now)
+        assert notifications.deliver_due(now) == {"delivered": 1, "retrying": 1, "failed": 0}
+        text = api.get("/metrics").get_data(as_text=True)
+        assert 'mailkeep_notification_deliveries{status="delivered"} 1.0' in text
+        assert 'mailkeep_notification_deliveries{status="pending"} 1.0' in text
+        assert notifications.deliver_due(now + timedelta(hours=24))["failed"] == 1  # its retries are over
+    text = api.get("/metrics").get_data(as_text=True)
+    assert 'mailkeep_notification_deliveries{status="failed"} 1.0' in text and 'status="pending"' not in text
+    app.config["METRICS_NETWORKS"] = (ipaddress.ip_network("10.0.0.0/8"),)
+    assert app.test_client().get("/metrics").status_code == 401  # the test client is 127.0.0.1
+    assert app.test_client().get("/metrics", environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 200
+    assert api.get("/metrics").status_code == 200
+
+
+def test_the_credential_page_shows_uptime_over_24_hours_7_and_30_days(app, client):
+    """Failing from 20 days ago, OK from 5 days ago: up all of the last 24 hours, 5 of the last 7 days, and 5 of
+    the 20 days of the last 30 that checks tell of."""
+    now = utcnow()
+    with app.app_context(), models.db.connection_context():
+        credential = stored_credential(app.extensions["mailkeep.keyring"])
+        for at, ok in ((now - timedelta(days=20), False), (now - timedelta(days=5), True)):
+            checked = Credential.get_by_id(credential.id)
+            with models.db.atomic():
+                checks.record(checked, ok=ok, cause_code="" if ok else "auth_failed", actor=checks.SCHEDULER, now=at)
+    html = client.get(f"/credentials/{credential.id}").get_data(as_text=True)
+    assert "<dt>Uptime, 24 h</dt><dd>100.0 %</dd>" in html
+    assert "<dt>Uptime, 7 days</dt><dd>71.4 %</dd>" in html
+    assert "<dt>Uptime, 30 days</dt><dd>25.0 %</dd>" in html
 
 
 def test_healthz_says_which_part_failed_and_nothing_more(app):
@@ -209,6 +252,34 @@ def test_healthz_says_which_part_failed_and_nothing_more(app):
     with app.app_context(), models.db.connection_context():
         scheduler.beat(utcnow() - timedelta(minutes=10))
     assert client.get("/healthz").status_code == 503
+
+
+def _unreachable(database_kind, database_url, tmp_path):
+    """A URL of `database_kind` that no connection can be opened to: a SQLite file whose folder is gone, or
+    the test's PostgreSQL database at a loopback port nothing listens on. Binds ``database.db`` to it."""
+    if database_kind == "sqlite":
+        folder = tmp_path / "gone"
+        folder.mkdir()
+        database.bind(f"sqlite:///{folder / 'mailkeep.db'}")  # makes the file, which goes with its folder
+        shutil.rmtree(folder)
+        return
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        closed = listener.getsockname()[1]
+    parts = urlsplit(database_url)
+    database.bind(parts._replace(netloc=f"{parts.username}@127.0.0.1:{closed}").geturl())
+
+
+def test_healthz_names_the_database_when_none_can_be_reached_and_other_routes_still_fail(
+        app, database_kind, database_url, tmp_path):
+    """The process's first request finds the database unreachable: /healthz answers 503 naming it (not a 500
+    page); every other route fails as before, never answered without its database."""
+    _unreachable(database_kind, database_url, tmp_path)
+    client = app.test_client()
+    answer = client.get("/healthz")
+    assert answer.status_code == 503
+    assert answer.get_json() == {"status": "failing", "problems": ["database: not answering"]}
+    with pytest.raises(peewee.OperationalError):
+        client.get("/metrics")
 
 
 def test_old_history_is_pruned_after_the_retention(app, dovecot):

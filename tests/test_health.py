@@ -1,12 +1,17 @@
 """health.py: what a check's outcome does to a credential's state, its retries, reminders and expiry warnings,
-as pure functions of their inputs and an injected time."""
+as pure functions of their inputs and an injected time; and what a real token endpoint's failure, as the
+probe reports it, does."""
 
 from datetime import datetime, timedelta
 
 import pytest
 
 import health
+import probe
 from health import FAILING, OK, UNKNOWN, Health
+from probe import protocols
+from servers import SocketServer, http_answer, run
+from testdata import CLIENT_ID, CLIENT_SECRET, MAILBOX_USER
 
 NOW = datetime(2030, 3, 1, 12, 0, 0)
 DEFINITE = ["auth_failed", "folder_not_found", "tls_certificate_untrusted", "tls_certificate_expired",
@@ -45,6 +50,28 @@ def test_the_threshold_is_configurable_and_the_fourth_retry_waits_4_minutes():
     ("timeout", True), ("unreachable", True), ("http_503", True), ("http_500", True)])
 def test_a_token_endpoint_failure_counts_by_what_the_endpoint_answered(detail, transient):
     assert health.is_transient("token_request_failed", detail) is transient
+
+
+@pytest.mark.parametrize(("answer", "detail"), [
+    (http_answer(b"503 Service Unavailable", b"<h1>Down for maintenance</h1>", b"text/html"), "http_503"),
+    (http_answer(b"200 OK", b"{}", pause=60), "timeout"),
+], ids=["answers 503", "does not answer"])
+def test_a_token_endpoint_answering_5xx_or_not_at_all_fails_a_credential_only_at_the_third_check(answer, detail):
+    """The probe's OAuth2 token request against a real HTTP endpoint on loopback; its cause, judged three times
+    in a row, is retried after 1 and 2 minutes and fails only at the third."""
+    with SocketServer(answer) as endpoint:
+        settings = probe.Settings("IMAP", "127.0.0.1", 993, "ssl_tls", MAILBOX_USER, auth=protocols.OAUTH2,
+                                  client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                                  token_url=f"http://127.0.0.1:{endpoint.port}/token")
+        result = run(settings, deadline=1.0)
+    cause = result.cause
+    assert (result.failed_step.name, cause.code, cause.detail) == ("token", health.TOKEN_REQUEST_FAILED, detail)
+    standing, verdicts = Health(OK, 0), []
+    for _ in range(3):
+        verdict = health.judge(standing, False, cause.code, cause.detail)
+        verdicts.append((verdict.health.state, verdict.notify, verdict.retry_after))
+        standing = verdict.health
+    assert verdicts == [(OK, None, 60), (OK, None, 120), (FAILING, health.CREDENTIAL_FAILING, None)]
 
 
 def test_a_check_that_passes_recovers_a_failing_credential_and_only_then_says_so():

@@ -12,7 +12,7 @@ import health
 import models
 import notifications
 from clients import signed_in
-from models import AuditEvent, Credential, NotificationChannel, NotificationEvent, SmtpRelay
+from models import AuditEvent, Credential, DeliveryAttempt, NotificationChannel, NotificationEvent, SmtpRelay
 from services import scheduler
 from smtp_server import SmtpServer
 from test_api import matches_spec
@@ -27,6 +27,23 @@ def app_config(app_config, certificates):
     """Mailkeep trusts the CA of the tests' purpose-built TLS servers (the SMTP relay's)."""
     app_config["CA_FILE"] = str(certificates[0])
     return app_config
+
+
+def test_the_notifications_page_logs_each_delivery_attempt_with_its_time_error_and_duration(app, client, db):
+    with WebhookReceiver() as working, WebhookReceiver("error") as failing, app.test_request_context():
+        _, working.secret = notifications.create_channel("webhook", "Works", url=working.url, actor="admin")
+        _, failing.secret = notifications.create_channel("webhook", "Fails", url=failing.url, actor="admin")
+        notifications.publish("test", details={"message": "hello"}, actor="admin", at=NOW)
+        notifications.deliver_due(NOW)
+        notifications.deliver_due(NOW + timedelta(seconds=30))
+    html = client.get("/notifications/").get_data(as_text=True)
+    attempts = list(DeliveryAttempt.select().order_by(DeliveryAttempt.id))
+    assert [(attempt.ok, attempt.status_code) for attempt in attempts] == [(True, 204), (False, 500), (False, 500)]
+    for attempt in attempts:
+        said = "ok (HTTP 204)" if attempt.ok else "HTTP 500 (HTTP 500)"
+        assert f"{attempt.at:%Y-%m-%d %H:%M:%S}: {said}, {attempt.duration_ms} ms" in html
+    retry = NOW + timedelta(seconds=30 + 60)  # the second failure waits twice as long as the first
+    assert f"next try {retry:%H:%M:%S}" in html and html.count('class="badge ok">Delivered') == 1
 
 
 def test_a_webhook_channel_made_through_the_api_answers_its_signing_secret_once(api, app):

@@ -5,6 +5,7 @@ The issue's "done when": a wrong password gives one credential.failing webhook a
 server none until its third failure; fixing the password gives credential.recovered."""
 
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 
 import pytest
 
@@ -194,8 +195,16 @@ def test_a_hostile_webhook_target_costs_only_its_own_retries(app, db, smtp):
         assert statuses == {"Hook 0": "failed", "Hook 1": "failed", "Hook 2": "failed", "Hook 3": "failed",
                             "Mail": "delivered"}
         assert redirecting.requests == rounds + 1  # one request an attempt: the redirect was never followed
-        gaps = sorted({row.next_attempt_at for row in NotificationDelivery.select()})
-        assert gaps
+        failed = NotificationDelivery.select().where(NotificationDelivery.status == notifications.FAILED)
+        hooks = [row.id for row in failed]
+        attempts_by_hook = notifications.attempts_of(hooks)
+        assert len(hooks) == len(attempts_by_hook) == 4
+        for attempts in attempts_by_hook.values():
+            times = [row.at for row in attempts]
+            gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(times)]
+            # 30 s, then each wait twice the one before, up to 2 hours apart.
+            assert gaps[:4] == [30, 60, 120, 240] and gaps[-1] == 2 * 3600, gaps
+            assert all(later == min(2 * earlier, 2 * 3600) for earlier, later in pairwise(gaps)), gaps
 
 
 def test_a_webhook_to_a_metadata_or_private_address_is_refused_without_dialling(app, db):

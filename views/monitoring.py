@@ -8,7 +8,8 @@ outcome and cause and their duration (over the kept history), notification
 deliveries by outcome, the worker's heartbeat.
 
 ``/healthz`` needs no sign-in and says no more than which part failed: 200 when
-the database answers and a worker's heartbeat is recent, else 503.
+the database answers and a worker's heartbeat is recent, else 503; it answers
+even when no database connection can be opened (``answers_without_database``).
 """
 
 from datetime import timedelta
@@ -29,6 +30,9 @@ bp = Blueprint("monitoring", __name__)
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30)
 # A heartbeat older than this (seconds) means no worker is running: at least two missed ticks.
 HEARTBEAT_MAX_AGE = 150
+# What /healthz names when it fails.
+DATABASE_DOWN = "database: not answering"
+WORKER_SILENT = "worker: no recent heartbeat"
 
 
 class DatabaseCollector:
@@ -67,7 +71,7 @@ class DatabaseCollector:
         row = CredentialCheck.select(*columns, fn.COUNT(CredentialCheck.id),
                                      fn.SUM(CredentialCheck.duration_ms)).tuples().first()
         *cumulative, total, milliseconds = row if row else ([0] * len(DURATION_BUCKETS) + [0, 0])
-        buckets = [(str(bound), int(count or 0)) for bound, count in zip(DURATION_BUCKETS, cumulative)]
+        buckets = [(str(bound), int(count or 0)) for bound, count in zip(DURATION_BUCKETS, cumulative, strict=True)]
         buckets.append(("+Inf", int(total or 0)))
         histogram = HistogramMetricFamily("mailkeep_check_duration_seconds", "How long checks took.",
                                           buckets=buckets, sum_value=(milliseconds or 0) / 1000)
@@ -85,22 +89,44 @@ def metrics():
     return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
 
 
+def answers_without_database(answer):
+    """Mark a view that must answer even when no database connection can be opened: `answer()` (a Flask
+    response value) is its answer then, given by app.open_database instead of failing the request."""
+    def mark(view):
+        view.without_database = answer
+        return view
+    return mark
+
+
+def answer_without_database(view):
+    """The answer of `view` (a view function, or None) when no database connection can be opened, or None
+    when it has none (``answers_without_database``): the request must fail."""
+    answer = getattr(view, "without_database", None)
+    return answer() if answer is not None else None
+
+
+def unhealthy(problems):
+    """/healthz's 503 answer naming `problems` (a list of short phrases, nothing more)."""
+    return {"status": "failing", "problems": problems}, 503
+
+
+def database_down():
+    """/healthz's answer when the database cannot be reached."""
+    return unhealthy([DATABASE_DOWN])
+
+
 @bp.get("/healthz")
 @requires(PUBLIC)
 @before_set_up
+@answers_without_database(database_down)
 def healthz():
     """200 "ok" when the database answers and a worker's heartbeat is recent; else 503 naming which failed."""
-    problems = []
-    beat = None
     try:
         db.execute_sql("SELECT 1")
         beat = scheduler.last_beat()
     except Exception:  # any database failure: say which part, nothing more
-        problems.append("database: not answering")
-    else:
-        if beat is None or utcnow() - beat > timedelta(seconds=HEARTBEAT_MAX_AGE):
-            problems.append("worker: no recent heartbeat")
-    if problems:
-        return {"status": "failing", "problems": problems}, 503
+        return database_down()
+    if beat is None or utcnow() - beat > timedelta(seconds=HEARTBEAT_MAX_AGE):
+        return unhealthy([WORKER_SILENT])
     return {"status": "ok"}, 200
 

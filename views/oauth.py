@@ -36,7 +36,8 @@ def sign_in_choices():
     provider are told apart by their names ("Sign in with Microsoft (Contoso)")."""
     apps = list(OAuthApp.select().order_by(OAuthApp.name_key))
     labels = [app.button_label for app in apps]
-    return [(app, label if labels.count(label) == 1 else f"{label} ({app.name})") for app, label in zip(apps, labels)]
+    return [(app, label if labels.count(label) == 1 else f"{label} ({app.name})")
+            for app, label in zip(apps, labels, strict=True)]
 
 
 @apps_bp.app_template_global()
