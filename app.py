@@ -100,8 +100,8 @@ def create_app(test_config=None):
         """
         try:
             g.opened_database = database.db.connect(reuse_if_open=True)
-        except Exception:
-            answer = monitoring.answer_without_database(app.view_functions.get(request.endpoint))
+        except Exception as error:
+            answer = monitoring.answer_without_database(app.view_functions.get(request.endpoint), error)
             if answer is None:
                 raise
             return answer

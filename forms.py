@@ -40,6 +40,7 @@ from wtforms.validators import (
 import drafts
 import identity_providers
 import logins
+from config import MINIMUM_CHECK_INTERVAL
 from database import LARGEST_ID
 from models import ROLES, Alias, Credential, Group, User, utcnow
 from probe import oauth, protocols
@@ -515,7 +516,7 @@ class GroupForm(ModelForm):
     )
     description = StringField("Description", [Length(max=500), no_control_characters], filters=[strip], default="")
     check_interval = IntegerField(
-        "Check every (seconds)", [Optional(), NumberRange(min=5, max=7 * 86400)],
+        "Check every (seconds)", [Optional(), NumberRange(min=MINIMUM_CHECK_INTERVAL, max=7 * 86400)],
         description="Empty: MAILKEEP_CHECK_INTERVAL.")
     password_max_age_days = IntegerField(
         "Rotate passwords after (days)", [Optional(), NumberRange(min=1, max=3650)],

@@ -3,6 +3,7 @@ the API's answers against."""
 
 import identity_providers
 import logins
+from config import MINIMUM_CHECK_INTERVAL
 from probe import causes, protocols
 
 STRING = {"type": "string"}
@@ -54,7 +55,7 @@ SECRETS = {
 ALIAS_FIELDS = {"address": STRING, "credential_id": INTEGER, "workspace": STRING, "project_type": STRING,
                 "client": STRING, "description": STRING}
 GROUP_FIELDS = {"name": STRING, "description": STRING,
-                "check_interval": {"anyOf": [{"type": "integer", "minimum": 5}, {"type": "null"}],
+                "check_interval": {"anyOf": [{"type": "integer", "minimum": MINIMUM_CHECK_INTERVAL}, {"type": "null"}],
                                    "description": "Seconds between scheduled checks of its credentials; null: the "
                                                   "instance's MAILKEEP_CHECK_INTERVAL."},
                 "password_max_age_days": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}],

@@ -37,7 +37,8 @@ def main():
 
 
 def shoot(base):
-    """Write docs/credentials.png (every credential tested) and docs/failed-test.png (a failed test's timeline)."""
+    """Write docs/credentials.png (every credential tested), docs/failed-test.png (a failed test's timeline)
+    and docs/history.png (a credential's health history after a few tests, failed and then fixed)."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 720})
@@ -56,6 +57,16 @@ def shoot(base):
         page.locator(".test-result.failed").wait_for()
         page.locator(".test-connection").scroll_into_view_if_needed()
         page.screenshot(path=DOCS / "failed-test.png", full_page=True)
+
+        page.goto(f"{base}/credentials/")
+        row = page.locator("tbody tr", has_text="Support inbox")
+        for _ in range(3):  # a few more checks for the chart
+            row.get_by_role("button", name="Test").click()
+            page.locator("#announcer", has_text="Support inbox:").wait_for()
+            page.evaluate("document.getElementById('announcer').textContent = ''")
+        row.get_by_role("link").first.click()
+        page.locator("#history").wait_for()
+        page.screenshot(path=DOCS / "history.png", full_page=True)
         browser.close()
 
 

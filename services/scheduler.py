@@ -82,10 +82,11 @@ def _free(now):
     return Credential.check_claimed_until.is_null() | (Credential.check_claimed_until < now)
 
 
-def claim_due(now, limit):
+def claim_due(now, limit, *, when_off=False):
     """Claim up to `limit` credentials whose scheduled check is due (not paused), oldest due first, at most
-    PER_HOST_LIMIT held per host across all workers; return their ids."""
-    if not checks.scheduled_checks_on() or limit <= 0:
+    PER_HOST_LIMIT held per host across all workers; return their ids. Nothing while scheduled checks are off
+    (MAILKEEP_CHECK_INTERVAL=0), unless `when_off` (a run of every credential asked for by hand)."""
+    if not (when_off or checks.scheduled_checks_on()) or limit <= 0:
         return []
     with exclusive("check-claims"):
         held = dict(Credential.select(Credential.host, fn.COUNT(Credential.id))
@@ -160,9 +161,10 @@ def check_claimed(credential_id, *, actor=checks.SCHEDULER, run_id=None, now=Non
 
 
 def run_due(now=None, *, clock=None, everything=False):
-    """Run every check due now (with `everything`, every credential not paused), with
-    MAILKEEP_CHECK_CONCURRENCY threads, until none is left to claim; return {"ok", "failing", "busy"}
-    counts. `clock` (a function answering naive UTC) gives each check's time; `now` fixes it."""
+    """Run every check due now (with `everything`, every credential not paused, even while scheduled checks
+    are off: ``flask checks run --all`` from cron), with MAILKEEP_CHECK_CONCURRENCY threads, until none is
+    left to claim; return {"ok", "failing", "busy"} counts. `clock` (a function answering naive UTC) gives
+    each check's time; `now` fixes it."""
     clock = clock or (lambda: now or utcnow())
     counts = {"ok": 0, "failing": 0, "busy": 0}
     if everything:
@@ -178,7 +180,7 @@ def run_due(now=None, *, clock=None, everything=False):
             return check_claimed(credential_id, now=clock() if now else None)
 
     with concurrent.futures.ThreadPoolExecutor(concurrency, thread_name_prefix="check") as pool:
-        while claimed := claim_due(clock(), concurrency):
+        while claimed := claim_due(clock(), concurrency, when_off=everything):
             answers = list(pool.map(one, claimed))
             for answer in answers:
                 _count(counts, answer)

@@ -192,14 +192,15 @@ def _plaintext(caller, credential, needed, served=None):
     was read (a version's value never changes). Without a version (None: a secret stored before versions were
     kept), the stored secret of `credential` as ``read`` was given it.
 
-    Raises versions.NoReadableVersion when that version was forgotten meanwhile,
-    SecretUnavailable (500, after logging the failed read) when the keys cannot open it.
+    Raises versions.NoReadableVersion when that version was forgotten meanwhile, SecretUnavailable (500) when
+    the keys cannot open it; either after logging the failed read (``_failed``).
     """
     try:
         if served is not None:
             # The listed version holds no ciphertext; its own row does (if it was not forgotten meanwhile).
             stored = SecretVersion.get_or_none(SecretVersion.id == served.version.id)
             if stored is None:
+                _failed(caller, credential, "gone", f"version {served.version.number} was forgotten meanwhile")
                 raise versions.NoReadableVersion(f"Version {served.version.number} was forgotten meanwhile; "
                                                  "read the connection again.")
             return stored.unseal(keys.ring(), "value")

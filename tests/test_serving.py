@@ -195,6 +195,22 @@ def test_a_rotation_between_reading_the_credential_and_its_versions_sends_the_ve
     assert reads_of(credential.id)[0].details.startswith("current version 2 of the password")
 
 
+def test_a_version_forgotten_after_the_read_was_logged_is_logged_as_not_sent(app, monkeypatch):
+    credential = saved(app)
+    client = client_of(app, account(groups=["Default"]))
+    serving_version = versions.serving
+
+    def forgotten_after(read, which, at=None):
+        served = serving_version(read, which, at)
+        SecretVersion.delete().where(SecretVersion.id == served.version.id).execute()  # pruned by another request
+        return served
+
+    monkeypatch.setattr(versions, "serving", forgotten_after)
+    answer = client.get(f"/api/v1/credentials/{credential.id}/connection")
+    assert answer.status_code == 410 and "password" not in answer.get_json()
+    assert [event.outcome for event in reads_of(credential.id)] == ["ok", "gone"]  # logged, then not sent
+
+
 def test_reads_are_rate_limited_per_service_account(app):
     app.config["SERVICE_READ_RATE_LIMIT"] = "2 per minute"
     credential = saved(app)

@@ -1,7 +1,7 @@
 """Which scheduled check runs when, with an injected clock and no network: at most 2 checks at once against
-one host and at most MAILKEEP_CHECK_CONCURRENCY in all, whichever way they are claimed (scheduler.claim_due,
-scheduler.claim_for_run, worker.claim_one); a group's own interval; and MAILKEEP_CHECK_INTERVAL=0, which
-schedules, claims and runs nothing."""
+one host across every way they are claimed (scheduler.claim_due, scheduler.claim_for_run,
+worker.claim_one), and at most MAILKEEP_CHECK_CONCURRENCY at once in one worker; a group's own interval;
+and MAILKEEP_CHECK_INTERVAL=0, which schedules, claims and runs nothing."""
 
 from datetime import datetime, timedelta, timezone
 
@@ -137,7 +137,7 @@ def test_a_groups_own_interval_set_on_its_form_schedules_its_credentials(app, cl
     assert due_at(quick.id) == checked + timedelta(seconds=120)
 
 
-def test_an_interval_of_0_schedules_claims_and_runs_no_check(app_config, request):
+def test_an_interval_of_0_schedules_claims_and_runs_no_check(app_config, request, monkeypatch):
     app_config["CHECK_INTERVAL"] = 0
     app = request.getfixturevalue("app")
     keyring = app.extensions["mailkeep.keyring"]
@@ -145,7 +145,7 @@ def test_an_interval_of_0_schedules_claims_and_runs_no_check(app_config, request
         never = stored_credential(keyring, name="Never scheduled")
         # Due from before scheduled checks were turned off (its task may still wait in the queue).
         was_due = stored_credential(keyring, name="Was due", username="was@example.test")
-        Credential.update(check_due_at=models.utcnow() - timedelta(minutes=1)).where(
+        Credential.update(check_due_at=T0 - timedelta(minutes=1)).where(
             Credential.id == was_due.id).execute()
         assert scheduler.schedule_new(T0) == 0 and due_at(never.id) is None
         assert scheduler.claim_due(T0, 10) == [] and worker.claim_one(was_due.id, T0) == "skip"
@@ -156,3 +156,9 @@ def test_an_interval_of_0_schedules_claims_and_runs_no_check(app_config, request
         assert CredentialCheck.select().count() == 0
         record_pass(never.id, T0, actor="admin")  # a test people start is kept, and schedules nothing
         assert due_at(never.id) is None and CredentialCheck.select().count() == 1
+
+        # `flask checks run --all` (from cron) still checks every credential, and schedules none after.
+        monkeypatch.setattr(scheduler, "check_claimed", lambda credential_id, now=None, **_: record_pass(
+            credential_id, now) or True)
+        assert scheduler.run_due(now=T0, everything=True) == {"ok": 2, "failing": 0, "busy": 0}
+        assert CredentialCheck.select().count() == 3 and due_at(never.id) is None and due_at(was_due.id) is None

@@ -5,7 +5,7 @@ from flask import render_template
 
 import logins
 from models import Alias, Credential
-from service_forms import RotationForm
+from service_forms import RestoreForm, RotationForm
 from services import serving, versions
 from views import watch
 
@@ -22,6 +22,7 @@ def render(credential, *, rotation_form=None, rotation_refusal=None, status=200)
         aliases=listed.aliases.order_by(Alias.address_sort),
         versions=versions.states(listed), needed_secret=needed,
         rotation_form=rotation_form or RotationForm(formdata=None, secret=needed, instance=listed),
+        restore_form=RestoreForm(formdata=None, instance=listed),
         rotation_refusal=rotation_refusal, versions_not_typed=versions.NOT_TYPED, used_by=serving.used_by(listed),
         **watch.history_context(listed),
     ), status

@@ -12,6 +12,7 @@ the database answers and a worker's heartbeat is recent, else 503; it answers
 even when no database connection can be opened (``answers_without_database``).
 """
 
+import logging
 from datetime import timedelta
 
 from flask import Blueprint
@@ -25,6 +26,7 @@ from models import CredentialCheck, NotificationDelivery, utcnow
 from services import checks, scheduler
 
 bp = Blueprint("monitoring", __name__)
+log = logging.getLogger(__name__)
 
 # Check durations' histogram buckets, in seconds.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30)
@@ -98,11 +100,17 @@ def answers_without_database(answer):
     return mark
 
 
-def answer_without_database(view):
-    """The answer of `view` (a view function, or None) when no database connection can be opened, or None
-    when it has none (``answers_without_database``): the request must fail."""
+def answer_without_database(view, error):
+    """The answer of `view` (a view function, or None) when no database connection can be opened (`error`,
+    the exception), or None when it has none (``answers_without_database``): the request must fail. Only a
+    public view answers so, since the access check (which reads the database) is passed over: a mark on any
+    other view is refused here (None) rather than let it skip its role."""
     answer = getattr(view, "without_database", None)
-    return answer() if answer is not None else None
+    if answer is None or getattr(view, "required_role", None) != PUBLIC:
+        return None
+    log.warning("no database connection could be opened (%s); %s answers without it", type(error).__name__,
+                view.__name__)
+    return answer()
 
 
 def unhealthy(problems):
