@@ -42,5 +42,5 @@ def page(page, app, live_server):
     start_session(page, app, live_server, "admin")
     yield page
     assert problems == [], "console errors or CSP violations"
-    page.wait_for_function("!document.querySelector('.htmx-request')")  # no swap still on its way
+    page.wait_for_function("() => !document.querySelector('.htmx-request')")  # no swap still on its way
     assert screen_problems(page, f"the last state of the test ({page.url})", page.viewport_size) == []
