@@ -10,9 +10,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from playwright.sync_api import expect
+
 import access
 import models
-from testdata import USER_PASSWORD
+from testdata import CANARY, MAILBOX_USER, USER_PASSWORD
 
 # What htmx sends with every request it makes.
 HTMX = {"HX-Request": "true"}
@@ -81,6 +83,28 @@ def loaded(page):
     hides it until then). For after an expectation only the new page of a navigation meets (its message), before
     acting on it by keyboard or focus, which do not wait for the page to show."""
     page.wait_for_load_state("load")
+
+
+def label(page, text):
+    """The form control of `page` whose label is exactly `text`."""
+    return page.get_by_label(text, exact=True)
+
+
+def fill_credential(page, port, name="Support desk", password=CANARY, host="localhost"):
+    """Fill the credential form on `page`: an IMAP mailbox of the test user on `host`:`port`."""
+    label(page, "Name").fill(name)
+    label(page, "Description").fill("Tickets from the helpdesk")
+    label(page, "Host").fill(host)
+    label(page, "Port").fill(str(port))
+    fill_username(page, MAILBOX_USER)
+    label(page, "Password").fill(password)
+
+
+def save(page, name="Support desk"):
+    """Press the credential form's Save and wait for "Saved `name`." and the list page it leads to."""
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#messages")).to_contain_text(f"Saved {name}.")
+    loaded(page)
 
 
 def fill_username(page, username):

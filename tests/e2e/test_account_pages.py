@@ -7,11 +7,8 @@ from playwright.sync_api import expect
 
 import models
 from accessibility import problems_on_screens, violations
+from clients import label
 from testdata import USER_PASSWORD
-
-
-def label(page, text):
-    return page.get_by_label(text, exact=True)
 
 
 def test_you_change_your_own_password_on_the_account_page(page, live_server):

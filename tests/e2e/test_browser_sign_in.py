@@ -11,13 +11,9 @@ import pytest
 from playwright.sync_api import expect
 
 import models
-from clients import sign_in
+from clients import label, sign_in
 from sign_in import registered_app, stored_refresh_token
 from testdata import CLIENT_SECRET, MAILBOX_USER, SIGN_IN_CLIENT_ID
-
-
-def label(page, text):
-    return page.get_by_label(text, exact=True)
 
 
 def refresh_at_the_server(token_server, refresh_token):

@@ -5,29 +5,14 @@ import re
 from playwright.sync_api import expect
 
 import models
-from clients import fill_username, loaded, settled, sign_in, watch
-from testdata import CANARY, CLIENT_ID, CLIENT_SECRET, MAILBOX_USER
-
-
-def label(page, text):
-    return page.get_by_label(text, exact=True)
-
-
-def fill_credential(page, dovecot, name="Support desk", password=CANARY):
-    label(page, "Name").fill(name)
-    label(page, "Description").fill("Tickets from the helpdesk")
-    label(page, "Host").fill("localhost")
-    label(page, "Port").fill(str(dovecot.imaps_port))
-    fill_username(page, MAILBOX_USER)
-    label(page, "Password").fill(password)
+from clients import fill_credential, label, save, settled, sign_in, watch
+from testdata import CANARY, CLIENT_ID, CLIENT_SECRET
 
 
 def add_credential(page, live_server, dovecot, name="Support desk"):
     page.goto(f"{live_server}/credentials/new")
-    fill_credential(page, dovecot, name)
-    page.get_by_role("button", name="Save", exact=True).click()
-    expect(page.locator("#messages")).to_contain_text(f"Saved {name}.")
-    loaded(page)
+    fill_credential(page, dovecot.imaps_port, name)
+    save(page, name)
 
 
 def test_from_the_first_test_to_a_guarded_delete(page, live_server, dovecot):
@@ -35,7 +20,7 @@ def test_from_the_first_test_to_a_guarded_delete(page, live_server, dovecot):
     page.get_by_role("button", name="Add credential").click()
     test_button = page.get_by_role("button", name="Test connection")
     expect(test_button).to_be_disabled()
-    fill_credential(page, dovecot, password="")
+    fill_credential(page, dovecot.imaps_port, password="")
     expect(test_button).to_be_disabled()  # everything but the password
     label(page, "Password").fill("not-the-password")
     label(page, "Host").fill("")
@@ -149,7 +134,7 @@ def test_security_moves_a_default_port_and_custom_data_rows_come_and_go(page, li
 def test_search_filters_the_list_as_you_type(page, live_server, dovecot):
     add_credential(page, live_server, dovecot, "Support desk")
     page.goto(f"{live_server}/credentials/new")
-    fill_credential(page, dovecot, "Billing")
+    fill_credential(page, dovecot.imaps_port, "Billing")
     label(page, "Folder").fill("Archive")
     page.get_by_role("button", name="Save", exact=True).click()
     page.get_by_role("searchbox").fill("bill")
@@ -186,7 +171,7 @@ def test_create_edit_and_delete_work_without_javascript(browser, live_server, do
     page = context.new_page()
     sign_in(page, live_server, "editor")
     page.goto(f"{live_server}/credentials/new")
-    fill_credential(page, dovecot)
+    fill_credential(page, dovecot.imaps_port)
     label(page, "Port").fill("99999")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#port-error")).to_have_text("Enter a port from 1 to 65535.")
@@ -232,7 +217,7 @@ def test_autodetect_fills_the_server_when_the_user_takes_it(page, live_server):
 
 def test_a_folder_is_picked_from_the_server_list(page, live_server, dovecot):
     page.goto(f"{live_server}/credentials/new")
-    fill_credential(page, dovecot)
+    fill_credential(page, dovecot.imaps_port)
     label(page, "Folder").fill("team inbox")
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator("#test-result")).to_contain_text("Did you mean 'Team Inbox'?")
@@ -249,7 +234,7 @@ def test_a_folder_is_picked_from_the_server_list(page, live_server, dovecot):
 def test_an_oauth2_credential_tests_green_and_red_with_a_wrong_client_secret(
         page, live_server, dovecot, token_server):
     page.goto(f"{live_server}/credentials/new")
-    fill_credential(page, dovecot, password="")
+    fill_credential(page, dovecot.imaps_port, password="")
     label(page, "Authentication").select_option("OAuth2 client credentials")
     expect(label(page, "Password")).to_be_hidden()
     label(page, "Client ID").fill(CLIENT_ID)
@@ -277,7 +262,7 @@ def test_every_remaining_page_and_htmx_interaction_keeps_the_policy(page, live_s
     app.config["PAGE_SIZE"] = 2
     for name in ("Alpha", "Beta", "Gamma"):
         page.goto(f"{live_server}/credentials/new")
-        fill_credential(page, dovecot, name)
+        fill_credential(page, dovecot.imaps_port, name)
         label(page, "Folder").fill({"Alpha": "INBOX", "Beta": "Archive", "Gamma": "Team Inbox"}[name])
         page.get_by_role("button", name="Save", exact=True).click()
         expect(page.locator("#messages")).to_contain_text(f"Saved {name}.")
@@ -378,7 +363,7 @@ def test_a_form_whose_session_ended_says_to_reload_and_keeps_the_values(page, li
     page.goto(f"{live_server}/credentials/new")
     # fill_credential waits for the server lookup the username starts: after the session ended, it would say
     # so itself (test_access: an htmx request without a session), and race the test's message.
-    fill_credential(page, dovecot)
+    fill_credential(page, dovecot.imaps_port)
     page.context.clear_cookies()  # the session ends, as after a restart with a new secret key
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator("#messages")).to_contain_text("This page is out of date (or your session ended).")
@@ -392,7 +377,7 @@ def test_too_many_tests_say_when_to_try_again(browser, live_server, dovecot, app
     problems = watch(page)
     sign_in(page, live_server, "editor")
     page.goto(f"{live_server}/credentials/new")
-    fill_credential(page, dovecot)
+    fill_credential(page, dovecot.imaps_port)
     test_button = page.get_by_role("button", name="Test connection")
     test_button.click()
     expect(page.locator("#test-result")).to_contain_text("We were able to connect to your mailbox.")

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 import models
 from accessibility import problems_on_screens, serve_axe
-from clients import fill_username, loaded, sign_in, start_session, watch
+from clients import fill_credential, label, save, sign_in, start_session, watch
 from servers import SocketServer, never_greet
 from sign_in import registered_app
 from testdata import CANARY, MAILBOX_USER
@@ -18,25 +18,6 @@ PHONE = {"width": 390, "height": 844}
 # A tablet: wide enough that tables are tables again, too narrow for all their columns.
 TABLET = {"width": 800, "height": 1024}
 DESKTOP = {"width": 1280, "height": 800}
-
-
-def label(page, text):
-    return page.get_by_label(text, exact=True)
-
-
-def fill_credential(page, port, name="Support desk", password=CANARY, host="localhost"):
-    label(page, "Name").fill(name)
-    label(page, "Description").fill("Tickets from the helpdesk")
-    label(page, "Host").fill(host)
-    label(page, "Port").fill(str(port))
-    fill_username(page, MAILBOX_USER)
-    label(page, "Password").fill(password)
-
-
-def save(page, name="Support desk"):
-    page.get_by_role("button", name="Save", exact=True).click()
-    expect(page.locator("#messages")).to_contain_text(f"Saved {name}.")
-    loaded(page)
 
 
 def no_javascript(browser, live_server, username="editor", viewport=DESKTOP):
