@@ -17,7 +17,7 @@ from playwright.sync_api import sync_playwright
 ROOT = pathlib.Path(__file__).parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from components import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402 (the tests' browser, tests/components.py)
-from demo import ADMIN, ADMIN_PASSWORD  # noqa: E402
+from demo import ADMIN, ADMIN_PASSWORD, MAILBOX  # noqa: E402
 
 DOCS = pathlib.Path(__file__).parent
 
@@ -36,9 +36,16 @@ def main():
             demo.wait(timeout=15)
 
 
+def test_row(page, row, name):
+    """Press Test on the credentials list's `row` and wait until its outcome is announced."""
+    row.get_by_role("button", name="Test").click()
+    page.locator("#announcer", has_text=f"{name}:").wait_for()
+    page.evaluate("() => { document.getElementById('announcer').textContent = ''; }")
+
+
 def shoot(base):
     """Write docs/credentials.png (every credential tested), docs/failed-test.png (a failed test's timeline)
-    and docs/history.png (a credential's health history after a few tests, failed and then fixed)."""
+    and docs/history.png (a credential's health history: failing, its password rotated, working again)."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 720})
@@ -58,12 +65,21 @@ def shoot(base):
         page.locator(".test-connection").scroll_into_view_if_needed()
         page.screenshot(path=DOCS / "failed-test.png", full_page=True)
 
+        # A credential that fails, has its password rotated to the right one, and works again.
         page.goto(f"{base}/credentials/")
-        row = page.locator("tbody tr", has_text="Support inbox")
-        for _ in range(3):  # a few more checks for the chart
-            row.get_by_role("button", name="Test").click()
-            page.locator("#announcer", has_text="Support inbox:").wait_for()
-            page.evaluate("document.getElementById('announcer').textContent = ''")
+        row = page.locator("tbody tr", has_text="Billing (wrong password)")
+        for _ in range(3):
+            test_row(page, row, "Billing (wrong password)")
+        row.get_by_role("link").first.click()
+        page.get_by_text("Rotate the password").click()
+        page.get_by_label("New password", exact=True).fill(MAILBOX.password)
+        page.get_by_label("Confirm it", exact=True).fill(MAILBOX.password)
+        page.get_by_label("Note (optional)", exact=True).fill("the password the server has now")
+        page.get_by_role("button", name="Test and rotate").click()
+        page.locator("#messages", has_text="Rotated").wait_for()
+        page.goto(f"{base}/credentials/")
+        for _ in range(4):
+            test_row(page, row, "Billing (wrong password)")
         row.get_by_role("link").first.click()
         page.locator("#history").wait_for()
         page.screenshot(path=DOCS / "history.png", full_page=True)

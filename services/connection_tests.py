@@ -163,8 +163,12 @@ def record_receipt(credential, receipt, *, tested_for, actor):
     tested_at = datetime.fromisoformat(note["at"])
     with db.atomic():
         credential.record_test(note["ok"], note["summary"], at=tested_at)
+        certificate = note.get("certificate")
         checks.record(credential, ok=note["ok"], cause_code="" if note["ok"] else note["outcome"],
-                      summary=note["summary"], actor=actor, now=tested_at)
+                      summary=note["summary"], duration_ms=note.get("ms", 0), actor=actor, now=tested_at,
+                      certificate=probe.Certificate(certificate["subject"], certificate["issuer"],
+                                                    datetime.fromisoformat(certificate["not_after"]))
+                      if certificate else None)
         audit.record(
             "connection_test", credential, actor=actor, outcome=note["outcome"],
             details=f"values on screen, tested at {tested_at:%H:%M:%S} UTC and saved unchanged: {note['summary']}",
@@ -176,7 +180,8 @@ def _receipt(result, settings, tested_for):
     """The signed receipt of a test of probe.Settings `settings` (secrets included) that gave `result`."""
     return _serializer().dumps({
         "for": tested_for, "ok": result.ok, "outcome": _outcome(result), "summary": result.summary,
-        "at": utcnow().isoformat(), "digest": _digest(settings),
+        "at": utcnow().isoformat(), "digest": _digest(settings), "ms": result.elapsed_ms,
+        "certificate": result.certificate.as_dict() if result.certificate else None,
     })
 
 

@@ -637,6 +637,9 @@ def test_a_test_of_the_saved_settings_is_recorded_on_save_and_in_the_audit(dovec
         tested, recorded = [event.details for event in events.order_by(models.AuditEvent.id)]
     assert tested.startswith(f"values on screen: IMAP localhost:{dovecot.imaps_port} as {MAILBOX_USER}.")
     assert re.match(r"values on screen, tested at \d\d:\d\d:\d\d UTC and saved unchanged: Connected;", recorded)
+    with models.db.connection_context():  # the history has the test as it ran: how long, which certificate
+        check = models.CredentialCheck.get()
+    assert check.duration_ms > 0 and check.certificate_not_after is not None and check.certificate_issuer
 
 
 def test_a_receipt_counts_only_for_the_settings_and_the_entry_it_was_made_for(dovecot, client):
