@@ -50,15 +50,21 @@ $(VENV)/bin/python:
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || $(call apt_install,python3-venv)
 	$(PYTHON) -m venv $(VENV)
 
-PIP_INSTALL := $(VENV)/bin/pip install --quiet --disable-pip-version-check
+# Installed without pip compiling each file in turn, then compiled on every core at once (byte code matters
+# here: where PYTHONDONTWRITEBYTECODE is set, nothing is compiled on import for next time).
+PIP_INSTALL := $(VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile
+COMPILE_VENV := $(VENV)/bin/python -m compileall -q -j 0 $(VENV)/lib > /dev/null
 
 $(VENV)/.installed: requirements.txt | $(VENV)/bin/python
 	$(PIP_INSTALL) -r requirements.txt
+	$(COMPILE_VENV)
 	touch $@
 
-$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
-	$(PIP_INSTALL) -r requirements-test.txt
-	touch $@
+# make test installs both lists in one go (one resolution), which also makes what make run needs.
+$(VENV)/.installed-test: requirements.txt requirements-test.txt | $(VENV)/bin/python
+	$(PIP_INSTALL) -r requirements.txt -r requirements-test.txt
+	$(COMPILE_VENV)
+	touch $(VENV)/.installed $@
 
 # Dovecot, Chromium, PostgreSQL and Redis come from Debian; without them the tests skip (or fail under CI=true).
 system-packages:
