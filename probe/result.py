@@ -99,6 +99,11 @@ class Certificate:
         """The certificate as JSON-ready data, `not_after` as ISO 8601 text (``2026-01-31T12:00:00+00:00``)."""
         return {"subject": self.subject, "issuer": self.issuer, "not_after": self.not_after.isoformat()}
 
+    @classmethod
+    def from_dict(cls, data):
+        """The certificate ``as_dict`` wrote as `data`. Raises KeyError or ValueError for anything else."""
+        return cls(data["subject"], data["issuer"], datetime.fromisoformat(data["not_after"]))
+
 
 @dataclass(frozen=True)
 class Grant:

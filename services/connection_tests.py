@@ -166,9 +166,7 @@ def record_receipt(credential, receipt, *, tested_for, actor):
         certificate = note.get("certificate")
         checks.record(credential, ok=note["ok"], cause_code="" if note["ok"] else note["outcome"],
                       summary=note["summary"], duration_ms=note.get("ms", 0), actor=actor, now=tested_at,
-                      certificate=probe.Certificate(certificate["subject"], certificate["issuer"],
-                                                    datetime.fromisoformat(certificate["not_after"]))
-                      if certificate else None)
+                      certificate=probe.Certificate.from_dict(certificate) if certificate else None)
         audit.record(
             "connection_test", credential, actor=actor, outcome=note["outcome"],
             details=f"values on screen, tested at {tested_at:%H:%M:%S} UTC and saved unchanged: {note['summary']}",

@@ -113,7 +113,7 @@ def fill_username(page, username):
     the test goes on. (Its answer renewed the session cookie with the session as it was before a Save pressed
     meanwhile, losing the save's "Saved ..." message; access.SlidingSessionCookie now renews an unchanged
     session's cookie only once it is a minute old.)"""
-    field = page.get_by_label("Username", exact=True)
+    field = label(page, "Username")
     if not page.evaluate("() => typeof htmx !== 'undefined'"):  # without JavaScript there is no lookup
         field.fill(username)
         return

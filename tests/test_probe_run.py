@@ -76,6 +76,7 @@ def test_the_server_certificate_is_in_the_result(dovecot):
         shown = result.as_dict()["certificate"]
         assert datetime.datetime.fromisoformat(shown["not_after"]) == certificate.not_after
         assert shown["issuer"] == "Dovecot test CA"
+        assert probe.Certificate.from_dict(shown) == certificate  # as a receipt carries it back
     # Kept when a later step fails; absent when the handshake did not verify.
     refused = run(settings_for(dovecot, password="not-it"), dovecot.ca_file)
     assert refused.cause.code == "auth_failed" and refused.certificate.subject == "localhost"
