@@ -53,25 +53,42 @@ SQUEEZED_SELECTS = """() => [...document.querySelectorAll("select")].filter((sel
   }).map((select) => select.id || select.name)"""
 
 
-def screen_problems(page, where, viewport):
+def screen_problems(page, where, viewport, axe=True):
     """What is wrong with `page` as it is now, each line starting with `where`: scrolling sideways beyond
     `viewport`'s width (a dict with "width", in CSS pixels), a select too narrow to show its chosen option,
-    and axe-core's findings that count (``violations``; needs ``serve_axe`` first)."""
+    and, unless `axe` is false, axe-core's findings that count (``violations``; needs ``serve_axe`` first)."""
     page.wait_for_load_state("load")
     width = page.evaluate("document.documentElement.scrollWidth")
     wide = [f"{where}: {width} px wide at {viewport['width']} px"] if width > viewport["width"] else []
     squeezed = [f"{where}: the select {name} is too narrow to show its choice"
                 for name in page.evaluate(SQUEEZED_SELECTS)]
-    return wide + squeezed + [f"{where}: {finding}" for finding in violations(page)]
+    return wide + squeezed + ([f"{where}: {finding}" for finding in violations(page)] if axe else [])
+
+
+# The elements shown (not hidden by display, visibility or a closed <details>) on the page as laid out now, by
+# their position among the body's elements: what a resize changes besides the layout.
+SHOWN_ELEMENTS = """() => [...document.querySelectorAll("body *")].flatMap((element, index) =>
+  element.checkVisibility({visibilityProperty: true}) ? [index] : [])"""
 
 
 def problems_on_screens(page, where, screens):
-    """``screen_problems`` of `page` as it is now at each of `screens` (viewport dicts, CSS pixels, the first
-    being the one the page has), each line naming the width: the page is resized, not loaded again, so a
-    sweep reaches each state once for every screen size. The page is left at the first size."""
-    problems = []
+    """``screen_problems`` of `page` as it is now at each of `screens` (viewport dicts, CSS pixels, narrowest
+    first, the first being the one the page has), each line naming the width: the page is resized, not loaded
+    again, so a sweep reaches each state once for every screen size. The page is left at the first size.
+
+    The fit is checked at every size; axe-core runs at the narrowest and the widest only (a run costs about a
+    tenth of a second of the browser's time, a third of a sweep's). What axe finds depends on the markup, which
+    a resize leaves alone, and on what is shown, so an element shown at a size in between and at neither end
+    is a problem of its own: axe would not have looked at it."""
+    problems, shown = [], []
     for screen in screens:
         page.set_viewport_size(screen)
-        problems.extend(screen_problems(page, f"{where} at {screen['width']} px", screen))
+        at_an_end = screen in (screens[0], screens[-1])
+        problems.extend(screen_problems(page, f"{where} at {screen['width']} px", screen, axe=at_an_end))
+        shown.append(set(page.evaluate(SHOWN_ELEMENTS)))
+    for screen, elements in zip(screens[1:-1], shown[1:-1], strict=True):
+        if unchecked := elements - shown[0] - shown[-1]:
+            problems.append(f"{where} at {screen['width']} px: {len(unchecked)} elements shown only between the "
+                            "narrowest and the widest screen, where axe does not run")
     page.set_viewport_size(screens[0])
     return problems

@@ -1,6 +1,7 @@
 """The real components the tests run against, and what happens when one is missing."""
 
 import os
+import signal
 import subprocess
 
 import pytest
@@ -41,11 +42,11 @@ def require_postgresql():
     require_executable(str(found / "postgres") if found else "/usr/lib/postgresql/*/bin/postgres", "postgresql")
 
 
-def stop_process(process, timeout):
-    """Ask `process` (a subprocess.Popen) to end (SIGTERM) and wait up to `timeout` seconds, then kill it."""
+def stop_process(process, timeout, stop_signal=signal.SIGTERM):
+    """Ask `process` (a subprocess.Popen) to end (`stop_signal`) and wait up to `timeout` seconds, then kill it."""
     if process is None or process.poll() is not None:
         return
-    process.terminate()
+    process.send_signal(stop_signal)
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -66,11 +66,24 @@ TEST_DATABASE = "mailkeep_test"
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: reads SQLite's own files or pragmas, so runs on SQLite only")
     config.addinivalue_line("markers", "postgresql_only: about PostgreSQL itself, so runs on PostgreSQL only")
+    config.addinivalue_line("markers", "runs_long: takes seconds by design (processes of its own, deadlines waited "
+                                       "out), so it is handed out first, as browser tests are")
+
+
+def runs_long(item):
+    """Whether `item` takes seconds by design: it drives the browser, or is marked ``runs_long``."""
+    return "browser" in item.fixturenames or item.get_closest_marker("runs_long") is not None
 
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked sqlite_only (postgresql_only) keep only their SQLite (PostgreSQL) run; the other is
-    deselected, reported as such, never skipped."""
+    deselected, reported as such, never skipped.
+
+    The tests that run long (``runs_long``) come first, in their order: pytest-xdist hands each worker the
+    next test as it finishes one, so the long ones are spread over the workers while the short ones fill the
+    gaps, and none is left to the end to keep the whole run waiting on one worker (a webhook test of 12
+    seconds started last had made the run end 15 seconds after the other workers were done). Every worker
+    sorts the same collection the same way, as pytest-xdist requires."""
     kept, dropped = [], []
     for item in items:
         kind = getattr(getattr(item, "callspec", None), "params", {}).get("database_kind")
@@ -78,7 +91,7 @@ def pytest_collection_modifyitems(config, items):
         (dropped if other and item.get_closest_marker(other) else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    items[:] = sorted(kept, key=lambda item: not runs_long(item))
 
 
 def _record_response(response):

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import models
 from clients import HTMX, at_once_past_the_check, signed_in, signed_in_through_form
 from models import ApiToken, AuditEvent, User
@@ -118,6 +120,7 @@ def test_two_admins_deleting_each_other_at_once_leave_one_admin(app, monkeypatch
         assert User.active_admins().count() == 1
 
 
+@pytest.mark.runs_long
 def test_passwords_are_hashed_with_scrypt_outside_the_tests(db, monkeypatch):
     # The tests hash their users' passwords cheaply (conftest); what Mailkeep itself uses is read in a process
     # that never loaded the tests' configuration.

@@ -130,6 +130,7 @@ def counted_in_redis(app_config, redis_server):
     app_config.update(REDIS_URL=redis_server.url, LOGIN_RATE_LIMIT="3 per minute")
 
 
+@pytest.mark.runs_long
 def test_with_redis_sign_in_limits_are_counted_there_and_an_outage_locks_nobody_out(
         counted_in_redis, app, redis_server, caplog):
     client = app.test_client()

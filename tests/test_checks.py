@@ -161,6 +161,7 @@ def test_checks_run_on_the_command_line_runs_what_is_due_once(app, dovecot):
         assert CredentialCheck.select().where(CredentialCheck.credential == credential.id).count() == 2
 
 
+@pytest.mark.runs_long
 def test_two_worker_processes_on_one_database_run_each_due_check_once(app, app_config, dovecot, tmp_path):
     """Two processes (the command line's ``checks run``, whose claims the huey tasks share) start at once on
     one database; each due check runs once, however their claims interleave. On SQLite and PostgreSQL."""

@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 import encryption
 import models
 from models import AuditEvent, Credential, User
@@ -114,6 +116,7 @@ def flask_command(tmp_path, *args, stdin=""):
                           text=True, env=environment, cwd=pathlib.Path(__file__).parent.parent, timeout=60)
 
 
+@pytest.mark.runs_long
 def test_commands_log_only_warnings_unless_asked_to_be_verbose(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as closed:
         port = closed.getsockname()[1]  # nothing listens there once closed

@@ -14,6 +14,8 @@ import pytest
 
 from components import DOVECOT, require_executable
 
+pytestmark = pytest.mark.runs_long  # the demo's own servers, started and stopped
+
 
 @pytest.fixture
 def demo():

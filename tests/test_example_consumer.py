@@ -24,6 +24,7 @@ from readers import account, saved, token_of
 from testdata import CANARY, ROTATING_USER
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "fetch_unseen.py"
+pytestmark = pytest.mark.runs_long  # the example program, run and waited for
 # Both passwords hold the canary: the check after each test proves neither leaks beyond the connection answers.
 FIRST, SECOND = CANARY, f"next-{CANARY}"
 

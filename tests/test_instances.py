@@ -26,7 +26,7 @@ from testdata import USER_PASSWORD, stored_credential
 
 ROUNDS = 20
 # One pytest-xdist worker runs this module, so its module-scoped deployment starts once.
-pytestmark = pytest.mark.xdist_group("instances")
+pytestmark = [pytest.mark.xdist_group("instances"), pytest.mark.runs_long]
 START_TIMEOUT = 30.0
 CSRF = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 

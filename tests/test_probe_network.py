@@ -48,6 +48,7 @@ def test_a_prober_builds_its_contexts_when_made(tmp_path, certificates, monkeypa
 
 # A server that says nothing, or hangs up, before its greeting.
 
+@pytest.mark.runs_long
 def test_a_server_silent_on_an_ssl_tls_port_is_said_to_ignore_the_handshake():
     with SocketServer(never_greet) as server:
         result = run(local(server.port))

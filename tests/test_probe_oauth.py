@@ -72,6 +72,7 @@ def test_token_endpoints_must_be_https_except_on_loopback():
     assert (result.cause.code, result.cause.field) == ("token_request_failed", "token_url")
 
 
+@pytest.mark.runs_long
 @pytest.mark.parametrize(
     ("handle", "code", "field", "words"),
     [

@@ -141,6 +141,7 @@ CAUSES = [
 ]
 
 
+@pytest.mark.runs_long
 @pytest.mark.parametrize(("code", "field", "step", "case"), CAUSES, ids=[c[3] for c in CAUSES])
 def test_every_cause_names_its_code_field_and_step(request, code, field, step, case):
     dovecot, tokens, certificates = (
@@ -202,6 +203,7 @@ def _without_tls(request):
 
 # Hostile and slow servers: every one ends within the deadline, with a named cause and bounded memory.
 
+@pytest.mark.runs_long
 @pytest.mark.parametrize(
     ("handle", "security", "code", "step", "words"),
     [
@@ -222,6 +224,7 @@ def test_hostile_servers(handle, security, code, step, words):
     assert words in result.cause.message
 
 
+@pytest.mark.runs_long
 def test_the_watchdog_cuts_a_dripping_server_off():
     with SocketServer(drip) as server:
         result = run(local(server.port, security="starttls"))

@@ -134,6 +134,7 @@ def test_a_provider_that_keeps_the_refresh_token_says_so():
     assert result.steps[0].details.endswith("the refresh token stays the same")
 
 
+@pytest.mark.runs_long
 @pytest.mark.parametrize(
     ("handle", "words"),
     [
@@ -188,6 +189,7 @@ def test_discovery_reads_the_endpoints_of_the_issuer(token_server):
         token_server.authorization_url, token_server.token_url)
 
 
+@pytest.mark.runs_long
 @pytest.mark.parametrize(
     ("handle", "words"),
     [

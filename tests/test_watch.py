@@ -55,6 +55,7 @@ def at(seconds):
     return T0 + timedelta(seconds=seconds)
 
 
+@pytest.mark.runs_long
 def test_a_wrong_password_alerts_at_once_a_silent_server_at_its_third_failure_and_a_fix_recovers(
         app, db, dovecot, channels, receiver, smtp):
     keyring = app.extensions["mailkeep.keyring"]
@@ -159,6 +160,7 @@ def test_a_certificate_nearing_its_expiry_is_warned_of_at_21_days_and_again_at_7
         assert [warning["warning_days"] for warning in warnings] == [21, 7]
 
 
+@pytest.mark.runs_long
 def test_a_hostile_webhook_target_costs_only_its_own_retries(app, db, smtp):
     """Slow, failing and redirecting targets each end in bounded time, are retried with backoff for at most a
     day and then given up; the email channel is delivered meanwhile, and the redirect is never followed."""

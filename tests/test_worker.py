@@ -18,6 +18,7 @@ from services import scheduler
 from testdata import MAILBOX_USER, stored_credential
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.runs_long  # real worker processes, waited for
 # How long the worker may take to start and run its first checks (its first tick runs at start).
 START_SECONDS = 60
 

@@ -288,22 +288,27 @@ def check(page, where, problems, screens):
 
 def test_the_screen_check_finds_what_it_looks_for(browser):
     """The check the sweeps rely on finds each kind of problem when one is planted: a page wider than the
-    phone, a select squeezed to its arrow, and role="alert" on an <article> (axe rates it minor)."""
+    phone, a select squeezed to its arrow, role="alert" on an <article> (axe rates it minor), and a note shown
+    only at the tablet's width, where axe does not run."""
     context = browser.new_context(viewport=PHONE)
     page = context.new_page()
     serve_axe(page)
     planted = ('<!doctype html><html lang="en"><head><title>Planted</title>'
-               '<style>.squeezed { width: 3rem; } .wide { width: 600px; }</style></head><body><main>'
-               '<article role="alert"><p>Refused.</p></article><label for="pick">Pick</label>'
+               '<style>.squeezed { width: 3rem; } .wide { width: 600px; } .between { display: none; }'
+               '@media (min-width: 700px) and (max-width: 900px) { .between { display: block; } }</style>'
+               '</head><body><main><article role="alert"><p>Refused.</p></article><label for="pick">Pick</label>'
                '<select id="pick" class="squeezed"><option>A rather long choice</option></select>'
-               '<p class="wide">wide</p></main></body></html>')
+               '<p class="wide">wide</p><p class="between">Only on a tablet</p></main></body></html>')
     page.route("http://planted.test/", lambda route: route.fulfill(body=planted, content_type="text/html"))
     page.goto("http://planted.test/")
-    problems = "\n".join(problems_on_screens(page, "planted", [PHONE]))
+    problems = "\n".join(problems_on_screens(page, "planted", [PHONE, TABLET, DESKTOP]))
     context.close()
     assert "planted at 390 px: 6" in problems and "px wide at 390 px" in problems, problems
     assert "the select pick is too narrow" in problems, problems
-    assert "aria-allowed-role (minor)" in problems, problems
+    assert "planted at 390 px: aria-allowed-role (minor)" in problems, problems
+    assert "planted at 1280 px: aria-allowed-role (minor)" in problems, problems
+    assert "planted at 800 px: aria-allowed-role" not in problems, problems  # axe runs at the ends only
+    assert "planted at 800 px: 1 elements shown only between the narrowest and the widest" in problems, problems
 
 
 def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_server, app, dovecot):
