@@ -76,7 +76,8 @@ def test_users_are_created_given_roles_and_disabled_from_the_command_line(app):
     with models.db.connection_context():
         dora = User.get(User.username == "dora")
         assert (dora.role, dora.active) == ("admin", False)
-        actions = [event.action for event in AuditEvent.select().where(AuditEvent.actor == "(command line)")]
+        actions = [event.action for event in AuditEvent.select().where(AuditEvent.actor == "(command line)")
+                   .order_by(AuditEvent.id)]
     assert actions == ["user_create", "role_change", "user_disable"]
     assert runner.invoke(args=["users", "disable", "nobody"]).exit_code == 2
 
@@ -155,7 +156,8 @@ def test_passwords_are_set_and_users_deleted_from_the_command_line(app):
     assert last.exit_code == 2 and "admin is the last active admin" in last.output
     with models.db.connection_context():
         assert not User.select().where(User.username == "editor").exists()
-        actions = [event.action for event in AuditEvent.select().where(AuditEvent.actor == "(command line)")]
+        actions = [event.action for event in AuditEvent.select().where(AuditEvent.actor == "(command line)")
+                   .order_by(AuditEvent.id)]
     assert actions == ["password_change", "user_delete"]
 
 

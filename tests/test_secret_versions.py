@@ -220,7 +220,8 @@ def test_a_rotation_is_tested_first_and_refused_with_the_cause(app, api, dovecot
     assert anyway.status_code == 201 and anyway.get_json()["last_test"]["ok"] is False
     assert [item["state"] for item in listed(api, credential.id)] == ["current", "retired", "retired"]
     with models.db.connection_context():
-        rotations = [event.details for event in AuditEvent.select().where(AuditEvent.action == "secret_rotation")]
+        rotations = [event.details for event in AuditEvent.select().where(AuditEvent.action == "secret_rotation")
+                     .order_by(AuditEvent.id)]
     assert rotations[0] == ("password rotated to version 2; version 1 readable until 2030-01-01 12:10 UTC; "
                             "tested: working")
     assert rotations[1].endswith("tested: failing (auth_failed), saved anyway")
