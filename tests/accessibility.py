@@ -2,10 +2,11 @@
 engine, MPL-2.0, vendored as tests/e2e/axe-<version>.min.js) must find no serious or critical violation.
 
 The pages' Content-Security-Policy allows scripts from their own origin only, so axe is neither inlined nor
-served by the application: Playwright gives it to every document the page loads as an init script (the
-DevTools protocol evaluates it before the page's own scripts, outside the page's policy). Not by routing one
-address of the live server to the file, as before: routing turns the browser's HTTP cache off, so every
-page fetched its style sheet and scripts again.
+served by the application: the check evaluates it in the document it is about to look at, through the
+DevTools protocol, outside the page's policy, once per document. Not as an init script in every document the
+page loads, as before: the browser then compiled axe's half a megabyte on every navigation, checked or not.
+Not by routing one address of the live server to the file either: routing turns the browser's HTTP cache
+off, so every page fetched its style sheet and scripts again.
 """
 
 from pathlib import Path
@@ -27,17 +28,17 @@ RUN_AXE = """async ([impacts, rules]) => {
 }"""
 
 
-def serve_axe(page):
-    """Give every document `page` loads from now on the vendored axe-core (``window.axe``)."""
-    page.add_init_script(path=AXE_FILE)
+AXE_SOURCE = AXE_FILE.read_text()
 
 
 def violations(page):
     """axe-core's serious and critical violations on `page` as it is now, and those of BLOCKING_RULES, one
     line each (empty when none).
-    Needs ``serve_axe`` first. Waits for the page to have loaded: until then the browser tests keep it hidden
-    (clients.ACT_ONCE_LOADED), and axe passes over what is hidden."""
+    Waits for the page to have loaded: until then the browser tests keep it hidden (clients.ACT_ONCE_LOADED),
+    and axe passes over what is hidden. Then gives the document axe-core (``window.axe``) unless it has it."""
     page.wait_for_load_state("load")
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE_SOURCE)
     return page.evaluate(RUN_AXE, [list(BLOCKING_IMPACTS), list(BLOCKING_RULES)])
 
 
@@ -56,7 +57,7 @@ SQUEEZED_SELECTS = """() => [...document.querySelectorAll("select")].filter((sel
 def screen_problems(page, where, viewport, axe=True):
     """What is wrong with `page` as it is now, each line starting with `where`: scrolling sideways beyond
     `viewport`'s width (a dict with "width", in CSS pixels), a select too narrow to show its chosen option,
-    and, unless `axe` is false, axe-core's findings that count (``violations``; needs ``serve_axe`` first)."""
+    and, unless `axe` is false, axe-core's findings that count (``violations``)."""
     page.wait_for_load_state("load")
     width = page.evaluate("document.documentElement.scrollWidth")
     wide = [f"{where}: {width} px wide at {viewport['width']} px"] if width > viewport["width"] else []

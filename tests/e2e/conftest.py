@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from accessibility import screen_problems, serve_axe
+from accessibility import screen_problems
 from clients import start_session, watch
 
 # How long an expectation waits for the page (milliseconds), like the page's own actions below: under CI's
@@ -36,7 +36,6 @@ def page(page, app, live_server):
     to those the sweeps in test_interface.py visit.
     """
     problems = watch(page)
-    serve_axe(page)
     page.on("dialog", lambda dialog: dialog.accept())
     page.set_default_timeout(EXPECT_TIMEOUT_MS)
     start_session(page, app, live_server, "admin")

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 import models
-from accessibility import problems_on_screens, serve_axe
+from accessibility import problems_on_screens
 from clients import fill_credential, label, save, sign_in, start_session, watch
 from servers import SocketServer, never_greet
 from sign_in import registered_app
@@ -292,7 +292,6 @@ def test_the_screen_check_finds_what_it_looks_for(browser):
     only at the tablet's width, where axe does not run."""
     context = browser.new_context(viewport=PHONE)
     page = context.new_page()
-    serve_axe(page)
     planted = ('<!doctype html><html lang="en"><head><title>Planted</title>'
                '<style>.squeezed { width: 3rem; } .wide { width: 600px; } .between { display: none; }'
                '@media (min-width: 700px) and (max-width: 900px) { .between { display: block; } }</style>'
@@ -317,7 +316,6 @@ def test_every_page_and_state_fits_the_screen_and_passes_axe(browser, live_serve
     page = context.new_page()
     seen = watch(page)
     page.on("dialog", lambda dialog: dialog.accept())
-    serve_axe(page)
     problems = []
 
     def visit(path, where=None):
@@ -468,7 +466,6 @@ def test_the_oauth_pages_and_states_fit_the_screen_and_pass_axe(browser, live_se
     page = context.new_page()
     seen = watch(page)
     page.on("dialog", lambda dialog: dialog.accept())
-    serve_axe(page)
     start_session(page, app, live_server, "admin")
     problems = []
 
