@@ -8,6 +8,7 @@ dialled (the TLS certificate is still verified against the host name), so a
 DNS answer that changes between check and dial cannot slip through.
 """
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -46,9 +47,13 @@ class Policy:
     plaintext: bool = False
 
     @classmethod
+    @functools.lru_cache(maxsize=32)
     def parse(cls, ports, networks, plaintext=False):
         """A Policy from configuration text: ports like ``"993,995,2000-2100"``, networks like
-        ``"127.0.0.0/8, 10.1.0.0/16"``. Raises PolicyError naming the item it cannot read."""
+        ``"127.0.0.0/8, 10.1.0.0/16"``. Raises PolicyError naming the item it cannot read.
+
+        The same text gives the same Policy, made once (a Policy cannot change): a range as wide as
+        ``1-65535`` is a set of 65,535 ports, and every application built reads its configuration."""
         allowed = set()
         for item in filter(None, (part.strip() for part in str(ports).split(","))):
             low, _, high = item.partition("-")
