@@ -47,15 +47,19 @@ class Policy:
     plaintext: bool = False
 
     @classmethod
-    @functools.lru_cache(maxsize=32)
     def parse(cls, ports, networks, plaintext=False):
         """A Policy from configuration text: ports like ``"993,995,2000-2100"``, networks like
         ``"127.0.0.0/8, 10.1.0.0/16"``. Raises PolicyError naming the item it cannot read.
 
         The same text gives the same Policy, made once (a Policy cannot change): a range as wide as
         ``1-65535`` is a set of 65,535 ports, and every application built reads its configuration."""
+        return cls._parse_text(str(ports), str(networks), bool(plaintext))
+
+    @classmethod
+    @functools.lru_cache(maxsize=32)
+    def _parse_text(cls, ports, networks, plaintext):
         allowed = set()
-        for item in filter(None, (part.strip() for part in str(ports).split(","))):
+        for item in filter(None, (part.strip() for part in ports.split(","))):
             low, _, high = item.partition("-")
             try:
                 first, last = int(low), int(high or low)
@@ -65,7 +69,7 @@ class Policy:
                 raise PolicyError(f"{item!r} is not within 1-65535")
             allowed.update(range(first, last + 1))
         try:
-            listed = tuple(ipaddress.ip_network(item.strip()) for item in str(networks).split(",") if item.strip())
+            listed = tuple(ipaddress.ip_network(item.strip()) for item in networks.split(",") if item.strip())
         except ValueError as error:
             raise PolicyError(str(error)) from None
         return cls(frozenset(allowed), listed, plaintext)

@@ -75,7 +75,8 @@ def pytest_collection_finish(session):
     """Once every test is collected, Python's cyclic garbage collector stops looking at what is loaded by then
     (gc.freeze: modules, fixtures, the tests themselves) and runs less often: it had taken 8% of a test
     module's time, most of it walking those same objects again on every full collection. Reference counting
-    still frees everything at once; only cycles wait longer (Python's gc documentation, gc.freeze)."""
+    still frees everything at once; only cycles wait longer (Python's gc documentation, gc.freeze), so a
+    resource left unclosed in a cycle is reported (an error, filterwarnings) in a later test or at the end."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)

@@ -199,7 +199,9 @@ class PostgreSQL:
         return self.url(name)
 
     def drop_database(self, name):
-        """Drop the database `name`, ending any connection still open to it."""
+        """Drop the database `name`, ending any connection still open to it (``restore``'s own as well)."""
+        if (kept := self._restorers.pop(name, None)) is not None:
+            kept.close()
         self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def files_of(self, name, since=0.0):
@@ -259,7 +261,8 @@ class PostgreSQL:
         try:
             self._restore_with(self._restorer(name), contents)
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            if not self._restorers[name].closed:
+            kept = self._restorers.get(name)
+            if kept is None or not kept.closed:
                 raise  # the restore failed, not the connection
             # The kept connection had ended (its database dropped and made again): once more, on a new one.
             self._restore_with(self._restorer(name), contents)
