@@ -91,11 +91,11 @@ def pytest_collection_modifyitems(config, items):
     """Tests marked sqlite_only (postgresql_only) keep only their SQLite (PostgreSQL) run; the other is
     deselected, reported as such, never skipped.
 
-    The tests that run long (``runs_long``) come first, in their order: pytest-xdist hands each worker the
-    next test as it finishes one, so the long ones are spread over the workers while the short ones fill the
-    gaps, and none is left to the end to keep the whole run waiting on one worker (a webhook test of 12
-    seconds started last had made the run end 15 seconds after the other workers were done). Every worker
-    sorts the same collection the same way, as pytest-xdist requires."""
+    The tests that run long (``runs_long``) come first, in their order: pytest-xdist hands out tests in
+    collection order as workers free up (a few kept pending on each), so the long ones are spread over the
+    workers while the short ones fill the gaps, and none is left to the end to keep the whole run waiting on
+    one worker (a webhook test of 12 seconds started last had made the run end 15 seconds after the other
+    workers were done). Every worker sorts the same collection the same way, as pytest-xdist requires."""
     kept, dropped = [], []
     for item in items:
         kind = getattr(getattr(item, "callspec", None), "params", {}).get("database_kind")

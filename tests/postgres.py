@@ -39,8 +39,8 @@ STARTUP_TIMEOUT = 30.0
 
 SUPERUSER = "mailkeep"
 
-RESTORER = "restore between tests"
-"""The application name of the connection ``restore`` keeps open to each database."""
+KEPT_CONNECTION = "kept by the test fixtures"
+"""The application name of the connections kept open (``execute`` on "postgres", ``restore``)."""
 
 LOCK_TIMEOUT = "10s"
 """How long ``restore`` waits for a lock before it fails."""
@@ -103,12 +103,10 @@ class PostgreSQL:
         self.port = _free_port()
         self.process = None
         self._as_user = {}
-        # One connection to the "postgres" database for execute(), kept open: a new one is a new server
-        # process, and the fixtures run several statements around every test.
-        self._admin = None
-        self._admin_lock = threading.Lock()
-        # The connection ``restore`` uses for each database, kept for the same reason.
-        self._restorers = {}
+        # Connections kept open by database name (execute() on "postgres", restore() on the test database): a
+        # new one is a new server process, and the fixtures run several statements around every test.
+        self._kept = {}
+        self._kept_lock = threading.Lock()
         if os.geteuid() == 0:
             owner = pwd.getpwnam("postgres")
             os.chown(self.root, owner.pw_uid, owner.pw_gid)
@@ -151,12 +149,10 @@ class PostgreSQL:
     def stop(self):
         """Stop the server (fast shutdown, SIGINT: open sessions are ended rather than waited for) and remove
         its directory."""
-        if self._admin is not None:
-            self._admin.close()
-            self._admin = None
-        for connection in self._restorers.values():
-            connection.close()
-        self._restorers.clear()
+        with self._kept_lock:
+            for connection in self._kept.values():
+                connection.close()
+            self._kept.clear()
         stop_process(self.process, STARTUP_TIMEOUT, signal.SIGINT)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -180,16 +176,26 @@ class PostgreSQL:
                 return _execute(connection, sql, parameters)
             finally:
                 connection.close()
-        with self._admin_lock:
-            if self._admin is None or self._admin.closed:
-                self._admin = psycopg2.connect(self.url("postgres"))
+        return self._on_kept_connection("postgres", lambda connection: _execute(connection, sql, parameters))
+
+    def _on_kept_connection(self, database, work):
+        """`work(connection)` on the connection kept open to `database`, opened first if there is none; when
+        it had ended meanwhile (its database dropped and made again, its process ended), once more on a new
+        one. One at a time: the connection is shared by the threads of a test."""
+        with self._kept_lock:
+            connection = self._kept.get(database)
+            if connection is None or connection.closed:
+                connection = self._kept[database] = self._connect_kept(database)
             try:
-                return _execute(self._admin, sql, parameters)
+                return work(connection)
             except (psycopg2.OperationalError, psycopg2.InterfaceError):
-                if not self._admin.closed:
-                    raise  # the statement failed, not the connection
-                self._admin = psycopg2.connect(self.url("postgres"))  # ended meanwhile: once more, on a new one
-                return _execute(self._admin, sql, parameters)
+                if not connection.closed:
+                    raise  # the work failed, not the connection
+                connection = self._kept[database] = self._connect_kept(database)
+                return work(connection)
+
+    def _connect_kept(self, database):
+        return psycopg2.connect(self.url(database), application_name=KEPT_CONNECTION)
 
     def create_database(self, name, template=None):
         """Create the database `name` (a copy of `template` when given, copied file by file rather than
@@ -200,8 +206,9 @@ class PostgreSQL:
 
     def drop_database(self, name):
         """Drop the database `name`, ending any connection still open to it (``restore``'s own as well)."""
-        if (kept := self._restorers.pop(name, None)) is not None:
-            kept.close()
+        with self._kept_lock:
+            if (kept := self._kept.pop(name, None)) is not None:
+                kept.close()
         self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def files_of(self, name, since=0.0):
@@ -254,24 +261,11 @@ class PostgreSQL:
         restore after LOCK_TIMEOUT rather than hanging. The restore's own connection is kept for the next
         one: a new connection is a new server process, and this runs before every test on PostgreSQL.
         """
-        kept = self._restorers.get(name)
+        kept = self._kept.get(name)
         self.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
                      "AND pid <> pg_backend_pid() AND pid <> %s",
                      parameters=(name, kept.get_backend_pid() if kept is not None and not kept.closed else 0))
-        try:
-            self._restore_with(self._restorer(name), contents)
-        except (psycopg2.OperationalError, psycopg2.InterfaceError):
-            kept = self._restorers.get(name)
-            if kept is None or not kept.closed:
-                raise  # the restore failed, not the connection
-            # The kept connection had ended (its database dropped and made again): once more, on a new one.
-            self._restore_with(self._restorer(name), contents)
-
-    def _restorer(self, name):
-        connection = self._restorers.get(name)
-        if connection is None or connection.closed:
-            connection = self._restorers[name] = psycopg2.connect(self.url(name), application_name=RESTORER)
-        return connection
+        self._on_kept_connection(name, lambda connection: self._restore_with(connection, contents))
 
     @staticmethod
     def _restore_with(connection, contents):

@@ -13,7 +13,7 @@ from app import create_app
 from components import require_executable
 from config import SECRET_KEY_FILE, ConfigurationError
 from keys import ENCRYPTION_KEYS_FILE
-from postgres import RESTORER
+from postgres import KEPT_CONNECTION
 from testdata import stored_credential
 
 
@@ -195,9 +195,9 @@ def test_start_up_leaves_no_database_connection_for_forked_workers_to_share(app_
     if database_kind == "postgresql":
         name = app_config["DATABASE_URL"].rsplit("/", 1)[1]
         server = request.getfixturevalue("postgresql_server")
-        # The fixtures' own connection, kept between tests (postgres.RESTORER), aside.
+        # The fixtures' own connection, kept between tests (postgres.KEPT_CONNECTION), aside.
         assert server.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name <> %s",
-                              parameters=(name, RESTORER)) == [(0,)]
+                              parameters=(name, KEPT_CONNECTION)) == [(0,)]
     else:
         path = app_config["DATABASE_URL"].removeprefix("sqlite:///")
         open_files = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
